@@ -1,0 +1,21 @@
+//! Compiles `proto/` with protox (pure Rust, no system `protoc`) and generates
+//! the tonic server and client. The encoded file descriptor set is kept in
+//! `OUT_DIR` so the server can offer reflection.
+
+use std::{env, path::PathBuf};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["proto/batchops/v1/job.proto", "proto/batchops/v1/job_service.proto"];
+    println!("cargo:rerun-if-changed=proto");
+    let descriptors = protox::compile(files, ["proto"])?;
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    std::fs::write(
+        out_dir.join("batchops_descriptor.bin"),
+        prost::Message::encode_to_vec(&descriptors),
+    )?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

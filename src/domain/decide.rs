@@ -1,0 +1,310 @@
+//! `decide` holds every lifecycle rule; `apply` only folds. Neither does IO or
+//! reads a clock: `now` and the event time are parameters.
+
+use chrono::{DateTime, Utc};
+
+use super::{
+    Command, DomainError, Event, FailureReason, Job, JobCreated, JobId, JobSpec, JobStatus,
+    Progress,
+};
+
+/// The failure code of a job that crossed its task-failure threshold.
+pub const TASK_FAILURE_THRESHOLD_EXCEEDED: &str = "TaskFailureThresholdExceeded";
+/// The failure code of a manifest that lists no object.
+pub const MANIFEST_EMPTY: &str = "ManifestEmpty";
+/// The failure code of a job left Suspended past the limit.
+pub const SUSPENSION_LIMIT_EXCEEDED: &str = "SuspensionLimitExceeded";
+/// The cause recorded when a job waits for confirmation.
+pub const AWAITING_CONFIRMATION: &str = "The job requires confirmation before it runs";
+
+/// Starts a job's stream.
+pub fn create(spec: JobSpec) -> JobCreated {
+    JobCreated { spec }
+}
+
+/// The state right after creation.
+pub fn created(id: JobId, created: &JobCreated, at: DateTime<Utc>) -> Job {
+    let spec = created.spec.clone();
+    Job {
+        id,
+        status: JobStatus::New,
+        priority: spec.priority,
+        tags: spec.tags.clone(),
+        progress: Progress::default(),
+        failure_reasons: Vec::new(),
+        status_update_reason: None,
+        suspended_time: None,
+        suspended_cause: None,
+        confirmed: !spec.confirmation_required,
+        created_at: at,
+        termination_time: None,
+        active_since: None,
+        elapsed_active_millis: 0,
+        version: 1,
+        spec,
+    }
+}
+
+/// Decides what a command does to a job: the events to record, or why not.
+pub fn decide(job: &Job, command: &Command, now: DateTime<Utc>) -> Result<Vec<Event>, DomainError> {
+    let status = job.status;
+    let events = match command {
+        Command::StartPreparation => match status {
+            JobStatus::New => vec![Event::PreparationStarted],
+            // A preparer that died mid-way is replaced; preparation restarts.
+            JobStatus::Preparing => vec![],
+            _ => return Err(refused(status, "start preparation")),
+        },
+        Command::FinishPreparation {
+            total_number_of_tasks,
+        } => {
+            require(status, JobStatus::Preparing, "finish preparation")?;
+            if *total_number_of_tasks == 0 {
+                fail_now(FailureReason::new(
+                    MANIFEST_EMPTY,
+                    "the manifest lists no object",
+                ))
+            } else {
+                vec![Event::ManifestPrepared {
+                    total_number_of_tasks: *total_number_of_tasks,
+                    awaiting_confirmation: !job.confirmed,
+                }]
+            }
+        }
+        Command::FailPreparation { reason } => {
+            require(status, JobStatus::Preparing, "fail preparation")?;
+            fail_now(reason.clone())
+        }
+        Command::Confirm { reason } => match status {
+            JobStatus::Suspended => vec![Event::JobConfirmed {
+                reason: reason.clone(),
+            }],
+            _ => {
+                return Err(DomainError::IllegalTransition {
+                    current: status,
+                    requested: JobStatus::Ready,
+                });
+            }
+        },
+        Command::Cancel { reason } => cancel(status, reason)?,
+        Command::Activate => match status {
+            JobStatus::Ready | JobStatus::Paused => {
+                let mut events = vec![Event::JobActivated];
+                if job.progress.is_finished() {
+                    events.push(Event::AllTasksFinished);
+                }
+                events
+            }
+            _ => return Err(refused(status, "activate")),
+        },
+        Command::Pause => {
+            require(status, JobStatus::Active, "pause")?;
+            vec![Event::PauseRequested]
+        }
+        Command::RecordTaskResults { succeeded, failed } => {
+            record_task_results(job, *succeeded, *failed)?
+        }
+        Command::FinishDraining => match status {
+            JobStatus::Cancelling => vec![Event::JobCancelled],
+            JobStatus::Failing => vec![Event::JobFailed],
+            JobStatus::Pausing => vec![Event::JobPaused],
+            _ => return Err(refused(status, "finish draining")),
+        },
+        Command::FinishCompletion => {
+            require(status, JobStatus::Completing, "complete")?;
+            vec![Event::JobCompleted]
+        }
+        Command::ExpireSuspension { limit } => {
+            require(status, JobStatus::Suspended, "expire suspension")?;
+            let suspended_for = job.suspended_time.map(|since| now - since);
+            if suspended_for.is_none_or(|held| held < *limit) {
+                return Err(refused(status, "expire a suspension before its limit"));
+            }
+            fail_now(FailureReason::new(
+                SUSPENSION_LIMIT_EXCEEDED,
+                format!(
+                    "the job was not confirmed within {} hours of its suspension",
+                    limit.num_hours()
+                ),
+            ))
+        }
+        Command::ChangePriority { priority } => {
+            if status.is_terminal() {
+                return Err(refused(status, "change priority"));
+            }
+            if *priority < 0 {
+                return Err(DomainError::InvalidPriority(*priority));
+            }
+            if *priority == job.priority {
+                vec![]
+            } else {
+                vec![Event::PriorityChanged {
+                    previous: job.priority,
+                    priority: *priority,
+                }]
+            }
+        }
+        Command::ReplaceTags { tags } => {
+            if *tags == job.tags {
+                vec![]
+            } else {
+                vec![Event::TagsReplaced { tags: tags.clone() }]
+            }
+        }
+    };
+    Ok(events)
+}
+
+fn cancel(status: JobStatus, reason: &Option<String>) -> Result<Vec<Event>, DomainError> {
+    let requested = Event::CancellationRequested {
+        reason: reason.clone(),
+    };
+    match status {
+        JobStatus::New | JobStatus::Suspended | JobStatus::Ready | JobStatus::Paused => {
+            Ok(vec![requested, Event::JobCancelled])
+        }
+        JobStatus::Preparing | JobStatus::Active | JobStatus::Pausing => Ok(vec![requested]),
+        // Already on its way to Cancelled: asking again changes nothing.
+        JobStatus::Cancelling => Ok(vec![]),
+        JobStatus::Completing
+        | JobStatus::Complete
+        | JobStatus::Cancelled
+        | JobStatus::Failing
+        | JobStatus::Failed => Err(DomainError::IllegalTransition {
+            current: status,
+            requested: JobStatus::Cancelled,
+        }),
+    }
+}
+
+fn record_task_results(job: &Job, succeeded: u64, failed: u64) -> Result<Vec<Event>, DomainError> {
+    match job.status {
+        JobStatus::Active
+        | JobStatus::Pausing
+        | JobStatus::Cancelling
+        | JobStatus::Failing => {}
+        JobStatus::New
+        | JobStatus::Preparing
+        | JobStatus::Suspended
+        | JobStatus::Ready
+        | JobStatus::Paused
+        | JobStatus::Completing
+        | JobStatus::Complete
+        | JobStatus::Cancelled
+        | JobStatus::Failed => return Err(refused(job.status, "record task results")),
+    }
+    let progress = Progress {
+        total: job.progress.total,
+        succeeded: job.progress.succeeded + succeeded,
+        failed: job.progress.failed + failed,
+    };
+    if progress.run() > progress.total {
+        return Err(DomainError::TooManyResults {
+            total: progress.total,
+            run: progress.run(),
+        });
+    }
+    let mut events = vec![Event::TaskResultsRecorded { succeeded, failed }];
+    if job.status == JobStatus::Active {
+        let threshold = job.spec.failure_threshold;
+        if threshold.is_exceeded(progress.run(), progress.failed) {
+            events.push(Event::FailureDetected {
+                failure_reasons: vec![FailureReason::new(
+                    TASK_FAILURE_THRESHOLD_EXCEEDED,
+                    format!(
+                        "{} of {} tasks run failed, more than {} % (checked once {} tasks have run)",
+                        progress.failed,
+                        progress.run(),
+                        threshold.max_failure_percent,
+                        threshold.minimum_tasks_run
+                    ),
+                )],
+            });
+        } else if progress.is_finished() {
+            events.push(Event::AllTasksFinished);
+        }
+    }
+    Ok(events)
+}
+
+/// Failing then Failed at once: used where no task can be in flight.
+fn fail_now(reason: FailureReason) -> Vec<Event> {
+    vec![
+        Event::FailureDetected {
+            failure_reasons: vec![reason],
+        },
+        Event::JobFailed,
+    ]
+}
+
+fn require(status: JobStatus, expected: JobStatus, action: &'static str) -> Result<(), DomainError> {
+    if status == expected {
+        Ok(())
+    } else {
+        Err(refused(status, action))
+    }
+}
+
+fn refused(current: JobStatus, action: &'static str) -> DomainError {
+    DomainError::NotAllowed { current, action }
+}
+
+/// Folds one event into the job. `at` is the time the event was recorded.
+pub fn apply(job: &mut Job, event: &Event, at: DateTime<Utc>) {
+    if let Some(next) = event.target_status() {
+        enter_status(job, next, at);
+    }
+    match event {
+        Event::ManifestPrepared {
+            total_number_of_tasks,
+            awaiting_confirmation,
+        } => {
+            job.progress.total = *total_number_of_tasks;
+            if *awaiting_confirmation {
+                job.suspended_time = Some(at);
+                job.suspended_cause = Some(AWAITING_CONFIRMATION.to_owned());
+            }
+        }
+        Event::JobConfirmed { reason } => {
+            job.confirmed = true;
+            if reason.is_some() {
+                job.status_update_reason = reason.clone();
+            }
+        }
+        Event::CancellationRequested { reason } => {
+            if reason.is_some() {
+                job.status_update_reason = reason.clone();
+            }
+        }
+        Event::TaskResultsRecorded { succeeded, failed } => {
+            job.progress.succeeded += succeeded;
+            job.progress.failed += failed;
+        }
+        Event::FailureDetected { failure_reasons } => {
+            job.failure_reasons.extend(failure_reasons.iter().cloned());
+        }
+        Event::PriorityChanged { priority, .. } => job.priority = *priority,
+        Event::TagsReplaced { tags } => job.tags = tags.clone(),
+        Event::PreparationStarted
+        | Event::JobActivated
+        | Event::PauseRequested
+        | Event::JobPaused
+        | Event::AllTasksFinished
+        | Event::JobCompleted
+        | Event::JobCancelled
+        | Event::JobFailed => {}
+    }
+}
+
+fn enter_status(job: &mut Job, next: JobStatus, at: DateTime<Utc>) {
+    if let Some(since) = job.active_since.take() {
+        job.elapsed_active_millis += (at - since).num_milliseconds().max(0);
+    }
+    if next == JobStatus::Active {
+        job.active_since = Some(at);
+    }
+    if next.is_terminal() {
+        job.termination_time = Some(at);
+    }
+    job.status = next;
+}

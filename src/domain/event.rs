@@ -1,0 +1,147 @@
+//! Commands (what is asked of a job) and events (what happened to it).
+//!
+//! Events are past tense and immutable. `JobCreated` starts a job's stream at
+//! sequence 1; every later event is an [`Event`]. `TaskResultsRecorded` is the
+//! aggregate of one chunk's task results: the per-task rows live in the task
+//! result log, not in the job's event stream, so it carries no sequence.
+
+use serde::{Deserialize, Serialize};
+
+use super::{FailureReason, JobSpec, JobStatus, Tag};
+
+/// The schema version written with every new event payload. Bump it when an
+/// event's shape changes and teach the store's decoder the older shape.
+pub const EVENT_SCHEMA_VERSION: u16 = 1;
+
+/// The first event of every job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobCreated {
+    pub spec: JobSpec,
+}
+
+/// What a caller or the engine asks of an existing job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// The preparer begins reading the manifest (New → Preparing).
+    StartPreparation,
+    /// The manifest produced this many tasks (Preparing → Suspended or Ready).
+    FinishPreparation { total_number_of_tasks: u64 },
+    /// The manifest could not be read or is invalid (→ Failing → Failed).
+    FailPreparation { reason: FailureReason },
+    /// UpdateJobStatus READY: confirm a Suspended job.
+    Confirm { reason: Option<String> },
+    /// UpdateJobStatus CANCELLED.
+    Cancel { reason: Option<String> },
+    /// The scheduler gives the job an active slot (Ready/Paused → Active).
+    Activate,
+    /// The scheduler takes the slot back for a higher-priority job (Active → Pausing).
+    Pause,
+    /// A chunk of tasks finished with these counts.
+    RecordTaskResults { succeeded: u64, failed: u64 },
+    /// No task of the job is in flight any more: a draining status ends.
+    FinishDraining,
+    /// The completion step (report) is done (Completing → Complete).
+    FinishCompletion,
+    /// Fail the job if it has been Suspended for at least `limit`.
+    ExpireSuspension { limit: chrono::TimeDelta },
+    /// UpdateJobPriority.
+    ChangePriority { priority: i32 },
+    /// PutJobTagging (and DeleteJobTagging with no tags).
+    ReplaceTags { tags: Vec<Tag> },
+}
+
+/// Something that happened to a job after its creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Event {
+    PreparationStarted,
+    /// Preparation ended; the job now waits for confirmation or is Ready.
+    ManifestPrepared {
+        total_number_of_tasks: u64,
+        awaiting_confirmation: bool,
+    },
+    JobConfirmed {
+        reason: Option<String>,
+    },
+    JobActivated,
+    PauseRequested,
+    JobPaused,
+    TaskResultsRecorded {
+        succeeded: u64,
+        failed: u64,
+    },
+    AllTasksFinished,
+    JobCompleted,
+    CancellationRequested {
+        reason: Option<String>,
+    },
+    JobCancelled,
+    FailureDetected {
+        failure_reasons: Vec<FailureReason>,
+    },
+    JobFailed,
+    PriorityChanged {
+        previous: i32,
+        priority: i32,
+    },
+    TagsReplaced {
+        tags: Vec<Tag>,
+    },
+}
+
+impl Event {
+    /// The name stored in the log's `event_type` column.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Event::PreparationStarted => "PreparationStarted",
+            Event::ManifestPrepared { .. } => "ManifestPrepared",
+            Event::JobConfirmed { .. } => "JobConfirmed",
+            Event::JobActivated => "JobActivated",
+            Event::PauseRequested => "PauseRequested",
+            Event::JobPaused => "JobPaused",
+            Event::TaskResultsRecorded { .. } => "TaskResultsRecorded",
+            Event::AllTasksFinished => "AllTasksFinished",
+            Event::JobCompleted => "JobCompleted",
+            Event::CancellationRequested { .. } => "CancellationRequested",
+            Event::JobCancelled => "JobCancelled",
+            Event::FailureDetected { .. } => "FailureDetected",
+            Event::JobFailed => "JobFailed",
+            Event::PriorityChanged { .. } => "PriorityChanged",
+            Event::TagsReplaced { .. } => "TagsReplaced",
+        }
+    }
+
+    /// The status the job has after this event, if the event changes it.
+    pub fn target_status(&self) -> Option<JobStatus> {
+        match self {
+            Event::PreparationStarted => Some(JobStatus::Preparing),
+            Event::ManifestPrepared {
+                awaiting_confirmation,
+                ..
+            } => Some(if *awaiting_confirmation {
+                JobStatus::Suspended
+            } else {
+                JobStatus::Ready
+            }),
+            Event::JobConfirmed { .. } => Some(JobStatus::Ready),
+            Event::JobActivated => Some(JobStatus::Active),
+            Event::PauseRequested => Some(JobStatus::Pausing),
+            Event::JobPaused => Some(JobStatus::Paused),
+            Event::AllTasksFinished => Some(JobStatus::Completing),
+            Event::JobCompleted => Some(JobStatus::Complete),
+            Event::CancellationRequested { .. } => Some(JobStatus::Cancelling),
+            Event::JobCancelled => Some(JobStatus::Cancelled),
+            Event::FailureDetected { .. } => Some(JobStatus::Failing),
+            Event::JobFailed => Some(JobStatus::Failed),
+            Event::TaskResultsRecorded { .. }
+            | Event::PriorityChanged { .. }
+            | Event::TagsReplaced { .. } => None,
+        }
+    }
+
+    /// Whether the event is kept in the job's own event stream (all but the
+    /// chunk aggregate, whose facts are the per-task rows of the result log).
+    pub fn is_logged_in_job_stream(&self) -> bool {
+        !matches!(self, Event::TaskResultsRecorded { .. })
+    }
+}

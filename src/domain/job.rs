@@ -1,0 +1,238 @@
+//! The job aggregate: what a job was created with ([`JobSpec`]) and the state
+//! its events fold into ([`Job`]).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use uuid::Uuid;
+
+use super::JobStatus;
+
+/// A job's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct JobId(pub Uuid);
+
+impl JobId {
+    /// A new, time-ordered id.
+    pub fn generate() -> JobId {
+        JobId(Uuid::now_v7())
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The account that owns a job; validated at the API boundary.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AccountId(pub String);
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The layout of a manifest object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ManifestFormat {
+    /// `S3BatchOperations_CSV_20180820`.
+    S3BatchOperationsCsv20180820,
+}
+
+/// What one manifest column holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ManifestField {
+    Ignore,
+    Bucket,
+    Key,
+    VersionId,
+}
+
+/// An object in the store: bucket and (decoded) key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectLocation {
+    pub bucket: String,
+    pub key: String,
+}
+
+/// Where a manifest is and how to read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestSpec {
+    pub format: ManifestFormat,
+    /// Empty means the default layout (`bucket,key[,version_id]`).
+    pub fields: Vec<ManifestField>,
+    pub location: ObjectLocation,
+    /// When set, the manifest object must carry this ETag (without quotes).
+    pub etag: Option<String>,
+}
+
+/// A checksum algorithm of the `compute_object_checksum` operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChecksumAlgorithm {
+    Crc32,
+    Crc32c,
+    Crc64Nvme,
+    Sha1,
+    Sha256,
+    Md5,
+}
+
+impl ChecksumAlgorithm {
+    /// The name S3 uses for the algorithm.
+    pub fn s3_name(self) -> &'static str {
+        match self {
+            ChecksumAlgorithm::Crc32 => "CRC32",
+            ChecksumAlgorithm::Crc32c => "CRC32C",
+            ChecksumAlgorithm::Crc64Nvme => "CRC64NVME",
+            ChecksumAlgorithm::Sha1 => "SHA1",
+            ChecksumAlgorithm::Sha256 => "SHA256",
+            ChecksumAlgorithm::Md5 => "MD5",
+        }
+    }
+}
+
+/// The operation a job runs on each object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Operation {
+    ComputeObjectChecksum { algorithm: ChecksumAlgorithm },
+    DeleteObject,
+}
+
+/// Which tasks a completion report lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReportScope {
+    AllTasks,
+    FailedTasksOnly,
+}
+
+/// Where the completion report goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportSpec {
+    pub bucket: String,
+    pub prefix: String,
+    pub scope: ReportScope,
+}
+
+/// The task-failure threshold: once `minimum_tasks_run` tasks have run, the job
+/// fails when failed tasks exceed `max_failure_percent` of the tasks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureThreshold {
+    pub minimum_tasks_run: u64,
+    pub max_failure_percent: u32,
+}
+
+impl Default for FailureThreshold {
+    /// AWS's fixed values: 1,000 tasks, 50 %.
+    fn default() -> Self {
+        FailureThreshold {
+            minimum_tasks_run: 1000,
+            max_failure_percent: 50,
+        }
+    }
+}
+
+impl FailureThreshold {
+    /// Whether `failed` of `run` tasks crosses the threshold.
+    pub fn is_exceeded(self, run: u64, failed: u64) -> bool {
+        run >= self.minimum_tasks_run
+            && u128::from(failed) * 100 > u128::from(self.max_failure_percent) * u128::from(run)
+    }
+}
+
+/// A key/value label on a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+/// Why a job failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureReason {
+    pub failure_code: String,
+    pub failure_reason: String,
+}
+
+impl FailureReason {
+    pub fn new(code: impl Into<String>, reason: impl Into<String>) -> FailureReason {
+        FailureReason {
+            failure_code: code.into(),
+            failure_reason: reason.into(),
+        }
+    }
+}
+
+/// Everything a job is created with. Immutable after creation, except
+/// priority and tags, which have their own events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub account_id: AccountId,
+    pub client_request_token: String,
+    pub description: String,
+    pub priority: i32,
+    pub confirmation_required: bool,
+    pub manifest: ManifestSpec,
+    pub operation: Operation,
+    pub report: Option<ReportSpec>,
+    pub tags: Vec<Tag>,
+    pub failure_threshold: FailureThreshold,
+}
+
+/// Task counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub total: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+}
+
+impl Progress {
+    /// Tasks with a final result.
+    pub fn run(self) -> u64 {
+        self.succeeded + self.failed
+    }
+
+    /// Whether every task has a final result.
+    pub fn is_finished(self) -> bool {
+        self.run() >= self.total
+    }
+}
+
+/// The current state of a job: the fold of its events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: JobId,
+    pub spec: JobSpec,
+    pub status: JobStatus,
+    pub priority: i32,
+    pub tags: Vec<Tag>,
+    pub progress: Progress,
+    pub failure_reasons: Vec<FailureReason>,
+    pub status_update_reason: Option<String>,
+    pub suspended_time: Option<DateTime<Utc>>,
+    pub suspended_cause: Option<String>,
+    /// Set once the job was confirmed; it never returns to Suspended after.
+    pub confirmed: bool,
+    pub created_at: DateTime<Utc>,
+    pub termination_time: Option<DateTime<Utc>>,
+    /// When the current Active interval began, while Active.
+    pub active_since: Option<DateTime<Utc>>,
+    /// Milliseconds spent Active in completed intervals.
+    pub elapsed_active_millis: i64,
+    /// The sequence number of the job's latest logged event.
+    pub version: u64,
+}
+
+impl Job {
+    /// Seconds spent Active up to `now`, counting a current Active interval.
+    pub fn elapsed_active_seconds(&self, now: DateTime<Utc>) -> i64 {
+        let current = self
+            .active_since
+            .map(|since| (now - since).num_milliseconds().max(0))
+            .unwrap_or(0);
+        (self.elapsed_active_millis + current) / 1000
+    }
+}

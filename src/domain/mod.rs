@@ -1,0 +1,45 @@
+//! The job lifecycle as pure functions: [`decide`] turns a command into events
+//! by the rules of DESIGN.md section 1, [`apply`] folds events into a [`Job`].
+//! Nothing here does IO, reads the clock or awaits; the store and the engine
+//! call in with the facts (`now`, task counts) and persist what comes out.
+
+mod decide;
+mod event;
+mod job;
+mod status;
+
+pub use decide::{
+    AWAITING_CONFIRMATION, MANIFEST_EMPTY, SUSPENSION_LIMIT_EXCEEDED,
+    TASK_FAILURE_THRESHOLD_EXCEEDED, apply, create, created, decide,
+};
+pub use event::{Command, EVENT_SCHEMA_VERSION, Event, JobCreated};
+pub use job::{
+    AccountId, ChecksumAlgorithm, FailureReason, FailureThreshold, Job, JobId, JobSpec,
+    ManifestField, ManifestFormat, ManifestSpec, ObjectLocation, Operation, Progress,
+    ReportScope, ReportSpec, Tag,
+};
+pub use status::JobStatus;
+
+/// Why `decide` refuses a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    /// A status change the caller asked for is not allowed from the current status.
+    #[error("job is {current}; it cannot change to {requested}")]
+    IllegalTransition {
+        current: JobStatus,
+        requested: JobStatus,
+    },
+    /// An engine step that does not apply in the current status.
+    #[error("job is {current}; cannot {action}")]
+    NotAllowed {
+        current: JobStatus,
+        action: &'static str,
+    },
+    #[error("priority must be non-negative, got {0}")]
+    InvalidPriority(i32),
+    #[error("task results would exceed the job's {total} tasks ({run} recorded)")]
+    TooManyResults { total: u64, run: u64 },
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,112 @@
+//! The thirteen job statuses and the one table of transitions between them.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Where a job is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum JobStatus {
+    New,
+    Preparing,
+    Suspended,
+    Ready,
+    Active,
+    Pausing,
+    Paused,
+    Completing,
+    Complete,
+    Cancelling,
+    Cancelled,
+    Failing,
+    Failed,
+}
+
+impl JobStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [JobStatus; 13] = [
+        JobStatus::New,
+        JobStatus::Preparing,
+        JobStatus::Suspended,
+        JobStatus::Ready,
+        JobStatus::Active,
+        JobStatus::Pausing,
+        JobStatus::Paused,
+        JobStatus::Completing,
+        JobStatus::Complete,
+        JobStatus::Cancelling,
+        JobStatus::Cancelled,
+        JobStatus::Failing,
+        JobStatus::Failed,
+    ];
+
+    /// Complete, Cancelled and Failed are never left.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Complete | JobStatus::Cancelled | JobStatus::Failed
+        )
+    }
+
+    /// Whether the job may be running tasks in this status. Cancelling a job in
+    /// such a status goes through Cancelling while in-flight tasks drain.
+    pub fn may_have_tasks_in_flight(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Preparing
+                | JobStatus::Active
+                | JobStatus::Pausing
+                | JobStatus::Cancelling
+                | JobStatus::Failing
+        )
+    }
+
+    /// The transition table of DESIGN.md section 1. Cancellation of an idle job
+    /// passes through Cancelling within one command, so every cancel goes
+    /// `… → Cancelling → Cancelled`.
+    pub fn can_transition_to(self, next: JobStatus) -> bool {
+        use JobStatus::*;
+        match self {
+            New => matches!(next, Preparing | Cancelling),
+            Preparing => matches!(next, Ready | Suspended | Failing | Cancelling),
+            Suspended => matches!(next, Ready | Cancelling | Failing),
+            Ready => matches!(next, Active | Cancelling),
+            Active => matches!(next, Completing | Failing | Cancelling | Pausing),
+            Pausing => matches!(next, Paused | Cancelling),
+            Paused => matches!(next, Active | Cancelling),
+            Completing => matches!(next, Complete),
+            Cancelling => matches!(next, Cancelled),
+            Failing => matches!(next, Failed),
+            Complete | Cancelled | Failed => false,
+        }
+    }
+
+    /// The name used in the event log, in messages and in the `jobs` table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::New => "New",
+            JobStatus::Preparing => "Preparing",
+            JobStatus::Suspended => "Suspended",
+            JobStatus::Ready => "Ready",
+            JobStatus::Active => "Active",
+            JobStatus::Pausing => "Pausing",
+            JobStatus::Paused => "Paused",
+            JobStatus::Completing => "Completing",
+            JobStatus::Complete => "Complete",
+            JobStatus::Cancelling => "Cancelling",
+            JobStatus::Cancelled => "Cancelled",
+            JobStatus::Failing => "Failing",
+            JobStatus::Failed => "Failed",
+        }
+    }
+
+    /// The inverse of [`JobStatus::as_str`].
+    pub fn parse(name: &str) -> Option<JobStatus> {
+        JobStatus::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
