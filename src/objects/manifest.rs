@@ -1,0 +1,329 @@
+//! Streams a `S3BatchOperations_CSV_20180820` manifest into batches of task
+//! rows. The object is read as a byte stream and parsed on a blocking thread;
+//! batches travel over a bounded channel, so memory stays flat whatever the
+//! manifest's size.
+
+use std::{io::Read, sync::Arc};
+
+use futures::TryStreamExt;
+use object_store::{GetOptions, ObjectStore};
+use tokio::sync::mpsc;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use super::{object_path, is_valid_bucket};
+use crate::domain::{FailureReason, ManifestField, ManifestSpec};
+use crate::store::TaskRow;
+
+/// Why a manifest cannot be turned into tasks. Each maps to a failure code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("manifest {bucket}/{key} does not exist")]
+    NotFound { bucket: String, key: String },
+    #[error("manifest {bucket}/{key} does not have ETag {expected}")]
+    ETagMismatch {
+        bucket: String,
+        key: String,
+        expected: String,
+    },
+    #[error("manifest line {line}: {problem}")]
+    Invalid { line: u64, problem: String },
+    #[error("manifest fields are invalid: {0}")]
+    InvalidFields(String),
+    #[error("manifest could not be read: {0}")]
+    Unreadable(String),
+}
+
+impl ManifestError {
+    /// The failure recorded on the job.
+    pub fn failure_reason(&self) -> FailureReason {
+        let code = match self {
+            ManifestError::NotFound { .. } => "ManifestNotFound",
+            ManifestError::ETagMismatch { .. } => "ManifestETagMismatch",
+            ManifestError::Invalid { .. } | ManifestError::InvalidFields(_) => "ManifestInvalid",
+            ManifestError::Unreadable(_) => "ManifestUnreadable",
+        };
+        FailureReason::new(code, self.to_string())
+    }
+}
+
+/// Batches of task rows from a manifest being read.
+pub struct ManifestBatches {
+    receiver: mpsc::Receiver<Result<Vec<TaskRow>, ManifestError>>,
+}
+
+impl ManifestBatches {
+    /// The next batch, an error (after which nothing follows), or `None` at the end.
+    pub async fn next(&mut self) -> Option<Result<Vec<TaskRow>, ManifestError>> {
+        self.receiver.recv().await
+    }
+}
+
+/// Opens the manifest (checking its ETag when pinned) and starts parsing it.
+pub async fn open(
+    store: Arc<dyn ObjectStore>,
+    spec: &ManifestSpec,
+    batch_size: usize,
+) -> Result<ManifestBatches, ManifestError> {
+    let location = &spec.location;
+    let not_found = || ManifestError::NotFound {
+        bucket: location.bucket.clone(),
+        key: location.key.clone(),
+    };
+    let path = object_path(&location.bucket, &location.key).map_err(|_| not_found())?;
+    let options = GetOptions {
+        if_match: spec.etag.as_ref().map(|etag| etag.trim_matches('"').to_owned()),
+        ..GetOptions::default()
+    };
+    let object = match store.get_opts(&path, options).await {
+        Ok(object) => object,
+        Err(object_store::Error::NotFound { .. }) => return Err(not_found()),
+        Err(object_store::Error::Precondition { .. }) => {
+            return Err(ManifestError::ETagMismatch {
+                bucket: location.bucket.clone(),
+                key: location.key.clone(),
+                expected: spec.etag.clone().unwrap_or_default(),
+            });
+        }
+        Err(other) => return Err(ManifestError::Unreadable(other.to_string())),
+    };
+    let fields = spec.fields.clone();
+    let bytes = object.into_stream().map_err(std::io::Error::other);
+    let reader = SyncIoBridge::new(StreamReader::new(bytes));
+    let (sender, receiver) = mpsc::channel(2);
+    tokio::task::spawn_blocking(move || {
+        let outcome = parse_csv(reader, &fields, batch_size, |batch| {
+            sender.blocking_send(Ok(batch)).is_ok()
+        });
+        if let Err(error) = outcome {
+            let _ = sender.blocking_send(Err(error));
+        }
+    });
+    Ok(ManifestBatches { receiver })
+}
+
+/// The column layout: explicit `fields`, or inferred from the first row.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    bucket: usize,
+    key: usize,
+    version_id: Option<usize>,
+    columns: Option<usize>,
+}
+
+fn layout_from_fields(fields: &[ManifestField]) -> Result<Option<Layout>, ManifestError> {
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    let position = |wanted: ManifestField| -> Result<Option<usize>, ManifestError> {
+        let mut found = fields.iter().enumerate().filter(|(_, f)| **f == wanted);
+        let first = found.next().map(|(i, _)| i);
+        if found.next().is_some() {
+            return Err(ManifestError::InvalidFields(format!("{wanted:?} appears more than once")));
+        }
+        Ok(first)
+    };
+    let bucket = position(ManifestField::Bucket)?
+        .ok_or_else(|| ManifestError::InvalidFields("Bucket is missing".into()))?;
+    let key = position(ManifestField::Key)?
+        .ok_or_else(|| ManifestError::InvalidFields("Key is missing".into()))?;
+    Ok(Some(Layout {
+        bucket,
+        key,
+        version_id: position(ManifestField::VersionId)?,
+        columns: Some(fields.len()),
+    }))
+}
+
+/// Parses CSV manifest rows from `input`, handing `emit` batches of at most
+/// `batch_size` rows. Stops early when `emit` returns false. Returns the number
+/// of rows.
+pub fn parse_csv(
+    input: impl Read,
+    fields: &[ManifestField],
+    batch_size: usize,
+    mut emit: impl FnMut(Vec<TaskRow>) -> bool,
+) -> Result<u64, ManifestError> {
+    let mut layout = layout_from_fields(fields)?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(input);
+    let mut record = csv::StringRecord::new();
+    let mut batch = Vec::with_capacity(batch_size);
+    let mut count = 0u64;
+    loop {
+        let line = reader.position().line();
+        let more = reader.read_record(&mut record).map_err(|error| csv_error(line, error))?;
+        if !more {
+            break;
+        }
+        let line = record.position().map(|p| p.line()).unwrap_or(line);
+        if record.len() == 1 && record[0].trim().is_empty() {
+            continue;
+        }
+        let layout = match layout {
+            Some(layout) => layout,
+            None => {
+                let inferred = match record.len() {
+                    2 => Layout { bucket: 0, key: 1, version_id: None, columns: Some(2) },
+                    3 => Layout { bucket: 0, key: 1, version_id: Some(2), columns: Some(3) },
+                    n => {
+                        return Err(ManifestError::Invalid {
+                            line,
+                            problem: format!("expected 2 or 3 columns (bucket,key[,version_id]), found {n}"),
+                        });
+                    }
+                };
+                *layout.insert(inferred)
+            }
+        };
+        batch.push(parse_row(&record, layout, line)?);
+        count += 1;
+        if batch.len() == batch_size && !emit(std::mem::replace(&mut batch, Vec::with_capacity(batch_size))) {
+            return Ok(count);
+        }
+    }
+    if !batch.is_empty() {
+        emit(batch);
+    }
+    Ok(count)
+}
+
+fn parse_row(record: &csv::StringRecord, layout: Layout, line: u64) -> Result<TaskRow, ManifestError> {
+    let invalid = |problem: String| ManifestError::Invalid { line, problem };
+    if let Some(columns) = layout.columns
+        && record.len() != columns
+    {
+        return Err(invalid(format!(
+            "expected {columns} columns like the first row, found {}; version ids must be on all rows or none",
+            record.len()
+        )));
+    }
+    let bucket = record[layout.bucket].trim();
+    if !is_valid_bucket(bucket) {
+        return Err(invalid(format!("bucket name {bucket:?} is not valid")));
+    }
+    let encoded = &record[layout.key];
+    let key = percent_encoding::percent_decode_str(encoded)
+        .decode_utf8()
+        .map_err(|_| invalid(format!("key {encoded:?} is not URL-encoded UTF-8")))?;
+    if key.is_empty() {
+        return Err(invalid("key is empty".into()));
+    }
+    let version_id = match layout.version_id {
+        Some(column) => {
+            let value = record[column].trim();
+            if value.is_empty() {
+                return Err(invalid("version id is empty; version ids must be on all rows or none".into()));
+            }
+            Some(value.to_owned())
+        }
+        None => None,
+    };
+    Ok(TaskRow {
+        bucket: bucket.to_owned(),
+        key: key.into_owned(),
+        version_id,
+    })
+}
+
+fn csv_error(line: u64, error: csv::Error) -> ManifestError {
+    match error.kind() {
+        csv::ErrorKind::Io(io) => ManifestError::Unreadable(io.to_string()),
+        csv::ErrorKind::Utf8 { pos, .. } => ManifestError::Invalid {
+            line: pos.as_ref().map(|p| p.line()).unwrap_or(line),
+            problem: "the line is not valid UTF-8".into(),
+        },
+        _ => ManifestError::Invalid {
+            line,
+            problem: error.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, fields: &[ManifestField]) -> Result<Vec<TaskRow>, ManifestError> {
+        let mut rows = Vec::new();
+        parse_csv(text.as_bytes(), fields, 2, |batch| {
+            assert!(batch.len() <= 2);
+            rows.extend(batch);
+            true
+        })?;
+        Ok(rows)
+    }
+
+    fn row(bucket: &str, key: &str, version: Option<&str>) -> TaskRow {
+        TaskRow {
+            bucket: bucket.into(),
+            key: key.into(),
+            version_id: version.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn keys_are_url_decoded() {
+        let rows = parse("bkt,a%20b/c%2Bd.txt\nbkt,plain\n\"bkt\",\"q%2Cuoted\"\n", &[]).unwrap();
+        assert_eq!(
+            rows,
+            vec![row("bkt", "a b/c+d.txt", None), row("bkt", "plain", None), row("bkt", "q,uoted", None)]
+        );
+    }
+
+    #[test]
+    fn version_ids_must_be_on_all_rows_or_none() {
+        let rows = parse("bkt,k1,v1\nbkt,k2,v2\n", &[]).unwrap();
+        assert_eq!(rows[1], row("bkt", "k2", Some("v2")));
+        let error = parse("bkt,k1,v1\nbkt,k2\n", &[]).unwrap_err();
+        assert!(matches!(error, ManifestError::Invalid { line: 2, .. }), "{error}");
+    }
+
+    #[test]
+    fn fields_remap_columns() {
+        use ManifestField::*;
+        let rows = parse("x,k%2F1,bkt\n", &[Ignore, Key, Bucket]).unwrap();
+        assert_eq!(rows, vec![row("bkt", "k/1", None)]);
+        let rows = parse("v9,bkt,k\n", &[VersionId, Bucket, Key]).unwrap();
+        assert_eq!(rows, vec![row("bkt", "k", Some("v9"))]);
+        assert!(matches!(parse("a,b\n", &[Bucket, Bucket, Key]), Err(ManifestError::InvalidFields(_))));
+        assert!(matches!(parse("a,b\n", &[Bucket, Ignore]), Err(ManifestError::InvalidFields(_))));
+    }
+
+    #[test]
+    fn malformed_lines_are_named() {
+        let error = parse("bkt,ok\nbkt,ok2\nonly-one-column\n", &[]).unwrap_err();
+        assert_eq!(
+            error,
+            ManifestError::Invalid {
+                line: 3,
+                problem: "expected 2 columns like the first row, found 1; version ids must be on all rows or none".into()
+            }
+        );
+        let error = parse("BAD_BUCKET,key\n", &[]).unwrap_err();
+        assert!(error.to_string().starts_with("manifest line 1: bucket name"), "{error}");
+        let error = parse("bkt,%FF%FE\n", &[]).unwrap_err();
+        assert!(error.to_string().contains("not URL-encoded UTF-8"), "{error}");
+        let error = parse("a,b,c,d\n", &[]).unwrap_err();
+        assert!(error.to_string().contains("found 4"), "{error}");
+    }
+
+    #[test]
+    fn blank_lines_are_skipped_and_batches_are_bounded() {
+        let rows = parse("bkt,a\n\nbkt,b\nbkt,c\n", &[]).unwrap();
+        assert_eq!(rows.len(), 3);
+    }
+
+    #[test]
+    fn an_early_stop_reads_no_further() {
+        let text = "bkt,a\nbkt,b\nbkt,c\nbkt,d\nbkt,e\n";
+        let mut batches = 0;
+        let count = parse_csv(text.as_bytes(), &[], 2, |_| {
+            batches += 1;
+            false
+        })
+        .unwrap();
+        assert_eq!((batches, count), (1, 2));
+    }
+}

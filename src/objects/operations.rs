@@ -1,0 +1,238 @@
+//! The operations a job runs on each object. Each turns a task into a
+//! [`TaskOutcome`] carrying what S3 would report: success or failure, the
+//! HTTP status code, an error code and a result message.
+
+use std::sync::Arc;
+
+use futures::{StreamExt, future::BoxFuture};
+use object_store::{GetOptions, ObjectStore};
+
+use super::object_path;
+use crate::domain::{ChecksumAlgorithm, Operation};
+use crate::store::{Task, TaskResult};
+
+/// What one run of an operation on one object produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskOutcome {
+    pub succeeded: bool,
+    pub http_status_code: i32,
+    pub error_code: Option<String>,
+    pub result_message: Option<String>,
+}
+
+impl TaskOutcome {
+    pub fn success(http_status_code: i32, message: impl Into<String>) -> TaskOutcome {
+        TaskOutcome {
+            succeeded: true,
+            http_status_code,
+            error_code: None,
+            result_message: Some(message.into()),
+        }
+    }
+
+    pub fn failure(http_status_code: i32, code: &str, message: impl Into<String>) -> TaskOutcome {
+        TaskOutcome {
+            succeeded: false,
+            http_status_code,
+            error_code: Some(code.to_owned()),
+            result_message: Some(message.into()),
+        }
+    }
+
+    /// The stored result of `task`.
+    pub fn into_result(self, task: &Task) -> TaskResult {
+        TaskResult {
+            task_number: task.number,
+            succeeded: self.succeeded,
+            http_status_code: self.http_status_code,
+            error_code: self.error_code,
+            result_message: self.result_message,
+        }
+    }
+}
+
+/// Something that can be run on one task's object.
+pub trait TaskOperation: Send + Sync {
+    fn run<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, TaskOutcome>;
+}
+
+/// The implementation of a job's operation over `store`.
+pub fn for_operation(operation: &Operation, store: Arc<dyn ObjectStore>) -> Arc<dyn TaskOperation> {
+    match operation {
+        Operation::ComputeObjectChecksum { algorithm } => Arc::new(ComputeChecksum {
+            store,
+            algorithm: *algorithm,
+        }),
+        Operation::DeleteObject => Arc::new(DeleteObject { store }),
+    }
+}
+
+/// Streams an object and computes its checksum.
+struct ComputeChecksum {
+    store: Arc<dyn ObjectStore>,
+    algorithm: ChecksumAlgorithm,
+}
+
+impl TaskOperation for ComputeChecksum {
+    fn run<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, TaskOutcome> {
+        Box::pin(async move {
+            let object = &task.object;
+            let path = match object_path(&object.bucket, &object.key) {
+                Ok(path) => path,
+                Err(invalid) => return TaskOutcome::failure(400, "InvalidKey", invalid.to_string()),
+            };
+            let options = GetOptions {
+                version: object.version_id.clone(),
+                ..GetOptions::default()
+            };
+            let result = match self.store.get_opts(&path, options).await {
+                Ok(result) => result,
+                Err(error) => return object_error(error),
+            };
+            let mut hasher = Checksummer::new(self.algorithm);
+            let mut stream = result.into_stream();
+            while let Some(bytes) = stream.next().await {
+                match bytes {
+                    Ok(bytes) => hasher.update(&bytes),
+                    Err(error) => return object_error(error),
+                }
+            }
+            let digest = hasher.finish();
+            let message = serde_json::json!({
+                "checksumAlgorithm": self.algorithm.s3_name(),
+                "checksumType": "FULL_OBJECT",
+                "checksumBase64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &digest),
+                "checksumHex": hex::encode(&digest),
+            });
+            TaskOutcome::success(200, message.to_string())
+        })
+    }
+}
+
+/// Deletes an object. Like S3, deleting a missing key succeeds.
+struct DeleteObject {
+    store: Arc<dyn ObjectStore>,
+}
+
+impl TaskOperation for DeleteObject {
+    fn run<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, TaskOutcome> {
+        Box::pin(async move {
+            let object = &task.object;
+            let path = match object_path(&object.bucket, &object.key) {
+                Ok(path) => path,
+                Err(invalid) => return TaskOutcome::failure(400, "InvalidKey", invalid.to_string()),
+            };
+            if object.version_id.is_some() {
+                return TaskOutcome::failure(
+                    501,
+                    "NotImplemented",
+                    "this object store does not support deleting object versions",
+                );
+            }
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                    TaskOutcome::success(204, "deleted")
+                }
+                Err(error) => object_error(error),
+            }
+        })
+    }
+}
+
+fn object_error(error: object_store::Error) -> TaskOutcome {
+    match error {
+        object_store::Error::NotFound { .. } => {
+            TaskOutcome::failure(404, "NoSuchKey", "The specified key does not exist.")
+        }
+        object_store::Error::NotImplemented | object_store::Error::NotSupported { .. } => {
+            TaskOutcome::failure(501, "NotImplemented", "this object store does not support object versions")
+        }
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+            TaskOutcome::failure(403, "AccessDenied", "Access Denied")
+        }
+        other => TaskOutcome::failure(500, "InternalError", other.to_string()),
+    }
+}
+
+/// Incremental checksum over any supported algorithm.
+pub struct Checksummer(State);
+
+enum State {
+    Crc32(crc::Digest<'static, u32>),
+    Crc32c(crc::Digest<'static, u32>),
+    Crc64Nvme(crc::Digest<'static, u64>),
+    Sha1(sha1::Sha1),
+    Sha256(sha2::Sha256),
+    Md5(md5::Md5),
+}
+
+static CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+static CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+static CRC64NVME: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_NVME);
+
+impl Checksummer {
+    pub fn new(algorithm: ChecksumAlgorithm) -> Checksummer {
+        use sha2::Digest;
+        Checksummer(match algorithm {
+            ChecksumAlgorithm::Crc32 => State::Crc32(CRC32.digest()),
+            ChecksumAlgorithm::Crc32c => State::Crc32c(CRC32C.digest()),
+            ChecksumAlgorithm::Crc64Nvme => State::Crc64Nvme(CRC64NVME.digest()),
+            ChecksumAlgorithm::Sha1 => State::Sha1(sha1::Sha1::new()),
+            ChecksumAlgorithm::Sha256 => State::Sha256(sha2::Sha256::new()),
+            ChecksumAlgorithm::Md5 => State::Md5(md5::Md5::new()),
+        })
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        use sha2::Digest;
+        match &mut self.0 {
+            State::Crc32(digest) | State::Crc32c(digest) => digest.update(bytes),
+            State::Crc64Nvme(digest) => digest.update(bytes),
+            State::Sha1(hasher) => hasher.update(bytes),
+            State::Sha256(hasher) => hasher.update(bytes),
+            State::Md5(hasher) => hasher.update(bytes),
+        }
+    }
+
+    /// The checksum's bytes, big-endian for CRCs as S3 encodes them.
+    pub fn finish(self) -> Vec<u8> {
+        use sha2::Digest;
+        match self.0 {
+            State::Crc32(digest) | State::Crc32c(digest) => digest.finalize().to_be_bytes().to_vec(),
+            State::Crc64Nvme(digest) => digest.finalize().to_be_bytes().to_vec(),
+            State::Sha1(hasher) => hasher.finalize().to_vec(),
+            State::Sha256(hasher) => hasher.finalize().to_vec(),
+            State::Md5(hasher) => hasher.finalize().to_vec(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex_of(algorithm: ChecksumAlgorithm, input: &[u8]) -> String {
+        let mut checksum = Checksummer::new(algorithm);
+        // Split the input to prove the digest is incremental.
+        let (a, b) = input.split_at(input.len() / 2);
+        checksum.update(a);
+        checksum.update(b);
+        hex::encode(checksum.finish())
+    }
+
+    #[test]
+    fn checksums_match_published_check_values() {
+        // "123456789" is the standard CRC check input (CRC RevEng catalogue).
+        let check = b"123456789";
+        assert_eq!(hex_of(ChecksumAlgorithm::Crc32, check), "cbf43926");
+        assert_eq!(hex_of(ChecksumAlgorithm::Crc32c, check), "e3069283");
+        assert_eq!(hex_of(ChecksumAlgorithm::Crc64Nvme, check), "ae8b14860a799888");
+        // FIPS 180 and RFC 1321 test vectors.
+        assert_eq!(hex_of(ChecksumAlgorithm::Sha1, b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            hex_of(ChecksumAlgorithm::Sha256, b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(hex_of(ChecksumAlgorithm::Md5, b"abc"), "900150983cd24fb0d6963f7d28e17f72");
+    }
+}

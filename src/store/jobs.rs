@@ -1,0 +1,329 @@
+//! Job commands, the event log and the `jobs` projection.
+
+use chrono::{DateTime, Utc};
+use postgres_types::Json;
+use tokio_postgres::{Client, Row, Transaction};
+use uuid::Uuid;
+
+use super::{EVENTS_CHANNEL, StoreError};
+use crate::domain::{
+    self, AccountId, Command, EVENT_SCHEMA_VERSION, Event, Job, JobCreated, JobId, JobSpec,
+    JobStatus,
+};
+
+/// Names the lock that serialises appends to `job_events` until commit.
+const APPEND_LOCK: i64 = 0x6261_7463_6865_7631;
+const JOB_CREATED: &str = "JobCreated";
+
+const INSERT_JOB: &str = "
+    INSERT INTO jobs (job_id, account_id, client_request_token, request_fingerprint,
+                      status, priority, created_at, version, state)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+    ON CONFLICT (account_id, client_request_token) DO NOTHING
+    RETURNING job_id";
+const SELECT_BY_TOKEN: &str = "
+    SELECT job_id, request_fingerprint FROM jobs
+    WHERE account_id = $1 AND client_request_token = $2";
+const LOCK_JOB: &str = "SELECT state FROM jobs WHERE job_id = $1 FOR UPDATE";
+const SELECT_JOB: &str = "SELECT state FROM jobs WHERE job_id = $1";
+const UPDATE_JOB: &str = "
+    UPDATE jobs SET status = $2, priority = $3, version = $4, state = $5 WHERE job_id = $1";
+const INSERT_EVENT: &str = "
+    INSERT INTO job_events (job_id, sequence, event_type, schema_version, payload, recorded_at)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    RETURNING position";
+const TAKE_APPEND_LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
+const NOTIFY: &str = "SELECT pg_notify($1, $2)";
+const LIST_JOBS: &str = "
+    SELECT state FROM jobs
+    WHERE account_id = $1
+      AND (cardinality($2::text[]) = 0 OR status = ANY($2))
+      AND ($3::timestamptz IS NULL OR (created_at, job_id) < ($3, $4))
+    ORDER BY created_at DESC, job_id DESC
+    LIMIT $5";
+const EVENTS_AFTER: &str = "
+    SELECT job_id, sequence, position, event_type, schema_version, payload, recorded_at
+    FROM job_events
+    WHERE job_id = $1 AND sequence > $2
+    ORDER BY sequence
+    LIMIT $3";
+
+/// One stored event as read back from the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    pub job_id: JobId,
+    pub sequence: u64,
+    pub position: i64,
+    pub recorded_at: DateTime<Utc>,
+    pub schema_version: u16,
+    pub event: LoggedEvent,
+}
+
+/// The payload of a stored event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoggedEvent {
+    Created(JobCreated),
+    Changed(Event),
+}
+
+impl LoggedEvent {
+    /// The stored `event_type`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            LoggedEvent::Created(_) => JOB_CREATED,
+            LoggedEvent::Changed(event) => event.type_name(),
+        }
+    }
+}
+
+/// A page of ListJobs.
+#[derive(Debug)]
+pub struct JobPage {
+    pub jobs: Vec<Job>,
+    /// The sort key of the last job, when more jobs follow.
+    pub next: Option<(DateTime<Utc>, Uuid)>,
+}
+
+/// Creates a job, or returns the job an earlier request with the same token
+/// created. Returns the id and whether this call created it.
+pub async fn create(
+    client: &mut Client,
+    id: JobId,
+    spec: &JobSpec,
+    fingerprint: &str,
+    now: DateTime<Utc>,
+) -> Result<(JobId, bool), StoreError> {
+    let tx = client.transaction().await?;
+    let created = domain::create(spec.clone());
+    let job = domain::created(id, &created, now);
+    let inserted = tx
+        .query_opt(
+            INSERT_JOB,
+            &[
+                &id.0,
+                &spec.account_id.0,
+                &spec.client_request_token,
+                &fingerprint,
+                &job.status.as_str(),
+                &job.priority,
+                &now,
+                &(job.version as i64),
+                &Json(&job),
+            ],
+        )
+        .await?;
+    if inserted.is_none() {
+        let row = tx
+            .query_one(
+                SELECT_BY_TOKEN,
+                &[&spec.account_id.0, &spec.client_request_token],
+            )
+            .await?;
+        let existing = JobId(row.get(0));
+        let stored_fingerprint: String = row.get(1);
+        return if stored_fingerprint == fingerprint {
+            Ok((existing, false))
+        } else {
+            Err(StoreError::TokenReused(existing))
+        };
+    }
+    tx.execute(TAKE_APPEND_LOCK, &[&APPEND_LOCK]).await?;
+    tx.query_one(
+        INSERT_EVENT,
+        &[
+            &id.0,
+            &1i64,
+            &JOB_CREATED,
+            &(EVENT_SCHEMA_VERSION as i16),
+            &serde_json::to_value(&created)?,
+            &now,
+        ],
+    )
+    .await?;
+    tx.execute(NOTIFY, &[&EVENTS_CHANNEL, &id.to_string()])
+        .await?;
+    tx.commit().await?;
+    Ok((id, true))
+}
+
+/// Locks a job's row for the rest of the transaction and reads it. With an
+/// account, a job of another account is reported as not found.
+pub async fn lock(
+    tx: &Transaction<'_>,
+    id: JobId,
+    account: Option<&AccountId>,
+) -> Result<Job, StoreError> {
+    let row = tx.query_opt(LOCK_JOB, &[&id.0]).await?;
+    owned_job(row, id, account)
+}
+
+/// Reads a job.
+pub async fn load(client: &Client, id: JobId, account: Option<&AccountId>) -> Result<Job, StoreError> {
+    let row = client.query_opt(SELECT_JOB, &[&id.0]).await?;
+    owned_job(row, id, account)
+}
+
+fn owned_job(row: Option<Row>, id: JobId, account: Option<&AccountId>) -> Result<Job, StoreError> {
+    let Some(row) = row else {
+        return Err(StoreError::NotFound(id));
+    };
+    let Json(job): Json<Job> = row.try_get(0)?;
+    match account {
+        Some(account) if *account != job.spec.account_id => Err(StoreError::NotFound(id)),
+        _ => Ok(job),
+    }
+}
+
+/// Runs one command in its own transaction and returns the job after it and
+/// the events it produced. Retries a bounded number of times on conflict.
+pub async fn execute(
+    client: &mut Client,
+    id: JobId,
+    account: Option<&AccountId>,
+    command: &Command,
+    now: DateTime<Utc>,
+) -> Result<(Job, Vec<Event>), StoreError> {
+    const ATTEMPTS: usize = 3;
+    let mut attempt = 1;
+    loop {
+        let outcome = async {
+            let tx = client.transaction().await?;
+            let job = lock(&tx, id, account).await?;
+            let outcome = record(&tx, job, command, now).await?;
+            tx.commit().await?;
+            Ok(outcome)
+        }
+        .await;
+        match outcome {
+            Err(StoreError::Conflict) if attempt < ATTEMPTS => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
+/// Decides `command` against a job locked in `tx`, appends the events, and
+/// rewrites the projection. The caller commits.
+pub async fn record(
+    tx: &Transaction<'_>,
+    mut job: Job,
+    command: &Command,
+    now: DateTime<Utc>,
+) -> Result<(Job, Vec<Event>), StoreError> {
+    let events = domain::decide(&job, command, now)?;
+    if events.is_empty() {
+        return Ok((job, events));
+    }
+    let mut logged = 0;
+    for event in &events {
+        domain::apply(&mut job, event, now);
+        if !event.is_logged_in_job_stream() {
+            continue;
+        }
+        if logged == 0 {
+            tx.execute(TAKE_APPEND_LOCK, &[&APPEND_LOCK]).await?;
+        }
+        logged += 1;
+        job.version += 1;
+        tx.query_one(
+            INSERT_EVENT,
+            &[
+                &job.id.0,
+                &(job.version as i64),
+                &event.type_name(),
+                &(EVENT_SCHEMA_VERSION as i16),
+                &serde_json::to_value(event)?,
+                &now,
+            ],
+        )
+        .await?;
+    }
+    tx.execute(
+        UPDATE_JOB,
+        &[
+            &job.id.0,
+            &job.status.as_str(),
+            &job.priority,
+            &(job.version as i64),
+            &Json(&job),
+        ],
+    )
+    .await?;
+    if logged > 0 {
+        tx.execute(NOTIFY, &[&EVENTS_CHANNEL, &job.id.to_string()])
+            .await?;
+    }
+    Ok((job, events))
+}
+
+/// A page of an account's jobs, newest first.
+pub async fn list(
+    client: &Client,
+    account: &AccountId,
+    statuses: &[JobStatus],
+    page_size: usize,
+    after: Option<(DateTime<Utc>, Uuid)>,
+) -> Result<JobPage, StoreError> {
+    let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+    let (after_time, after_id) = after.unzip();
+    let rows = client
+        .query(
+            LIST_JOBS,
+            &[
+                &account.0,
+                &statuses,
+                &after_time,
+                &after_id,
+                &(page_size as i64 + 1),
+            ],
+        )
+        .await?;
+    let mut jobs = rows
+        .iter()
+        .map(|row| row.try_get::<_, Json<Job>>(0).map(|Json(job)| job))
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = if jobs.len() > page_size {
+        jobs.truncate(page_size);
+        jobs.last().map(|job| (job.created_at, job.id.0))
+    } else {
+        None
+    };
+    Ok(JobPage { jobs, next })
+}
+
+/// Up to `limit` events of a job with a sequence above `after`, in order.
+pub async fn events_after(
+    client: &Client,
+    id: JobId,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = client
+        .query(EVENTS_AFTER, &[&id.0, &(after as i64), &(limit as i64)])
+        .await?;
+    rows.iter().map(decode_event).collect()
+}
+
+/// Decodes a stored event, reading every schema version still supported.
+fn decode_event(row: &Row) -> Result<RecordedEvent, StoreError> {
+    let event_type: String = row.try_get("event_type")?;
+    let schema_version: i16 = row.try_get("schema_version")?;
+    let payload: serde_json::Value = row.try_get("payload")?;
+    if schema_version != EVENT_SCHEMA_VERSION as i16 {
+        return Err(StoreError::Corrupt(format!(
+            "event {event_type} has unknown schema version {schema_version}"
+        )));
+    }
+    let event = if event_type == JOB_CREATED {
+        LoggedEvent::Created(serde_json::from_value(payload)?)
+    } else {
+        LoggedEvent::Changed(serde_json::from_value(payload)?)
+    };
+    Ok(RecordedEvent {
+        job_id: JobId(row.try_get("job_id")?),
+        sequence: row.try_get::<_, i64>("sequence")? as u64,
+        position: row.try_get("position")?,
+        recorded_at: row.try_get("recorded_at")?,
+        schema_version: schema_version as u16,
+        event,
+    })
+}

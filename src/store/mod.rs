@@ -1,0 +1,109 @@
+//! The event store on PostgreSQL: the append-only job event log, the task
+//! result log, the `jobs` projection and the task work tables. All SQL of the
+//! service lives in this module.
+//!
+//! Every change to a job goes through [`jobs::record`]: lock the job's row,
+//! `decide`, append the events with the sequence numbers the row's version
+//! implies, rewrite the projection, NOTIFY, and let the caller commit. Appends
+//! to `job_events` hold a transaction-scoped advisory lock until commit, so log
+//! positions become visible in increasing order.
+
+mod error;
+pub mod jobs;
+mod migrate;
+pub mod tasks;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::{NoTls, error::SqlState};
+use tracing::info;
+
+pub use error::StoreError;
+pub use jobs::{JobPage, LoggedEvent, RecordedEvent};
+pub use migrate::migrate;
+pub use tasks::{ClaimedChunk, Task, TaskResult, TaskRow};
+
+/// The channel NOTIFY wakes listeners on after job events commit.
+pub const EVENTS_CHANNEL: &str = "batchops_job_events";
+
+/// A pool of connections to the batchops database.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// Connects to `database_url`, creating the database when it does not
+    /// exist yet. Does not migrate.
+    pub async fn connect(database_url: &str, max_connections: usize) -> Result<Store, StoreError> {
+        let config: tokio_postgres::Config = database_url
+            .parse()
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        create_database_if_missing(&config).await?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_connections)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        Ok(Store { pool })
+    }
+
+    /// Applies pending migrations under the migration lock.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        let mut client = self.pool.get().await?;
+        migrate(&mut client).await
+    }
+
+    /// A pooled connection.
+    pub async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.client().await?.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+}
+
+async fn create_database_if_missing(config: &tokio_postgres::Config) -> Result<(), StoreError> {
+    let Some(name) = config.get_dbname() else {
+        return Ok(());
+    };
+    match connect_once(config).await {
+        Ok(()) => return Ok(()),
+        Err(error) if error.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {}
+        Err(error) => return Err(error.into()),
+    }
+    let mut maintenance = config.clone();
+    maintenance.dbname("postgres");
+    let (client, connection) = maintenance.connect(NoTls).await?;
+    let driver = tokio::spawn(connection);
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    match client.batch_execute(&format!("CREATE DATABASE {quoted}")).await {
+        Ok(()) => info!(database = name, "database created"),
+        Err(error) if error.code() == Some(&SqlState::DUPLICATE_DATABASE) => {}
+        Err(error) => return Err(error.into()),
+    }
+    drop(client);
+    let _ = driver.await;
+    Ok(())
+}
+
+async fn connect_once(config: &tokio_postgres::Config) -> Result<(), tokio_postgres::Error> {
+    let (client, connection) = config.connect(NoTls).await?;
+    let driver = tokio::spawn(connection);
+    drop(client);
+    let _ = driver.await;
+    Ok(())
+}

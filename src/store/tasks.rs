@@ -1,0 +1,341 @@
+//! Tasks, chunks and task results: the SQL of the engine.
+//!
+//! The preparer COPYs tasks and chunk rows inside one transaction that holds
+//! the job's advisory lock, so a preparer that dies leaves nothing behind and
+//! the lock itself says that preparation is in flight. Workers claim whole
+//! chunks with `FOR UPDATE SKIP LOCKED` and a lease; the transaction that
+//! records a chunk's results deletes its row, COPYs one result per task
+//! (the primary key refuses a second) and records the counts on the job.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::pin_mut;
+use postgres_types::{Json, Type};
+use tokio_postgres::{Client, Transaction, binary_copy::BinaryCopyInWriter};
+use uuid::Uuid;
+
+use super::{StoreError, jobs};
+use crate::domain::{Command, Job, JobId, JobStatus, Operation};
+
+/// Namespace of the per-job advisory lock held while a job is prepared.
+const PREPARATION_LOCK_SPACE: i32 = 0x6270;
+
+const TRY_JOB_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1, hashtext($2::text))";
+const COPY_TASKS: &str =
+    "COPY tasks (job_id, task_number, bucket, key, version_id) FROM STDIN BINARY";
+const COPY_CHUNKS: &str =
+    "COPY task_chunks (job_id, chunk_number, first_task, task_count) FROM STDIN BINARY";
+const COPY_RESULTS: &str = "COPY task_results (job_id, task_number, succeeded, http_status_code, \
+     error_code, result_message, recorded_at) FROM STDIN BINARY";
+const JOB_STATUS: &str = "SELECT status FROM jobs WHERE job_id = $1";
+const JOBS_IN_STATUSES: &str = "
+    SELECT job_id FROM jobs WHERE status = ANY($1)
+    ORDER BY priority DESC, created_at, job_id LIMIT $2";
+const CLAIM_CHUNK: &str = "
+    WITH candidate AS (
+        SELECT c.job_id, c.chunk_number
+        FROM task_chunks c JOIN jobs j ON j.job_id = c.job_id
+        WHERE j.status = 'Active'
+          AND (c.lease_expires_at IS NULL OR c.lease_expires_at < now())
+        ORDER BY j.priority DESC, j.created_at, c.chunk_number
+        LIMIT 1
+        FOR UPDATE OF c SKIP LOCKED
+        FOR SHARE OF j
+    )
+    UPDATE task_chunks c
+    SET lease_owner = $1,
+        lease_expires_at = now() + make_interval(secs => $2),
+        attempts = c.attempts + 1
+    FROM candidate
+    WHERE c.job_id = candidate.job_id AND c.chunk_number = candidate.chunk_number
+    RETURNING c.job_id, c.chunk_number, c.first_task, c.task_count";
+const CHUNK_TASKS: &str = "
+    SELECT t.task_number, t.bucket, t.key, t.version_id, j.state -> 'spec' -> 'operation'
+    FROM tasks t JOIN jobs j ON j.job_id = t.job_id
+    WHERE t.job_id = $1 AND t.task_number >= $2 AND t.task_number < $2 + $3
+    ORDER BY t.task_number";
+const EXTEND_LEASE: &str = "
+    UPDATE task_chunks SET lease_expires_at = now() + make_interval(secs => $4)
+    WHERE job_id = $1 AND chunk_number = $2 AND lease_owner = $3";
+const RELEASE_CHUNK: &str = "
+    DELETE FROM task_chunks WHERE job_id = $1 AND chunk_number = $2 AND lease_owner = $3";
+const LIVE_CHUNKS: &str = "
+    SELECT count(*) FROM task_chunks
+    WHERE job_id = $1 AND lease_expires_at IS NOT NULL AND lease_expires_at >= now()";
+const DELETE_CHUNKS: &str = "DELETE FROM task_chunks WHERE job_id = $1";
+
+/// One object named by a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRow {
+    pub bucket: String,
+    pub key: String,
+    pub version_id: Option<String>,
+}
+
+/// A task to run: its number within the job and its object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    pub number: i64,
+    pub object: TaskRow,
+}
+
+/// The final result of one task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskResult {
+    pub task_number: i64,
+    pub succeeded: bool,
+    pub http_status_code: i32,
+    pub error_code: Option<String>,
+    pub result_message: Option<String>,
+}
+
+/// A chunk leased by one worker.
+#[derive(Debug, Clone)]
+pub struct ClaimedChunk {
+    pub job_id: JobId,
+    pub chunk_number: i64,
+    pub operation: Operation,
+    pub tasks: Vec<Task>,
+}
+
+/// Takes the job's preparation lock for the rest of `tx`; false when another
+/// transaction holds it.
+pub async fn try_lock_job(tx: &Transaction<'_>, id: JobId) -> Result<bool, StoreError> {
+    let row = tx
+        .query_one(TRY_JOB_LOCK, &[&PREPARATION_LOCK_SPACE, &id.0.to_string()])
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// The current status of a job, read outside any lock.
+pub async fn status(client: &Client, id: JobId) -> Result<JobStatus, StoreError> {
+    let row = client
+        .query_opt(JOB_STATUS, &[&id.0])
+        .await?
+        .ok_or(StoreError::NotFound(id))?;
+    let name: String = row.try_get(0)?;
+    JobStatus::parse(&name).ok_or_else(|| StoreError::Corrupt(format!("unknown status {name}")))
+}
+
+/// Jobs in any of `statuses`, highest priority first.
+pub async fn jobs_in(
+    client: &Client,
+    statuses: &[JobStatus],
+    limit: usize,
+) -> Result<Vec<JobId>, StoreError> {
+    let names: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+    let rows = client
+        .query(JOBS_IN_STATUSES, &[&names, &(limit as i64)])
+        .await?;
+    rows.iter()
+        .map(|row| Ok(JobId(row.try_get(0)?)))
+        .collect()
+}
+
+/// Appends tasks numbered from `first_number`, and their chunks of
+/// `chunk_size`, to a job being prepared in `tx`. `first_number` must be a
+/// multiple of `chunk_size`.
+pub async fn copy_tasks(
+    tx: &Transaction<'_>,
+    id: JobId,
+    first_number: i64,
+    rows: &[TaskRow],
+    chunk_size: usize,
+) -> Result<(), StoreError> {
+    let sink = tx.copy_in(COPY_TASKS).await?;
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[Type::UUID, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT],
+    );
+    pin_mut!(writer);
+    for (offset, row) in rows.iter().enumerate() {
+        let number = first_number + offset as i64;
+        writer
+            .as_mut()
+            .write(&[&id.0, &number, &row.bucket, &row.key, &row.version_id])
+            .await?;
+    }
+    writer.finish().await?;
+
+    let sink = tx.copy_in(COPY_CHUNKS).await?;
+    let writer = BinaryCopyInWriter::new(sink, &[Type::UUID, Type::INT8, Type::INT8, Type::INT4]);
+    pin_mut!(writer);
+    for (index, chunk) in rows.chunks(chunk_size).enumerate() {
+        let first_task = first_number + (index * chunk_size) as i64;
+        let chunk_number = first_task / chunk_size as i64;
+        writer
+            .as_mut()
+            .write(&[&id.0, &chunk_number, &first_task, &(chunk.len() as i32)])
+            .await?;
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
+/// Leases the next chunk of the highest-priority Active job, if any.
+pub async fn claim_chunk(
+    client: &Client,
+    owner: Uuid,
+    lease: Duration,
+) -> Result<Option<ClaimedChunk>, StoreError> {
+    let Some(row) = client
+        .query_opt(CLAIM_CHUNK, &[&owner, &lease.as_secs_f64()])
+        .await?
+    else {
+        return Ok(None);
+    };
+    let job_id = JobId(row.try_get(0)?);
+    let chunk_number: i64 = row.try_get(1)?;
+    let first_task: i64 = row.try_get(2)?;
+    let task_count: i32 = row.try_get(3)?;
+    let rows = client
+        .query(CHUNK_TASKS, &[&job_id.0, &first_task, &i64::from(task_count)])
+        .await?;
+    let mut operation = None;
+    let mut tasks = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if operation.is_none() {
+            let Json(op): Json<Operation> = row.try_get(4)?;
+            operation = Some(op);
+        }
+        tasks.push(Task {
+            number: row.try_get(0)?,
+            object: TaskRow {
+                bucket: row.try_get(1)?,
+                key: row.try_get(2)?,
+                version_id: row.try_get(3)?,
+            },
+        });
+    }
+    let operation = operation.ok_or_else(|| {
+        StoreError::Corrupt(format!("chunk {chunk_number} of job {job_id} has no tasks"))
+    })?;
+    Ok(Some(ClaimedChunk {
+        job_id,
+        chunk_number,
+        operation,
+        tasks,
+    }))
+}
+
+/// Extends a lease still held by `owner`; false when it was lost.
+pub async fn extend_lease(
+    client: &Client,
+    chunk: &ClaimedChunk,
+    owner: Uuid,
+    lease: Duration,
+) -> Result<bool, StoreError> {
+    let updated = client
+        .execute(
+            EXTEND_LEASE,
+            &[
+                &chunk.job_id.0,
+                &chunk.chunk_number,
+                &owner,
+                &lease.as_secs_f64(),
+            ],
+        )
+        .await?;
+    Ok(updated == 1)
+}
+
+/// Records a chunk's results in one transaction: releases the chunk, appends
+/// one result row per task and records the counts on the job (which may
+/// finish or fail it). Returns `None` when the lease was lost, in which case
+/// nothing is written.
+pub async fn complete_chunk(
+    client: &mut Client,
+    chunk: &ClaimedChunk,
+    owner: Uuid,
+    results: &[TaskResult],
+    now: DateTime<Utc>,
+) -> Result<Option<Job>, StoreError> {
+    let tx = client.transaction().await?;
+    let job = jobs::lock(&tx, chunk.job_id, None).await?;
+    let released = tx
+        .execute(RELEASE_CHUNK, &[&chunk.job_id.0, &chunk.chunk_number, &owner])
+        .await?;
+    if released == 0 {
+        return Ok(None);
+    }
+    let sink = tx.copy_in(COPY_RESULTS).await?;
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::UUID,
+            Type::INT8,
+            Type::BOOL,
+            Type::INT4,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TIMESTAMPTZ,
+        ],
+    );
+    pin_mut!(writer);
+    for result in results {
+        writer
+            .as_mut()
+            .write(&[
+                &chunk.job_id.0,
+                &result.task_number,
+                &result.succeeded,
+                &result.http_status_code,
+                &result.error_code,
+                &result.result_message,
+                &now,
+            ])
+            .await?;
+    }
+    writer.finish().await?;
+    let succeeded = results.iter().filter(|r| r.succeeded).count() as u64;
+    let failed = results.len() as u64 - succeeded;
+    let (job, _) = jobs::record(&tx, job, &Command::RecordTaskResults { succeeded, failed }, now)
+        .await?;
+    tx.commit().await?;
+    Ok(Some(job))
+}
+
+/// Ends a draining status (Cancelling, Failing, Pausing) when nothing of the
+/// job is in flight: no live chunk lease and no preparer. Returns the job
+/// when it changed.
+pub async fn finish_draining(
+    client: &mut Client,
+    id: JobId,
+    now: DateTime<Utc>,
+) -> Result<Option<Job>, StoreError> {
+    let tx = client.transaction().await?;
+    let job = jobs::lock(&tx, id, None).await?;
+    if !matches!(
+        job.status,
+        JobStatus::Cancelling | JobStatus::Failing | JobStatus::Pausing
+    ) || !try_lock_job(&tx, id).await?
+    {
+        return Ok(None);
+    }
+    let live: i64 = tx.query_one(LIVE_CHUNKS, &[&id.0]).await?.try_get(0)?;
+    if live > 0 {
+        return Ok(None);
+    }
+    let (job, _) = jobs::record(&tx, job, &Command::FinishDraining, now).await?;
+    if job.status.is_terminal() {
+        tx.execute(DELETE_CHUNKS, &[&id.0]).await?;
+    }
+    tx.commit().await?;
+    Ok(Some(job))
+}
+
+/// Runs an engine command on a job in its own transaction, taking the job
+/// row lock; `Ok(None)` when the domain refuses it (the job moved on).
+pub async fn try_execute(
+    client: &mut Client,
+    id: JobId,
+    command: &Command,
+    now: DateTime<Utc>,
+) -> Result<Option<Job>, StoreError> {
+    match jobs::execute(client, id, None, command, now).await {
+        Ok((job, _)) => Ok(Some(job)),
+        Err(StoreError::Domain(_)) => Ok(None),
+        Err(other) => Err(other),
+    }
+}
