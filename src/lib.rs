@@ -1,6 +1,27 @@
+//! batchops runs and tracks batch jobs over object-storage objects in the
+//! manner of Amazon S3 Batch Operations, on an append-only event log in
+//! PostgreSQL.
+//!
+//! - [`domain`]: the job lifecycle as pure `decide`/`apply` functions.
+//! - [`store`]: the event log, the `jobs` projection and task tables (all SQL).
+//! - [`engine`]: preparer, scheduler, workers and finisher loops.
+//! - [`objects`]: object stores, manifest readers and task operations.
+//! - [`api`]: the tonic `JobService`, proto ↔ domain conversion, error codes.
+//! - [`server`] and [`config`]: process start-up, flags and shutdown.
+
+pub mod api;
+pub mod config;
 pub mod domain;
+pub mod engine;
+pub mod objects;
+pub mod server;
+pub mod store;
+
+/// Generated code of `proto/batchops/v1`.
 pub mod proto {
     tonic::include_proto!("batchops.v1");
+
+    /// The encoded file descriptor set, for reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("batchops_descriptor");
 }
-pub mod objects;
-pub mod store;

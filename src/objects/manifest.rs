@@ -110,6 +110,12 @@ struct Layout {
     columns: Option<usize>,
 }
 
+/// Checks an explicit `fields` list: BUCKET and KEY exactly once, VERSION_ID
+/// at most once.
+pub fn validate_fields(fields: &[ManifestField]) -> Result<(), ManifestError> {
+    layout_from_fields(fields).map(|_| ())
+}
+
 fn layout_from_fields(fields: &[ManifestField]) -> Result<Option<Layout>, ManifestError> {
     if fields.is_empty() {
         return Ok(None);

@@ -12,11 +12,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::pin_mut;
 use postgres_types::{Json, Type};
-use tokio_postgres::{Client, Transaction, binary_copy::BinaryCopyInWriter};
+use tokio_postgres::{Client, GenericClient, Transaction, binary_copy::BinaryCopyInWriter};
 use uuid::Uuid;
 
 use super::{StoreError, jobs};
 use crate::domain::{Command, Job, JobId, JobStatus, Operation};
+use crate::engine::SlotCandidate;
 
 /// Namespace of the per-job advisory lock held while a job is prepared.
 const PREPARATION_LOCK_SPACE: i32 = 0x6270;
@@ -64,6 +65,13 @@ const LIVE_CHUNKS: &str = "
     SELECT count(*) FROM task_chunks
     WHERE job_id = $1 AND lease_expires_at IS NOT NULL AND lease_expires_at >= now()";
 const DELETE_CHUNKS: &str = "DELETE FROM task_chunks WHERE job_id = $1";
+const DELETE_TASKS: &str = "DELETE FROM tasks WHERE job_id = $1";
+/// Names the lock under which slot decisions are made.
+const SCHEDULER_LOCK: i64 = 0x6261_7463_6873_6368;
+const TAKE_SCHEDULER_LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
+const SLOT_CANDIDATES: &str = "
+    SELECT job_id, account_id, status, priority, created_at FROM jobs
+    WHERE status IN ('Ready', 'Active', 'Pausing', 'Paused')";
 
 /// One object named by a manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +117,7 @@ pub async fn try_lock_job(tx: &Transaction<'_>, id: JobId) -> Result<bool, Store
 }
 
 /// The current status of a job, read outside any lock.
-pub async fn status(client: &Client, id: JobId) -> Result<JobStatus, StoreError> {
+pub async fn status(client: &impl GenericClient, id: JobId) -> Result<JobStatus, StoreError> {
     let row = client
         .query_opt(JOB_STATUS, &[&id.0])
         .await?
@@ -338,4 +346,36 @@ pub async fn try_execute(
         Err(StoreError::Domain(_)) => Ok(None),
         Err(other) => Err(other),
     }
+}
+
+/// Removes the tasks and chunks written so far for a job being prepared in
+/// `tx` (its preparation failed).
+pub async fn discard_prepared(tx: &Transaction<'_>, id: JobId) -> Result<(), StoreError> {
+    tx.execute(DELETE_CHUNKS, &[&id.0]).await?;
+    tx.execute(DELETE_TASKS, &[&id.0]).await?;
+    Ok(())
+}
+
+/// Takes the scheduler lock for the rest of `tx`, waiting for other schedulers.
+pub async fn take_scheduler_lock(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute(TAKE_SCHEDULER_LOCK, &[&SCHEDULER_LOCK]).await?;
+    Ok(())
+}
+
+/// Every job that holds or waits for an active slot.
+pub async fn slot_candidates(tx: &Transaction<'_>) -> Result<Vec<SlotCandidate>, StoreError> {
+    let rows = tx.query(SLOT_CANDIDATES, &[]).await?;
+    rows.iter()
+        .map(|row| {
+            let status: String = row.try_get(2)?;
+            Ok(SlotCandidate {
+                job_id: JobId(row.try_get(0)?),
+                account_id: row.try_get(1)?,
+                status: JobStatus::parse(&status)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status}")))?,
+                priority: row.try_get(3)?,
+                created_at: row.try_get(4)?,
+            })
+        })
+        .collect()
 }

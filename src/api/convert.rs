@@ -1,0 +1,563 @@
+//! Proto ↔ domain conversion. Input is validated here: `*_UNSPECIFIED` and
+//! unknown enum values, bad UUIDs and out-of-range values are refused with
+//! INVALID_ARGUMENT naming the field.
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use super::ApiError;
+use crate::domain::{
+    self, AccountId, ChecksumAlgorithm, FailureReason, FailureThreshold, Job, JobId, JobSpec,
+    JobStatus, ManifestField, ManifestFormat, ManifestSpec, ObjectLocation, Operation,
+    ReportScope, ReportSpec, Tag,
+};
+use crate::objects::{self, manifest};
+use crate::proto as pb;
+
+pub const MAX_TAGS: usize = 50;
+pub const MAX_PAGE_SIZE: i32 = 1000;
+pub const DEFAULT_PAGE_SIZE: i32 = 100;
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+pub fn account_id(value: &str) -> Result<AccountId> {
+    let valid = (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(AccountId(value.to_owned()))
+    } else {
+        Err(ApiError::invalid(
+            "account_id",
+            "must be 1–64 characters of A–Z, a–z, 0–9, '.', '_' or '-'",
+        ))
+    }
+}
+
+pub fn job_id(value: &str) -> Result<JobId> {
+    uuid::Uuid::parse_str(value)
+        .map(JobId)
+        .map_err(|_| ApiError::invalid("job_id", format!("{value:?} is not a UUID")))
+}
+
+fn text(field: &str, value: &str, max_chars: usize) -> Result<()> {
+    if value.chars().count() > max_chars {
+        return Err(ApiError::invalid(field, format!("longer than {max_chars} characters")));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(ApiError::invalid(field, "contains control characters"));
+    }
+    Ok(())
+}
+
+fn optional_reason(field: &str, value: &str) -> Result<Option<String>> {
+    text(field, value, 256)?;
+    Ok((!value.is_empty()).then(|| value.to_owned()))
+}
+
+pub fn status_update_reason(value: &str) -> Result<Option<String>> {
+    optional_reason("status_update_reason", value)
+}
+
+pub fn priority(value: i32) -> Result<i32> {
+    if value < 0 {
+        return Err(ApiError::invalid("priority", format!("must be ≥ 0, got {value}")));
+    }
+    Ok(value)
+}
+
+/// The domain status of a proto enum value, refusing UNSPECIFIED and unknown values.
+pub fn job_status(field: &str, value: i32) -> Result<JobStatus> {
+    use pb::JobStatus as P;
+    let status = match P::try_from(value) {
+        Ok(P::New) => JobStatus::New,
+        Ok(P::Preparing) => JobStatus::Preparing,
+        Ok(P::Suspended) => JobStatus::Suspended,
+        Ok(P::Ready) => JobStatus::Ready,
+        Ok(P::Active) => JobStatus::Active,
+        Ok(P::Pausing) => JobStatus::Pausing,
+        Ok(P::Paused) => JobStatus::Paused,
+        Ok(P::Completing) => JobStatus::Completing,
+        Ok(P::Complete) => JobStatus::Complete,
+        Ok(P::Cancelling) => JobStatus::Cancelling,
+        Ok(P::Cancelled) => JobStatus::Cancelled,
+        Ok(P::Failing) => JobStatus::Failing,
+        Ok(P::Failed) => JobStatus::Failed,
+        Ok(P::Unspecified) => return Err(ApiError::invalid(field, "must be set")),
+        Err(_) => return Err(ApiError::invalid(field, format!("unknown value {value}"))),
+    };
+    Ok(status)
+}
+
+pub fn status_to_proto(status: JobStatus) -> pb::JobStatus {
+    use pb::JobStatus as P;
+    match status {
+        JobStatus::New => P::New,
+        JobStatus::Preparing => P::Preparing,
+        JobStatus::Suspended => P::Suspended,
+        JobStatus::Ready => P::Ready,
+        JobStatus::Active => P::Active,
+        JobStatus::Pausing => P::Pausing,
+        JobStatus::Paused => P::Paused,
+        JobStatus::Completing => P::Completing,
+        JobStatus::Complete => P::Complete,
+        JobStatus::Cancelling => P::Cancelling,
+        JobStatus::Cancelled => P::Cancelled,
+        JobStatus::Failing => P::Failing,
+        JobStatus::Failed => P::Failed,
+    }
+}
+
+pub fn tags(values: &[pb::Tag]) -> Result<Vec<Tag>> {
+    if values.len() > MAX_TAGS {
+        return Err(ApiError::invalid("tags", format!("at most {MAX_TAGS} tags, got {}", values.len())));
+    }
+    let mut tags: Vec<Tag> = Vec::with_capacity(values.len());
+    for (i, tag) in values.iter().enumerate() {
+        let field = format!("tags[{i}]");
+        if tag.key.is_empty() || tag.key.chars().count() > 128 {
+            return Err(ApiError::invalid(format!("{field}.key"), "must be 1–128 characters"));
+        }
+        text(&format!("{field}.key"), &tag.key, 128)?;
+        text(&format!("{field}.value"), &tag.value, 256)?;
+        if tags.iter().any(|t| t.key == tag.key) {
+            return Err(ApiError::invalid(format!("{field}.key"), format!("duplicate key {:?}", tag.key)));
+        }
+        tags.push(Tag {
+            key: tag.key.clone(),
+            value: tag.value.clone(),
+        });
+    }
+    Ok(tags)
+}
+
+pub fn tags_to_proto(tags: &[Tag]) -> Vec<pb::Tag> {
+    tags.iter()
+        .map(|t| pb::Tag {
+            key: t.key.clone(),
+            value: t.value.clone(),
+        })
+        .collect()
+}
+
+fn bucket(field: &str, value: &str) -> Result<String> {
+    if objects::is_valid_bucket(value) {
+        Ok(value.to_owned())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            "must be a bucket name: 3–63 lowercase letters, digits, '.', '-' or '_'",
+        ))
+    }
+}
+
+fn manifest(value: Option<&pb::Manifest>) -> Result<ManifestSpec> {
+    let value = value.ok_or_else(|| ApiError::invalid("manifest", "is required"))?;
+    let format = match pb::ManifestFormat::try_from(value.format) {
+        Ok(pb::ManifestFormat::S3BatchOperationsCsv20180820) => {
+            ManifestFormat::S3BatchOperationsCsv20180820
+        }
+        Ok(pb::ManifestFormat::Unspecified) => {
+            return Err(ApiError::invalid("manifest.format", "must be set"));
+        }
+        Err(_) => {
+            return Err(ApiError::invalid("manifest.format", format!("unknown value {}", value.format)));
+        }
+    };
+    if value.fields.len() > 8 {
+        return Err(ApiError::invalid("manifest.fields", "at most 8 fields"));
+    }
+    let fields = value
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(i, field)| match pb::ManifestField::try_from(*field) {
+            Ok(pb::ManifestField::Ignore) => Ok(ManifestField::Ignore),
+            Ok(pb::ManifestField::Bucket) => Ok(ManifestField::Bucket),
+            Ok(pb::ManifestField::Key) => Ok(ManifestField::Key),
+            Ok(pb::ManifestField::VersionId) => Ok(ManifestField::VersionId),
+            Ok(pb::ManifestField::Unspecified) | Err(_) => Err(ApiError::invalid(
+                format!("manifest.fields[{i}]"),
+                format!("must be IGNORE, BUCKET, KEY or VERSION_ID, got {field}"),
+            )),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    manifest::validate_fields(&fields)
+        .map_err(|error| ApiError::invalid("manifest.fields", error.to_string()))?;
+    let bucket = bucket("manifest.bucket", &value.bucket)?;
+    objects::object_path(&bucket, &value.key)
+        .map_err(|_| ApiError::invalid("manifest.key", "must be a key of 1–1024 bytes inside its bucket"))?;
+    text("manifest.etag", &value.etag, 1024)?;
+    Ok(ManifestSpec {
+        format,
+        fields,
+        location: ObjectLocation {
+            bucket,
+            key: value.key.clone(),
+        },
+        etag: (!value.etag.is_empty()).then(|| value.etag.trim_matches('"').to_owned()),
+    })
+}
+
+fn operation(value: Option<&pb::Operation>) -> Result<Operation> {
+    use pb::operation::Operation as O;
+    let missing = || ApiError::invalid("operation", "exactly one operation is required");
+    match value.and_then(|op| op.operation.as_ref()).ok_or_else(missing)? {
+        O::ComputeObjectChecksum(checksum) => {
+            let algorithm = match pb::ChecksumAlgorithm::try_from(checksum.algorithm) {
+                Ok(pb::ChecksumAlgorithm::Crc32) => ChecksumAlgorithm::Crc32,
+                Ok(pb::ChecksumAlgorithm::Crc32c) => ChecksumAlgorithm::Crc32c,
+                Ok(pb::ChecksumAlgorithm::Crc64nvme) => ChecksumAlgorithm::Crc64Nvme,
+                Ok(pb::ChecksumAlgorithm::Sha1) => ChecksumAlgorithm::Sha1,
+                Ok(pb::ChecksumAlgorithm::Sha256) => ChecksumAlgorithm::Sha256,
+                Ok(pb::ChecksumAlgorithm::Md5) => ChecksumAlgorithm::Md5,
+                Ok(pb::ChecksumAlgorithm::Unspecified) | Err(_) => {
+                    return Err(ApiError::invalid(
+                        "operation.compute_object_checksum.algorithm",
+                        format!("must be a CHECKSUM_ALGORITHM_* value, got {}", checksum.algorithm),
+                    ));
+                }
+            };
+            Ok(Operation::ComputeObjectChecksum { algorithm })
+        }
+        O::DeleteObject(_) => Ok(Operation::DeleteObject),
+    }
+}
+
+fn report(value: Option<&pb::JobReport>) -> Result<Option<ReportSpec>> {
+    let Some(value) = value else { return Ok(None) };
+    if !value.enabled {
+        if !value.bucket.is_empty() || !value.prefix.is_empty() || value.report_scope != 0 {
+            return Err(ApiError::invalid("report.enabled", "must be true when other report fields are set"));
+        }
+        return Ok(None);
+    }
+    let bucket = bucket("report.bucket", &value.bucket)?;
+    if value.prefix.len() > 512 || value.prefix.split('/').any(|s| s == "." || s == "..") {
+        return Err(ApiError::invalid("report.prefix", "must be at most 512 bytes without '.' or '..' segments"));
+    }
+    text("report.prefix", &value.prefix, 512)?;
+    let scope = match pb::ReportScope::try_from(value.report_scope) {
+        Ok(pb::ReportScope::AllTasks) => ReportScope::AllTasks,
+        Ok(pb::ReportScope::FailedTasksOnly) => ReportScope::FailedTasksOnly,
+        Ok(pb::ReportScope::Unspecified) | Err(_) => {
+            return Err(ApiError::invalid("report.report_scope", "must be ALL_TASKS or FAILED_TASKS_ONLY"));
+        }
+    };
+    Ok(Some(ReportSpec {
+        bucket,
+        prefix: value.prefix.trim_matches('/').to_owned(),
+        scope,
+    }))
+}
+
+fn failure_threshold(value: Option<&pb::FailureThreshold>) -> Result<FailureThreshold> {
+    let mut threshold = FailureThreshold::default();
+    let Some(value) = value else { return Ok(threshold) };
+    if let Some(minimum) = value.minimum_tasks_run {
+        if !(1..=1_000_000_000).contains(&minimum) {
+            return Err(ApiError::invalid("failure_threshold.minimum_tasks_run", "must be 1–1,000,000,000"));
+        }
+        threshold.minimum_tasks_run = minimum;
+    }
+    if let Some(percent) = value.max_failure_percent {
+        if percent > 100 {
+            return Err(ApiError::invalid("failure_threshold.max_failure_percent", "must be 0–100"));
+        }
+        threshold.max_failure_percent = percent;
+    }
+    Ok(threshold)
+}
+
+/// A validated CreateJob request and its fingerprint for idempotency.
+pub fn create_job(request: &pb::CreateJobRequest) -> Result<(JobSpec, String)> {
+    let account_id = account_id(&request.account_id)?;
+    let token = &request.client_request_token;
+    if token.is_empty() || token.chars().count() > 64 {
+        return Err(ApiError::invalid("client_request_token", "must be 1–64 characters"));
+    }
+    text("client_request_token", token, 64)?;
+    text("description", &request.description, 256)?;
+    let spec = JobSpec {
+        account_id,
+        client_request_token: token.clone(),
+        description: request.description.clone(),
+        priority: priority(request.priority)?,
+        confirmation_required: request.confirmation_required.unwrap_or(true),
+        manifest: manifest(request.manifest.as_ref())?,
+        operation: operation(request.operation.as_ref())?,
+        report: report(request.report.as_ref())?,
+        tags: tags(&request.tags)?,
+        failure_threshold: failure_threshold(request.failure_threshold.as_ref())?,
+    };
+    Ok((spec.clone(), fingerprint(&spec)))
+}
+
+/// A stable digest of everything a CreateJob request asks for.
+fn fingerprint(spec: &JobSpec) -> String {
+    let canonical = serde_json::to_vec(spec).unwrap_or_default();
+    hex::encode(Sha256::digest(canonical))
+}
+
+pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: time.timestamp_subsec_nanos() as i32,
+    }
+}
+
+fn manifest_to_proto(spec: &ManifestSpec) -> pb::Manifest {
+    pb::Manifest {
+        format: match spec.format {
+            ManifestFormat::S3BatchOperationsCsv20180820 => {
+                pb::ManifestFormat::S3BatchOperationsCsv20180820 as i32
+            }
+        },
+        fields: spec
+            .fields
+            .iter()
+            .map(|field| {
+                (match field {
+                    ManifestField::Ignore => pb::ManifestField::Ignore,
+                    ManifestField::Bucket => pb::ManifestField::Bucket,
+                    ManifestField::Key => pb::ManifestField::Key,
+                    ManifestField::VersionId => pb::ManifestField::VersionId,
+                }) as i32
+            })
+            .collect(),
+        bucket: spec.location.bucket.clone(),
+        key: spec.location.key.clone(),
+        etag: spec.etag.clone().unwrap_or_default(),
+    }
+}
+
+fn operation_to_proto(operation: &Operation) -> pb::Operation {
+    use pb::operation::Operation as O;
+    let operation = match operation {
+        Operation::ComputeObjectChecksum { algorithm } => {
+            O::ComputeObjectChecksum(pb::ComputeObjectChecksumOperation {
+                algorithm: (match algorithm {
+                    ChecksumAlgorithm::Crc32 => pb::ChecksumAlgorithm::Crc32,
+                    ChecksumAlgorithm::Crc32c => pb::ChecksumAlgorithm::Crc32c,
+                    ChecksumAlgorithm::Crc64Nvme => pb::ChecksumAlgorithm::Crc64nvme,
+                    ChecksumAlgorithm::Sha1 => pb::ChecksumAlgorithm::Sha1,
+                    ChecksumAlgorithm::Sha256 => pb::ChecksumAlgorithm::Sha256,
+                    ChecksumAlgorithm::Md5 => pb::ChecksumAlgorithm::Md5,
+                }) as i32,
+            })
+        }
+        Operation::DeleteObject => O::DeleteObject(pb::DeleteObjectOperation {}),
+    };
+    pb::Operation {
+        operation: Some(operation),
+    }
+}
+
+fn report_to_proto(report: Option<&ReportSpec>) -> pb::JobReport {
+    match report {
+        None => pb::JobReport::default(),
+        Some(report) => pb::JobReport {
+            enabled: true,
+            bucket: report.bucket.clone(),
+            prefix: report.prefix.clone(),
+            report_scope: (match report.scope {
+                ReportScope::AllTasks => pb::ReportScope::AllTasks,
+                ReportScope::FailedTasksOnly => pb::ReportScope::FailedTasksOnly,
+            }) as i32,
+        },
+    }
+}
+
+fn failure_reasons_to_proto(reasons: &[FailureReason]) -> Vec<pb::FailureReason> {
+    reasons
+        .iter()
+        .map(|r| pb::FailureReason {
+            failure_code: r.failure_code.clone(),
+            failure_reason: r.failure_reason.clone(),
+        })
+        .collect()
+}
+
+fn progress_to_proto(job: &Job, now: DateTime<Utc>) -> pb::JobProgressSummary {
+    pb::JobProgressSummary {
+        total_number_of_tasks: job.progress.total,
+        number_of_tasks_succeeded: job.progress.succeeded,
+        number_of_tasks_failed: job.progress.failed,
+        timers: Some(pb::JobTimers {
+            elapsed_time_in_active_seconds: job.elapsed_active_seconds(now),
+        }),
+    }
+}
+
+/// The whole descriptor of a job as of `now` (for the Active timer).
+pub fn job_to_proto(job: &Job, now: DateTime<Utc>) -> pb::JobDescriptor {
+    pb::JobDescriptor {
+        job_id: job.id.to_string(),
+        account_id: job.spec.account_id.0.clone(),
+        description: job.spec.description.clone(),
+        status: status_to_proto(job.status) as i32,
+        priority: job.priority,
+        confirmation_required: job.spec.confirmation_required,
+        progress_summary: Some(progress_to_proto(job, now)),
+        failure_reasons: failure_reasons_to_proto(&job.failure_reasons),
+        status_update_reason: job.status_update_reason.clone().unwrap_or_default(),
+        suspended_time: job.suspended_time.map(timestamp),
+        suspended_cause: job.suspended_cause.clone().unwrap_or_default(),
+        create_time: Some(timestamp(job.created_at)),
+        termination_time: job.termination_time.map(timestamp),
+        manifest: Some(manifest_to_proto(&job.spec.manifest)),
+        operation: Some(operation_to_proto(&job.spec.operation)),
+        report: Some(report_to_proto(job.spec.report.as_ref())),
+        tags: tags_to_proto(&job.tags),
+        failure_threshold: Some(pb::FailureThreshold {
+            minimum_tasks_run: Some(job.spec.failure_threshold.minimum_tasks_run),
+            max_failure_percent: Some(job.spec.failure_threshold.max_failure_percent),
+        }),
+        version: job.version as i64,
+    }
+}
+
+pub fn job_to_list_proto(job: &Job, now: DateTime<Utc>) -> pb::JobListDescriptor {
+    pb::JobListDescriptor {
+        job_id: job.id.to_string(),
+        description: job.spec.description.clone(),
+        status: status_to_proto(job.status) as i32,
+        priority: job.priority,
+        create_time: Some(timestamp(job.created_at)),
+        termination_time: job.termination_time.map(timestamp),
+        progress_summary: Some(progress_to_proto(job, now)),
+    }
+}
+
+/// Turns a job's stored events into proto events, folding them as it goes
+/// so that status changes can name the status they came from.
+pub struct HistoryFolder {
+    job: Option<Job>,
+}
+
+impl HistoryFolder {
+    pub fn new() -> HistoryFolder {
+        HistoryFolder { job: None }
+    }
+
+    pub fn convert(&mut self, recorded: &crate::store::RecordedEvent) -> pb::JobEvent {
+        use crate::store::LoggedEvent;
+        use pb::job_event::Event as E;
+        let event = match (&recorded.event, &mut self.job) {
+            (LoggedEvent::Created(created), _) => {
+                let job = domain::created(recorded.job_id, created, recorded.recorded_at);
+                let event = E::JobCreated(pb::JobCreatedEvent {
+                    job: Some(job_to_proto(&job, recorded.recorded_at)),
+                });
+                self.job = Some(job);
+                Some(event)
+            }
+            (LoggedEvent::Changed(event), Some(job)) => {
+                let previous = job.clone();
+                domain::apply(job, event, recorded.recorded_at);
+                change_to_proto(&previous, job, event)
+            }
+            (LoggedEvent::Changed(_), None) => None,
+        };
+        pb::JobEvent {
+            job_id: recorded.job_id.to_string(),
+            sequence: recorded.sequence as i64,
+            position: recorded.position,
+            event_time: Some(timestamp(recorded.recorded_at)),
+            schema_version: u32::from(recorded.schema_version),
+            event_type: recorded.event.type_name().to_owned(),
+            event,
+        }
+    }
+}
+
+impl Default for HistoryFolder {
+    fn default() -> Self {
+        HistoryFolder::new()
+    }
+}
+
+fn change_to_proto(previous: &Job, job: &Job, event: &domain::Event) -> Option<pb::job_event::Event> {
+    use domain::Event as D;
+    use pb::job_event::Event as E;
+    let status_changed = |reason: Option<&String>, failure_reasons: &[FailureReason]| {
+        E::StatusChanged(pb::StatusChangedEvent {
+            previous_status: status_to_proto(previous.status) as i32,
+            status: status_to_proto(job.status) as i32,
+            status_update_reason: reason.cloned().unwrap_or_default(),
+            failure_reasons: failure_reasons_to_proto(failure_reasons),
+            total_number_of_tasks: None,
+            suspended_cause: String::new(),
+        })
+    };
+    Some(match event {
+        D::ManifestPrepared {
+            total_number_of_tasks,
+            awaiting_confirmation,
+        } => E::StatusChanged(pb::StatusChangedEvent {
+            previous_status: status_to_proto(previous.status) as i32,
+            status: status_to_proto(job.status) as i32,
+            status_update_reason: String::new(),
+            failure_reasons: vec![],
+            total_number_of_tasks: Some(*total_number_of_tasks),
+            suspended_cause: if *awaiting_confirmation {
+                job.suspended_cause.clone().unwrap_or_default()
+            } else {
+                String::new()
+            },
+        }),
+        D::JobConfirmed { reason } | D::CancellationRequested { reason } => {
+            status_changed(reason.as_ref(), &[])
+        }
+        D::FailureDetected { failure_reasons } => status_changed(None, failure_reasons),
+        D::PreparationStarted
+        | D::JobActivated
+        | D::PauseRequested
+        | D::JobPaused
+        | D::AllTasksFinished
+        | D::JobCompleted
+        | D::JobCancelled
+        | D::JobFailed => status_changed(None, &[]),
+        D::PriorityChanged { previous, priority } => E::PriorityChanged(pb::PriorityChangedEvent {
+            previous_priority: *previous,
+            priority: *priority,
+        }),
+        D::TagsReplaced { tags } => E::TagsChanged(pb::TagsChangedEvent {
+            tags: tags_to_proto(tags),
+        }),
+        D::TaskResultsRecorded { .. } => return None,
+    })
+}
+
+/// Encodes the ListJobs cursor (creation time and id of the last job shown).
+pub fn encode_page_token(next: (DateTime<Utc>, uuid::Uuid)) -> String {
+    use base64::Engine;
+    let raw = format!("{}|{}", next.0.timestamp_micros(), next.1);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+pub fn decode_page_token(token: &str) -> Result<Option<(DateTime<Utc>, uuid::Uuid)>> {
+    use base64::Engine;
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let invalid = || ApiError::invalid("page_token", "is not a token returned by ListJobs");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| invalid())?;
+    let raw = String::from_utf8(raw).map_err(|_| invalid())?;
+    let (micros, id) = raw.split_once('|').ok_or_else(invalid)?;
+    let micros: i64 = micros.parse().map_err(|_| invalid())?;
+    let time = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
+    let id = uuid::Uuid::parse_str(id).map_err(|_| invalid())?;
+    Ok(Some((time, id)))
+}
+
+pub fn page_size(value: i32) -> Result<usize> {
+    match value {
+        0 => Ok(DEFAULT_PAGE_SIZE as usize),
+        1..=MAX_PAGE_SIZE => Ok(value as usize),
+        _ => Err(ApiError::invalid("page_size", format!("must be 0–{MAX_PAGE_SIZE}, got {value}"))),
+    }
+}

@@ -1,0 +1,69 @@
+//! The one mapping from errors to gRPC status codes (DESIGN.md section 3).
+//! Causes are logged; clients get a clean message that never contains SQL.
+
+use tonic::Status;
+use tracing::error;
+
+use crate::domain::DomainError;
+use crate::store::StoreError;
+
+/// An RPC failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A request field is missing or out of range.
+    #[error("{field}: {problem}")]
+    InvalidArgument { field: String, problem: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, problem: impl Into<String>) -> ApiError {
+        ApiError::InvalidArgument {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(error: DomainError) -> Self {
+        ApiError::Store(StoreError::Domain(error))
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Status {
+        let store_error = match error {
+            ApiError::InvalidArgument { .. } => return Status::invalid_argument(error.to_string()),
+            ApiError::Store(store_error) => store_error,
+        };
+        match &store_error {
+            StoreError::NotFound(_) => Status::not_found(store_error.to_string()),
+            StoreError::Domain(domain) => match domain {
+                DomainError::IllegalTransition { .. }
+                | DomainError::NotAllowed { .. }
+                | DomainError::TooManyResults { .. } => {
+                    Status::failed_precondition(store_error.to_string())
+                }
+                DomainError::InvalidPriority(_) => {
+                    Status::invalid_argument(format!("priority: {store_error}"))
+                }
+            },
+            StoreError::TokenReused(_) => Status::already_exists(store_error.to_string()),
+            StoreError::Conflict => Status::aborted(store_error.to_string()),
+            StoreError::Unavailable(cause) => {
+                error!(error = %cause, "database unavailable");
+                Status::unavailable("the database is unavailable; retry later")
+            }
+            StoreError::Corrupt(detail) => {
+                error!(detail, "stored data could not be read");
+                Status::internal("internal error")
+            }
+            StoreError::Database(cause) => {
+                error!(error = %cause, "database error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The gRPC front: the `JobService` implementation, the conversion between
+//! proto messages and domain types, and the mapping of errors to status codes.
+
+pub mod convert;
+mod error;
+mod service;
+
+pub use error::ApiError;
+pub use service::JobApi;

@@ -1,0 +1,251 @@
+//! The tonic implementation of `batchops.v1.JobService`.
+
+use std::pin::Pin;
+
+use chrono::Utc;
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tracing::{info, instrument};
+
+use super::{ApiError, convert};
+use crate::domain::{Command, JobId, JobStatus};
+use crate::proto::{self as pb, job_service_server::JobService};
+use crate::store::{Store, jobs};
+
+/// Events read per page while streaming a history.
+const HISTORY_PAGE: usize = 500;
+
+/// The JobService over one store.
+#[derive(Clone)]
+pub struct JobApi {
+    store: Store,
+}
+
+impl JobApi {
+    pub fn new(store: Store) -> JobApi {
+        JobApi { store }
+    }
+
+    async fn run(
+        &self,
+        account_id: &str,
+        job_id: &str,
+        command: Command,
+    ) -> Result<crate::domain::Job, ApiError> {
+        let account = convert::account_id(account_id)?;
+        let id = convert::job_id(job_id)?;
+        let mut client = self.store.client().await?;
+        let (job, _) = jobs::execute(&mut client, id, Some(&account), &command, Utc::now()).await?;
+        Ok(job)
+    }
+
+    async fn describe(&self, account_id: &str, job_id: &str) -> Result<crate::domain::Job, ApiError> {
+        let account = convert::account_id(account_id)?;
+        let id = convert::job_id(job_id)?;
+        let client = self.store.client().await?;
+        Ok(jobs::load(&client, id, Some(&account)).await?)
+    }
+}
+
+type HistoryStream = Pin<Box<dyn Stream<Item = Result<pb::GetJobHistoryResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl JobService for JobApi {
+    #[instrument(skip_all, fields(account_id = %request.get_ref().account_id))]
+    async fn create_job(
+        &self,
+        request: Request<pb::CreateJobRequest>,
+    ) -> Result<Response<pb::CreateJobResponse>, Status> {
+        let (spec, fingerprint) = convert::create_job(request.get_ref())?;
+        let mut client = self.store.client().await.map_err(ApiError::from)?;
+        let (id, created) = jobs::create(&mut client, JobId::generate(), &spec, &fingerprint, Utc::now())
+            .await
+            .map_err(ApiError::from)?;
+        if created {
+            info!(job_id = %id, "job created");
+        }
+        Ok(Response::new(pb::CreateJobResponse {
+            job_id: id.to_string(),
+        }))
+    }
+
+    #[instrument(skip_all, fields(job_id = %request.get_ref().job_id))]
+    async fn describe_job(
+        &self,
+        request: Request<pb::DescribeJobRequest>,
+    ) -> Result<Response<pb::DescribeJobResponse>, Status> {
+        let request = request.get_ref();
+        let job = self.describe(&request.account_id, &request.job_id).await?;
+        Ok(Response::new(pb::DescribeJobResponse {
+            job: Some(convert::job_to_proto(&job, Utc::now())),
+        }))
+    }
+
+    #[instrument(skip_all, fields(account_id = %request.get_ref().account_id))]
+    async fn list_jobs(
+        &self,
+        request: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let request = request.get_ref();
+        let account = convert::account_id(&request.account_id)?;
+        let statuses = request
+            .statuses
+            .iter()
+            .enumerate()
+            .map(|(i, s)| convert::job_status(&format!("statuses[{i}]"), *s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let page_size = convert::page_size(request.page_size)?;
+        let after = convert::decode_page_token(&request.page_token)?;
+        let client = self.store.client().await.map_err(ApiError::from)?;
+        let page = jobs::list(&client, &account, &statuses, page_size, after)
+            .await
+            .map_err(ApiError::from)?;
+        let now = Utc::now();
+        Ok(Response::new(pb::ListJobsResponse {
+            jobs: page.jobs.iter().map(|job| convert::job_to_list_proto(job, now)).collect(),
+            next_page_token: page.next.map(convert::encode_page_token).unwrap_or_default(),
+        }))
+    }
+
+    #[instrument(skip_all, fields(job_id = %request.get_ref().job_id))]
+    async fn update_job_status(
+        &self,
+        request: Request<pb::UpdateJobStatusRequest>,
+    ) -> Result<Response<pb::UpdateJobStatusResponse>, Status> {
+        let request = request.get_ref();
+        let reason = convert::status_update_reason(&request.status_update_reason)?;
+        let command = match convert::job_status("requested_job_status", request.requested_job_status)? {
+            JobStatus::Ready => Command::Confirm { reason },
+            JobStatus::Cancelled => Command::Cancel { reason },
+            other => {
+                return Err(ApiError::invalid(
+                    "requested_job_status",
+                    format!("must be JOB_STATUS_READY or JOB_STATUS_CANCELLED, got {other}"),
+                )
+                .into());
+            }
+        };
+        let job = self.run(&request.account_id, &request.job_id, command).await?;
+        info!(job_id = %job.id, status = %job.status, "job status updated");
+        Ok(Response::new(pb::UpdateJobStatusResponse {
+            job_id: job.id.to_string(),
+            status: convert::status_to_proto(job.status) as i32,
+            status_update_reason: job.status_update_reason.unwrap_or_default(),
+        }))
+    }
+
+    #[instrument(skip_all, fields(job_id = %request.get_ref().job_id))]
+    async fn update_job_priority(
+        &self,
+        request: Request<pb::UpdateJobPriorityRequest>,
+    ) -> Result<Response<pb::UpdateJobPriorityResponse>, Status> {
+        let request = request.get_ref();
+        let priority = convert::priority(request.priority)?;
+        let job = self
+            .run(&request.account_id, &request.job_id, Command::ChangePriority { priority })
+            .await?;
+        Ok(Response::new(pb::UpdateJobPriorityResponse {
+            job_id: job.id.to_string(),
+            priority: job.priority,
+        }))
+    }
+
+    #[instrument(skip_all, fields(job_id = %request.get_ref().job_id))]
+    async fn put_job_tagging(
+        &self,
+        request: Request<pb::PutJobTaggingRequest>,
+    ) -> Result<Response<pb::PutJobTaggingResponse>, Status> {
+        let request = request.get_ref();
+        let tags = convert::tags(&request.tags)?;
+        let job = self
+            .run(&request.account_id, &request.job_id, Command::ReplaceTags { tags })
+            .await?;
+        Ok(Response::new(pb::PutJobTaggingResponse {
+            tags: convert::tags_to_proto(&job.tags),
+        }))
+    }
+
+    #[instrument(skip_all, fields(job_id = %request.get_ref().job_id))]
+    async fn get_job_tagging(
+        &self,
+        request: Request<pb::GetJobTaggingRequest>,
+    ) -> Result<Response<pb::GetJobTaggingResponse>, Status> {
+        let request = request.get_ref();
+        let job = self.describe(&request.account_id, &request.job_id).await?;
+        Ok(Response::new(pb::GetJobTaggingResponse {
+            tags: convert::tags_to_proto(&job.tags),
+        }))
+    }
+
+    #[instrument(skip_all, fields(job_id = %request.get_ref().job_id))]
+    async fn delete_job_tagging(
+        &self,
+        request: Request<pb::DeleteJobTaggingRequest>,
+    ) -> Result<Response<pb::DeleteJobTaggingResponse>, Status> {
+        let request = request.get_ref();
+        let job = self
+            .run(&request.account_id, &request.job_id, Command::ReplaceTags { tags: vec![] })
+            .await?;
+        Ok(Response::new(pb::DeleteJobTaggingResponse {
+            tags: convert::tags_to_proto(&job.tags),
+        }))
+    }
+
+    type GetJobHistoryStream = HistoryStream;
+
+    #[instrument(skip_all, fields(job_id = %request.get_ref().job_id))]
+    async fn get_job_history(
+        &self,
+        request: Request<pb::GetJobHistoryRequest>,
+    ) -> Result<Response<Self::GetJobHistoryStream>, Status> {
+        let request = request.into_inner();
+        if request.after_sequence < 0 {
+            return Err(ApiError::invalid("after_sequence", "must be ≥ 0").into());
+        }
+        // Refuses unknown jobs and other accounts' jobs before the stream starts.
+        self.describe(&request.account_id, &request.job_id).await?;
+        let id = convert::job_id(&request.job_id)?;
+        let after = request.after_sequence as u64;
+        let (sender, receiver) = mpsc::channel(64);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(error) = stream_history(store, id, after, &sender).await {
+                let _ = sender.send(Err(error.into())).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
+
+/// Sends a job's events in sequence order. Events before `after` are folded
+/// but not sent, so status changes still name their previous status.
+async fn stream_history(
+    store: Store,
+    id: JobId,
+    after: u64,
+    sender: &mpsc::Sender<Result<pb::GetJobHistoryResponse, Status>>,
+) -> Result<(), ApiError> {
+    let client = store.client().await?;
+    let mut folder = convert::HistoryFolder::new();
+    let mut last = 0;
+    loop {
+        let page = jobs::events_after(&client, id, last, HISTORY_PAGE).await?;
+        let Some(tail) = page.last() else { return Ok(()) };
+        last = tail.sequence;
+        for recorded in &page {
+            let event = folder.convert(recorded);
+            if recorded.sequence <= after {
+                continue;
+            }
+            let message = pb::GetJobHistoryResponse { event: Some(event) };
+            if sender.send(Ok(message)).await.is_err() {
+                return Ok(());
+            }
+        }
+        if page.len() < HISTORY_PAGE {
+            return Ok(());
+        }
+    }
+}

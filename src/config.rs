@@ -1,0 +1,117 @@
+//! Command line and environment configuration. Every flag has a `BATCHOPS_*`
+//! environment variable; flags win over the environment.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::engine::EngineConfig;
+
+#[derive(Debug, Parser)]
+#[command(name = "batchops", version, about = "Event-sourced batch operations over object storage")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: CommandLine,
+    /// Log format.
+    #[arg(long, global = true, env = "BATCHOPS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CommandLine {
+    /// Run the gRPC server and the engine.
+    Serve(ServeConfig),
+    /// Apply pending database migrations and exit.
+    Migrate(DatabaseConfig),
+}
+
+/// Where the database is.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL, e.g. postgres://postgres@127.0.0.1/batchops. The database
+    /// is created if missing. Falls back to DATABASE_URL.
+    #[arg(long, env = "BATCHOPS_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Connections in the pool.
+    #[arg(long, env = "BATCHOPS_DATABASE_POOL_SIZE", default_value_t = 16)]
+    pub database_pool_size: usize,
+}
+
+impl DatabaseConfig {
+    /// The flag, else BATCHOPS_DATABASE_URL, else DATABASE_URL.
+    pub fn url(&self) -> Result<String, ConfigError> {
+        self.database_url
+            .clone()
+            .or_else(|| std::env::var("DATABASE_URL").ok())
+            .ok_or(ConfigError::MissingDatabaseUrl)
+    }
+}
+
+/// Everything `batchops serve` takes.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "BATCHOPS_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// Object store holding manifests, objects and reports: file:///dir (a
+    /// bucket is a first-level directory) or a plain directory path.
+    #[arg(long, env = "BATCHOPS_OBJECT_STORE", default_value = "batchops-objects")]
+    pub object_store: String,
+    /// Active jobs per account; higher-priority jobs get slots first.
+    #[arg(long, env = "BATCHOPS_MAX_ACTIVE_JOBS", default_value_t = 4)]
+    pub max_active_jobs: usize,
+    /// Tasks this process runs at once.
+    #[arg(long, env = "BATCHOPS_TASK_CONCURRENCY", default_value_t = 16)]
+    pub task_concurrency: usize,
+    /// Tasks claimed and recorded together.
+    #[arg(long, env = "BATCHOPS_CHUNK_SIZE", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub chunk_size: u32,
+    /// Seconds a chunk claim lasts without renewal.
+    #[arg(long, env = "BATCHOPS_LEASE_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(3..))]
+    pub lease_seconds: u64,
+    /// Milliseconds between looks for work when idle.
+    #[arg(long, env = "BATCHOPS_POLL_INTERVAL_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub poll_interval_ms: u64,
+}
+
+impl ServeConfig {
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            max_active_jobs: self.max_active_jobs,
+            task_concurrency: self.task_concurrency.max(1),
+            chunk_size: self.chunk_size as usize,
+            lease: Duration::from_secs(self.lease_seconds),
+            poll_interval: Duration::from_millis(self.poll_interval_ms),
+        }
+    }
+
+    /// The object store as a URL; a plain path becomes `file://` of its
+    /// absolute form.
+    pub fn object_store_url(&self) -> Result<String, ConfigError> {
+        if self.object_store.contains("://") {
+            return Ok(self.object_store.clone());
+        }
+        let path = Path::new(&self.object_store);
+        let absolute = std::path::absolute(path)
+            .map_err(|_| ConfigError::ObjectStorePath(self.object_store.clone()))?;
+        url::Url::from_directory_path(&absolute)
+            .map(String::from)
+            .map_err(|_| ConfigError::ObjectStorePath(self.object_store.clone()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no database: pass --database-url or set BATCHOPS_DATABASE_URL or DATABASE_URL")]
+    MissingDatabaseUrl,
+    #[error("object store path {0:?} cannot be used")]
+    ObjectStorePath(String),
+}

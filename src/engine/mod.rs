@@ -1,0 +1,97 @@
+//! The engine moves jobs forward without being asked: the preparer turns
+//! manifests into tasks, the scheduler hands out active slots by priority,
+//! workers claim and run task chunks, and the finisher ends draining and
+//! completing jobs. Every loop keeps its state in PostgreSQL, so any number
+//! of processes can run them against one database.
+
+mod finisher;
+mod preparer;
+mod scheduler;
+mod worker;
+
+use std::{sync::Arc, time::Duration};
+
+use object_store::ObjectStore;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::store::{Store, StoreError};
+
+pub use scheduler::{SlotCandidate, plan_activations};
+
+/// Tuning of the engine loops.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Active jobs per account.
+    pub max_active_jobs: usize,
+    /// Tasks run at once by this process.
+    pub task_concurrency: usize,
+    /// Tasks per chunk: the unit of claiming and of result commits.
+    pub chunk_size: usize,
+    /// How long a chunk claim lasts without renewal before others may take it.
+    pub lease: Duration,
+    /// How often idle loops look for work.
+    pub poll_interval: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_active_jobs: 4,
+            task_concurrency: 16,
+            chunk_size: 256,
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// The engine of one process.
+#[derive(Clone)]
+pub struct Engine {
+    store: Store,
+    objects: Arc<dyn ObjectStore>,
+    config: EngineConfig,
+}
+
+impl Engine {
+    pub fn new(store: Store, objects: Arc<dyn ObjectStore>, config: EngineConfig) -> Engine {
+        Engine {
+            store,
+            objects,
+            config,
+        }
+    }
+
+    /// Runs every loop until `shutdown` is cancelled; in-flight chunks finish first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let permits = Arc::new(tokio::sync::Semaphore::new(self.config.task_concurrency.max(1)));
+        let workers = 2.min(self.config.task_concurrency.max(1));
+        let mut loops = tokio::task::JoinSet::new();
+        loops.spawn(preparer::run(self.clone(), shutdown.clone()));
+        loops.spawn(scheduler::run(self.clone(), shutdown.clone()));
+        loops.spawn(finisher::run(self.clone(), shutdown.clone()));
+        for _ in 0..workers {
+            loops.spawn(worker::run(self.clone(), permits.clone(), shutdown.clone()));
+        }
+        while loops.join_next().await.is_some() {}
+    }
+}
+
+/// Waits for the poll interval, or returns false when shutting down.
+async fn idle(engine: &Engine, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(engine.config.poll_interval) => true,
+    }
+}
+
+/// Logs a failed round and waits before the next, or returns false when
+/// shutting down.
+async fn back_off(loop_name: &str, error: StoreError, shutdown: &CancellationToken) -> bool {
+    warn!(engine_loop = loop_name, error = %error, cause = ?std::error::Error::source(&error), "engine round failed");
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(Duration::from_secs(1)) => true,
+    }
+}

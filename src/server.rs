@@ -1,0 +1,84 @@
+//! Runs batchops: connects and migrates the database, starts the engine and
+//! serves gRPC until the shutdown future resolves; then stops accepting
+//! calls, lets in-flight chunks finish and returns.
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::api::JobApi;
+use crate::config::{ConfigError, DatabaseConfig, ServeConfig};
+use crate::engine::Engine;
+use crate::objects::{self, StoreUrlError};
+use crate::proto::job_service_server::JobServiceServer;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    ObjectStore(#[from] StoreUrlError),
+    #[error("server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Connects to the database and applies pending migrations.
+pub async fn open_store(config: &DatabaseConfig) -> Result<Store, ServeError> {
+    let store = Store::connect(&config.url()?, config.database_pool_size.max(2)).await?;
+    let applied = store.migrate().await?;
+    info!(applied, "database migrated");
+    Ok(store)
+}
+
+/// Serves on `listener` until `shutdown` resolves.
+pub async fn serve(
+    config: ServeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let store = open_store(&config.database).await?;
+    let objects = objects::open_store(&config.object_store_url()?)?;
+    let stop_engine = CancellationToken::new();
+    let engine = Engine::new(store.clone(), objects, config.engine());
+    let engine = tokio::spawn(engine.run(stop_engine.clone()));
+    info!(address = %listener.local_addr().map_err(|e| ServeError::Store(StoreError::Unavailable(Box::new(e))))?, "serving");
+    let served = tonic::transport::Server::builder()
+        .add_service(JobServiceServer::new(JobApi::new(store)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    info!("shutting down");
+    stop_engine.cancel();
+    let _ = engine.await;
+    served?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
