@@ -260,7 +260,6 @@ pub async fn complete_chunk(
     now: DateTime<Utc>,
 ) -> Result<Option<Job>, StoreError> {
     let tx = client.transaction().await?;
-    let job = jobs::lock(&tx, chunk.job_id, None).await?;
     let released = tx
         .execute(RELEASE_CHUNK, &[&chunk.job_id.0, &chunk.chunk_number, &owner])
         .await?;
@@ -296,6 +295,8 @@ pub async fn complete_chunk(
             .await?;
     }
     writer.finish().await?;
+    // The job row is locked last, so the COPY above never holds up commands.
+    let job = jobs::lock(&tx, chunk.job_id, None).await?;
     let succeeded = results.iter().filter(|r| r.succeeded).count() as u64;
     let failed = results.len() as u64 - succeeded;
     let (job, _) = jobs::record(&tx, job, &Command::RecordTaskResults { succeeded, failed }, now)

@@ -1,0 +1,577 @@
+//! End-to-end lifecycle tests: the real server on loopback, real PostgreSQL,
+//! real objects in a local directory, the generated tonic client.
+
+mod common;
+
+use std::time::Duration;
+
+use batchops::proto as pb;
+use common::*;
+use pb::JobStatus as S;
+use sha2::{Digest, Sha256};
+use tonic::Code;
+
+fn checksum_message(content: &[u8]) -> String {
+    hex::encode(Sha256::digest(content))
+}
+
+async fn create(server: &mut TestServer, request: pb::CreateJobRequest) -> String {
+    server
+        .client
+        .create_job(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .job_id
+}
+
+async fn update_status(
+    server: &mut TestServer,
+    job_id: &str,
+    status: S,
+    reason: &str,
+) -> Result<pb::UpdateJobStatusResponse, tonic::Status> {
+    server
+        .client
+        .update_job_status(pb::UpdateJobStatusRequest {
+            account_id: ACCOUNT.into(),
+            job_id: job_id.into(),
+            requested_job_status: status as i32,
+            status_update_reason: reason.into(),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Result rows of a job: (task number, succeeded, http status, error code, message).
+async fn results(server: &TestServer, job_id: &str) -> Vec<(i64, bool, i32, Option<String>, Option<String>)> {
+    let client = server.db.client().await;
+    let id = uuid::Uuid::parse_str(job_id).unwrap();
+    client
+        .query(
+            "SELECT task_number, succeeded, http_status_code, error_code, result_message
+             FROM task_results WHERE job_id = $1 ORDER BY task_number",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect()
+}
+
+#[tokio::test]
+async fn confirmed_job_goes_from_suspended_to_complete_with_correct_counts_and_checksums() {
+    // Given five objects and a manifest listing them
+    let mut server = TestServer::start().await;
+    let contents: Vec<Vec<u8>> = (0..5).map(|i| format!("object number {i}").repeat(i + 1).into_bytes()).collect();
+    let mut lines = Vec::new();
+    for (i, content) in contents.iter().enumerate() {
+        server.put_object("data", &format!("dir/obj {i}.txt"), content);
+        lines.push(format!("data,dir/obj%20{i}.txt"));
+    }
+    write_manifest(&server, &lines);
+
+    // When a job is created without saying whether it needs confirmation
+    let job_id = create(&mut server, checksum_job("t1", None)).await;
+
+    // Then it waits in Suspended with its tasks counted
+    let job = wait_for(&mut server.client, &job_id, S::Suspended).await;
+    assert!(job.confirmation_required);
+    assert_eq!(job.progress_summary.as_ref().unwrap().total_number_of_tasks, 5);
+    assert!(job.suspended_time.is_some());
+    assert!(!job.suspended_cause.is_empty());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(describe(&mut server.client, &job_id).await.status, S::Suspended as i32);
+
+    // When it is confirmed, it runs to Complete
+    let response = update_status(&mut server, &job_id, S::Ready, "go ahead").await.unwrap();
+    assert_eq!(response.status, S::Ready as i32);
+    assert_eq!(response.status_update_reason, "go ahead");
+    let job = wait_for(&mut server.client, &job_id, S::Complete).await;
+    let progress = job.progress_summary.unwrap();
+    assert_eq!(
+        (progress.total_number_of_tasks, progress.number_of_tasks_succeeded, progress.number_of_tasks_failed),
+        (5, 5, 0)
+    );
+    assert!(job.termination_time.is_some());
+    assert_eq!(job.status_update_reason, "go ahead");
+
+    // And every task's result carries the object's SHA-256
+    let rows = results(&server, &job_id).await;
+    assert_eq!(rows.len(), 5);
+    for (number, succeeded, http, error, message) in rows {
+        assert!(succeeded);
+        assert_eq!(http, 200);
+        assert_eq!(error, None);
+        let message: serde_json::Value = serde_json::from_str(&message.unwrap()).unwrap();
+        assert_eq!(message["checksumAlgorithm"], "SHA256");
+        assert_eq!(message["checksumHex"], checksum_message(&contents[number as usize]));
+    }
+    assert_eq!(
+        status_path(&mut server.client, &job_id).await,
+        vec![S::New, S::Preparing, S::Suspended, S::Ready, S::Active, S::Completing, S::Complete]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn job_without_confirmation_runs_straight_through_and_failed_tasks_are_counted() {
+    let mut server = TestServer::start().await;
+    server.put_object("data", "a.txt", b"abc");
+    write_manifest(
+        &server,
+        &["data,a.txt".into(), "data,missing.txt".into(), "data,..%2F..%2Fetc%2Fpasswd".into()],
+    );
+    let job_id = create(&mut server, checksum_job("t2", Some(false))).await;
+    let job = wait_for(&mut server.client, &job_id, S::Complete).await;
+    let progress = job.progress_summary.unwrap();
+    assert_eq!((progress.number_of_tasks_succeeded, progress.number_of_tasks_failed), (1, 2));
+    assert_eq!(
+        status_path(&mut server.client, &job_id).await,
+        vec![S::New, S::Preparing, S::Ready, S::Active, S::Completing, S::Complete]
+    );
+    let rows = results(&server, &job_id).await;
+    assert_eq!((rows[1].2, rows[1].3.as_deref()), (404, Some("NoSuchKey")));
+    assert_eq!((rows[2].2, rows[2].3.as_deref()), (400, Some("InvalidKey")));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn delete_object_deletes_each_listed_object_and_nothing_else() {
+    let mut server = TestServer::start().await;
+    server.put_object("data", "x/1", b"1");
+    server.put_object("data", "x/2", b"2");
+    server.put_object("data", "keep", b"k");
+    write_manifest(&server, &["data,x/1".into(), "data,x/2".into()]);
+    let mut request = checksum_job("del", Some(false));
+    request.operation = Some(pb::Operation {
+        operation: Some(pb::operation::Operation::DeleteObject(pb::DeleteObjectOperation {})),
+    });
+    let job_id = create(&mut server, request).await;
+    wait_for(&mut server.client, &job_id, S::Complete).await;
+    assert!(!server.object_exists("data", "x/1"));
+    assert!(!server.object_exists("data", "x/2"));
+    assert!(server.object_exists("data", "keep"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_manifests_fail_the_job_with_a_reason() {
+    let mut server = TestServer::start().await;
+    // Missing manifest
+    let missing = create(&mut server, checksum_job("missing", Some(false))).await;
+    let job = wait_for(&mut server.client, &missing, S::Failed).await;
+    assert_eq!(job.failure_reasons[0].failure_code, "ManifestNotFound");
+    assert!(job.failure_reasons[0].failure_reason.contains("data/manifest.csv"));
+    assert_eq!(
+        status_path(&mut server.client, &missing).await,
+        vec![S::New, S::Preparing, S::Failing, S::Failed]
+    );
+
+    // Malformed third line
+    write_manifest(&server, &["data,a".into(), "data,b".into(), "just-one-column".into()]);
+    let malformed = create(&mut server, checksum_job("malformed", Some(false))).await;
+    let job = wait_for(&mut server.client, &malformed, S::Failed).await;
+    assert_eq!(job.failure_reasons[0].failure_code, "ManifestInvalid");
+    assert!(job.failure_reasons[0].failure_reason.contains("line 3"), "{:?}", job.failure_reasons);
+    assert_eq!(job.progress_summary.unwrap().total_number_of_tasks, 0);
+
+    // ETag mismatch, then the right ETag
+    write_manifest(&server, &["data,a".into()]);
+    server.put_object("data", "a", b"a");
+    let mut pinned = checksum_job("etag-wrong", Some(false));
+    pinned.manifest.as_mut().unwrap().etag = "\"not-the-etag\"".into();
+    let wrong = create(&mut server, pinned).await;
+    let job = wait_for(&mut server.client, &wrong, S::Failed).await;
+    assert_eq!(job.failure_reasons[0].failure_code, "ManifestETagMismatch");
+
+    use object_store::ObjectStore;
+    let store = object_store::local::LocalFileSystem::new_with_prefix(server.objects.path()).unwrap();
+    let etag = store
+        .head(&object_store::path::Path::from("data/manifest.csv"))
+        .await
+        .unwrap()
+        .e_tag
+        .unwrap();
+    let mut pinned = checksum_job("etag-right", Some(false));
+    pinned.manifest.as_mut().unwrap().etag = format!("\"{etag}\"");
+    let right = create(&mut server, pinned).await;
+    wait_for(&mut server.client, &right, S::Complete).await;
+
+    // An empty manifest
+    write_manifest(&server, &[]);
+    let empty = create(&mut server, checksum_job("empty", Some(false))).await;
+    let job = wait_for(&mut server.client, &empty, S::Failed).await;
+    assert_eq!(job.failure_reasons[0].failure_code, "ManifestEmpty");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn cancelling_idle_jobs_lands_in_cancelled_at_once() {
+    // A server that activates nothing keeps confirmed jobs Ready.
+    let mut server = TestServer::start_with(Settings {
+        max_active_jobs: 0,
+        ..Settings::default()
+    })
+    .await;
+    server.put_object("data", "a", b"a");
+    write_manifest(&server, &["data,a".into()]);
+
+    let suspended = create(&mut server, checksum_job("s", None)).await;
+    wait_for(&mut server.client, &suspended, S::Suspended).await;
+    let response = update_status(&mut server, &suspended, S::Cancelled, "No longer needed").await.unwrap();
+    assert_eq!(response.status, S::Cancelled as i32);
+    assert_eq!(response.status_update_reason, "No longer needed");
+    let job = describe(&mut server.client, &suspended).await;
+    assert_eq!(job.status, S::Cancelled as i32);
+    assert!(job.termination_time.is_some());
+
+    let ready = create(&mut server, checksum_job("r", Some(false))).await;
+    wait_for(&mut server.client, &ready, S::Ready).await;
+    let response = update_status(&mut server, &ready, S::Cancelled, "").await.unwrap();
+    assert_eq!(response.status, S::Cancelled as i32);
+    assert_eq!(
+        status_path(&mut server.client, &ready).await,
+        vec![S::New, S::Preparing, S::Ready, S::Cancelling, S::Cancelled]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn cancelling_a_new_job_lands_in_cancelled_at_once() {
+    // A server that polls once an hour leaves new jobs New.
+    let mut server = TestServer::start_with(Settings {
+        poll_interval_ms: 3_600_000,
+        ..Settings::default()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let job_id = create(&mut server, checksum_job("n", None)).await;
+    assert_eq!(describe(&mut server.client, &job_id).await.status, S::New as i32);
+    let response = update_status(&mut server, &job_id, S::Cancelled, "").await.unwrap();
+    assert_eq!(response.status, S::Cancelled as i32);
+    server.stop().await;
+}
+
+/// Holds an exclusive lock on a table from a separate connection, so that
+/// the engine blocks at a known point, until released.
+struct TableLock {
+    client: tokio_postgres::Client,
+}
+
+impl TableLock {
+    async fn take(db: &TestDb, table: &str) -> TableLock {
+        let client = db.client().await;
+        client
+            .batch_execute(&format!("BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+            .await
+            .unwrap();
+        TableLock { client }
+    }
+
+    async fn release(self) {
+        self.client.batch_execute("COMMIT").await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn cancelling_a_preparing_job_drains_through_cancelling_and_keeps_no_tasks() {
+    let mut server = TestServer::start().await;
+    server.put_object("data", "a", b"a");
+    write_manifest(&server, &["data,a".into(), "data,a".into()]);
+    // The preparer blocks writing tasks while this lock is held.
+    let lock = TableLock::take(&server.db, "tasks").await;
+    let job_id = create(&mut server, checksum_job("p", None)).await;
+    wait_for(&mut server.client, &job_id, S::Preparing).await;
+    let response = update_status(&mut server, &job_id, S::Cancelled, "stop").await.unwrap();
+    assert_eq!(response.status, S::Cancelling as i32);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(describe(&mut server.client, &job_id).await.status, S::Cancelling as i32);
+    lock.release().await;
+    wait_for(&mut server.client, &job_id, S::Cancelled).await;
+    let client = server.db.client().await;
+    let id = uuid::Uuid::parse_str(&job_id).unwrap();
+    let tasks: i64 = client
+        .query_one("SELECT count(*) FROM tasks WHERE job_id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tasks, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn cancelling_an_active_job_records_in_flight_tasks_and_starts_no_more() {
+    let mut server = TestServer::start_with(Settings {
+        chunk_size: 2,
+        task_concurrency: 2,
+        ..Settings::default()
+    })
+    .await;
+    server.put_object("data", "a", b"a");
+    write_manifest(&server, &vec!["data,a".to_string(); 40]);
+    // Workers block recording results while this lock is held.
+    let lock = TableLock::take(&server.db, "task_results").await;
+    let job_id = create(&mut server, checksum_job("act", Some(false))).await;
+    wait_for(&mut server.client, &job_id, S::Active).await;
+    // Give both workers time to claim a chunk and block on the lock.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let response = update_status(&mut server, &job_id, S::Cancelled, "").await.unwrap();
+    assert_eq!(response.status, S::Cancelling as i32);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(describe(&mut server.client, &job_id).await.status, S::Cancelling as i32);
+    lock.release().await;
+    let job = wait_for(&mut server.client, &job_id, S::Cancelled).await;
+    let progress = job.progress_summary.unwrap();
+    let run = progress.number_of_tasks_succeeded + progress.number_of_tasks_failed;
+    // The chunks in flight (two workers × two tasks) were recorded; no others ran.
+    assert!(run > 0 && run <= 4, "{run} tasks recorded");
+    assert_eq!(results(&server, &job_id).await.len() as u64, run);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(results(&server, &job_id).await.len() as u64, run);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn refused_transitions_are_failed_precondition_and_change_nothing() {
+    let mut server = TestServer::start().await;
+    server.put_object("data", "a", b"a");
+    write_manifest(&server, &["data,a".into()]);
+    let job_id = create(&mut server, checksum_job("c", Some(false))).await;
+    wait_for(&mut server.client, &job_id, S::Complete).await;
+    let before = describe(&mut server.client, &job_id).await;
+    let history_before = history(&mut server.client, &job_id, 0).await;
+
+    for (requested, named) in [(S::Ready, "Ready"), (S::Cancelled, "Cancelled")] {
+        let error = update_status(&mut server, &job_id, requested, "").await.unwrap_err();
+        assert_eq!(error.code(), Code::FailedPrecondition);
+        assert!(error.message().contains("Complete"), "{}", error.message());
+        assert!(error.message().contains(named), "{}", error.message());
+    }
+    let error = server
+        .client
+        .update_job_priority(pb::UpdateJobPriorityRequest {
+            account_id: ACCOUNT.into(),
+            job_id: job_id.clone(),
+            priority: 50,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::FailedPrecondition);
+
+    let after = describe(&mut server.client, &job_id).await;
+    assert_eq!(before, after);
+    assert_eq!(history(&mut server.client, &job_id, 0).await, history_before);
+
+    // Confirming a job that needs no confirmation is refused too.
+    let mut request = checksum_job("c2", Some(false));
+    request.manifest.as_mut().unwrap().key = "none.csv".into();
+    let failed = create(&mut server, request).await;
+    wait_for(&mut server.client, &failed, S::Failed).await;
+    let error = update_status(&mut server, &failed, S::Ready, "").await.unwrap_err();
+    assert_eq!(error.code(), Code::FailedPrecondition);
+    assert!(error.message().contains("Failed") && error.message().contains("Ready"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn history_lists_every_event_in_order_and_resumes_after_a_sequence() {
+    let mut server = TestServer::start().await;
+    server.put_object("data", "a", b"a");
+    write_manifest(&server, &["data,a".into()]);
+    let job_id = create(&mut server, checksum_job("h", None)).await;
+    wait_for(&mut server.client, &job_id, S::Suspended).await;
+    server
+        .client
+        .update_job_priority(pb::UpdateJobPriorityRequest {
+            account_id: ACCOUNT.into(),
+            job_id: job_id.clone(),
+            priority: 77,
+        })
+        .await
+        .unwrap();
+    server
+        .client
+        .put_job_tagging(pb::PutJobTaggingRequest {
+            account_id: ACCOUNT.into(),
+            job_id: job_id.clone(),
+            tags: vec![pb::Tag { key: "team".into(), value: "storage".into() }],
+        })
+        .await
+        .unwrap();
+    update_status(&mut server, &job_id, S::Ready, "").await.unwrap();
+    wait_for(&mut server.client, &job_id, S::Complete).await;
+
+    let events = history(&mut server.client, &job_id, 0).await;
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        vec![
+            "JobCreated",
+            "PreparationStarted",
+            "ManifestPrepared",
+            "PriorityChanged",
+            "TagsReplaced",
+            "JobConfirmed",
+            "JobActivated",
+            "AllTasksFinished",
+            "JobCompleted"
+        ]
+    );
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(event.sequence, i as i64 + 1);
+        assert_eq!(event.schema_version, 1);
+        assert_eq!(event.job_id, job_id);
+    }
+    assert!(events.windows(2).all(|w| w[0].position < w[1].position));
+    assert!(matches!(&events[0].event, Some(pb::job_event::Event::JobCreated(c)) if c.job.as_ref().unwrap().status == S::New as i32));
+    assert!(matches!(&events[3].event, Some(pb::job_event::Event::PriorityChanged(p)) if p.previous_priority == 10 && p.priority == 77));
+    let Some(pb::job_event::Event::StatusChanged(prepared)) = &events[2].event else {
+        panic!("ManifestPrepared is a status change");
+    };
+    assert_eq!((prepared.previous_status, prepared.status), (S::Preparing as i32, S::Suspended as i32));
+    assert_eq!(prepared.total_number_of_tasks, Some(1));
+
+    let tail = history(&mut server.client, &job_id, 6).await;
+    assert_eq!(tail, events[6..].to_vec());
+    let Some(pb::job_event::Event::StatusChanged(activated)) = &tail[0].event else {
+        panic!("JobActivated is a status change");
+    };
+    assert_eq!(activated.previous_status, S::Ready as i32);
+    assert_eq!(describe(&mut server.client, &job_id).await.version, 9);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn create_job_is_idempotent_on_its_token() {
+    let mut server = TestServer::start_with(Settings {
+        poll_interval_ms: 3_600_000,
+        ..Settings::default()
+    })
+    .await;
+    let first = create(&mut server, checksum_job("same", None)).await;
+    let again = create(&mut server, checksum_job("same", None)).await;
+    assert_eq!(first, again);
+    let mut different = checksum_job("same", None);
+    different.priority = 99;
+    let error = server.client.create_job(different).await.unwrap_err();
+    assert_eq!(error.code(), Code::AlreadyExists);
+    assert!(error.message().contains("client_request_token"));
+    // The same token in another account is another job.
+    let mut other_account = checksum_job("same", None);
+    other_account.account_id = "444455556666".into();
+    let other = create(&mut server, other_account).await;
+    assert_ne!(other, first);
+    let listed = server
+        .client
+        .list_jobs(pb::ListJobsRequest {
+            account_id: ACCOUNT.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.jobs.len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn list_jobs_filters_by_status_and_pages_newest_first() {
+    let mut server = TestServer::start_with(Settings {
+        poll_interval_ms: 3_600_000,
+        ..Settings::default()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut created = Vec::new();
+    for i in 0..5 {
+        created.push(create(&mut server, checksum_job(&format!("l{i}"), None)).await);
+    }
+    update_status(&mut server, &created[1], S::Cancelled, "").await.unwrap();
+    update_status(&mut server, &created[3], S::Cancelled, "").await.unwrap();
+
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = server
+            .client
+            .list_jobs(pb::ListJobsRequest {
+                account_id: ACCOUNT.into(),
+                statuses: vec![],
+                page_size: 2,
+                page_token: token.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        pages += 1;
+        assert!(page.jobs.len() <= 2);
+        seen.extend(page.jobs.into_iter().map(|j| j.job_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(pages, 3);
+    let newest_first: Vec<String> = created.iter().rev().cloned().collect();
+    assert_eq!(seen, newest_first);
+
+    let cancelled = server
+        .client
+        .list_jobs(pb::ListJobsRequest {
+            account_id: ACCOUNT.into(),
+            statuses: vec![S::Cancelled as i32],
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<String> = cancelled.jobs.iter().map(|j| j.job_id.clone()).collect();
+    assert_eq!(ids, vec![created[3].clone(), created[1].clone()]);
+    assert!(cancelled.jobs.iter().all(|j| j.status == S::Cancelled as i32));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn tags_are_put_read_and_deleted() {
+    let mut server = TestServer::start().await;
+    let job_id = create(&mut server, checksum_job("tags", None)).await;
+    let tags = vec![
+        pb::Tag { key: "team".into(), value: "storage".into() },
+        pb::Tag { key: "cost-center".into(), value: "42".into() },
+    ];
+    let put = server
+        .client
+        .put_job_tagging(pb::PutJobTaggingRequest {
+            account_id: ACCOUNT.into(),
+            job_id: job_id.clone(),
+            tags: tags.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(put.tags, tags);
+    let got = server
+        .client
+        .get_job_tagging(pb::GetJobTaggingRequest {
+            account_id: ACCOUNT.into(),
+            job_id: job_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.tags, tags);
+    server
+        .client
+        .delete_job_tagging(pb::DeleteJobTaggingRequest {
+            account_id: ACCOUNT.into(),
+            job_id: job_id.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(describe(&mut server.client, &job_id).await.tags.is_empty());
+    server.stop().await;
+}
