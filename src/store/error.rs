@@ -49,12 +49,11 @@ impl From<tokio_postgres::Error> for StoreError {
     }
 }
 
+/// Failing to get a connection, whatever the reason, means the database
+/// cannot be used right now.
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(error: deadpool_postgres::PoolError) -> Self {
-        match error {
-            deadpool_postgres::PoolError::Backend(error) => error.into(),
-            other => StoreError::Unavailable(Box::new(other)),
-        }
+        StoreError::Unavailable(Box::new(error))
     }
 }
 

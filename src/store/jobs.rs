@@ -1,6 +1,6 @@
 //! Job commands, the event log and the `jobs` projection.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use postgres_types::Json;
 use tokio_postgres::{Client, Row, Transaction};
 use uuid::Uuid;
@@ -41,6 +41,9 @@ const LIST_JOBS: &str = "
       AND ($3::timestamptz IS NULL OR (created_at, job_id) < ($3, $4))
     ORDER BY created_at DESC, job_id DESC
     LIMIT $5";
+const RESULT_COUNTS: &str = "
+    SELECT count(*) FILTER (WHERE succeeded), count(*) FILTER (WHERE NOT succeeded)
+    FROM task_results WHERE job_id = $1";
 const EVENTS_AFTER: &str = "
     SELECT job_id, sequence, position, event_type, schema_version, payload, recorded_at
     FROM job_events
@@ -84,6 +87,12 @@ pub struct JobPage {
     pub next: Option<(DateTime<Utc>, Uuid)>,
 }
 
+/// `now` at the precision the log keeps (microseconds), so that the projection
+/// and a replay of the log agree to the last digit.
+fn log_time(now: DateTime<Utc>) -> DateTime<Utc> {
+    now.trunc_subsecs(6)
+}
+
 /// Creates a job, or returns the job an earlier request with the same token
 /// created. Returns the id and whether this call created it.
 pub async fn create(
@@ -93,6 +102,7 @@ pub async fn create(
     fingerprint: &str,
     now: DateTime<Utc>,
 ) -> Result<(JobId, bool), StoreError> {
+    let now = log_time(now);
     let tx = client.transaction().await?;
     let created = domain::create(spec.clone());
     let job = domain::created(id, &created, now);
@@ -209,6 +219,7 @@ pub async fn record(
     command: &Command,
     now: DateTime<Utc>,
 ) -> Result<(Job, Vec<Event>), StoreError> {
+    let now = log_time(now);
     let events = domain::decide(&job, command, now)?;
     if events.is_empty() {
         return Ok((job, events));
@@ -326,4 +337,42 @@ fn decode_event(row: &Row) -> Result<RecordedEvent, StoreError> {
         schema_version: schema_version as u16,
         event,
     })
+}
+
+/// Rebuilds a job from its log alone: folds its events and counts its task
+/// results. `None` when the log holds no event of the job.
+pub async fn replay(client: &Client, id: JobId) -> Result<Option<Job>, StoreError> {
+    const PAGE: usize = 1000;
+    let mut job: Option<Job> = None;
+    let mut after = 0;
+    loop {
+        let page = events_after(client, id, after, PAGE).await?;
+        for recorded in &page {
+            match (&recorded.event, job.as_mut()) {
+                (LoggedEvent::Created(created), _) => {
+                    job = Some(domain::created(id, created, recorded.recorded_at));
+                }
+                (LoggedEvent::Changed(event), Some(job)) => {
+                    domain::apply(job, event, recorded.recorded_at);
+                    job.version = recorded.sequence;
+                }
+                (LoggedEvent::Changed(_), None) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "job {id} has event {} before JobCreated",
+                        recorded.sequence
+                    )));
+                }
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == PAGE => after = last.sequence,
+            _ => break,
+        }
+    }
+    if let Some(job) = job.as_mut() {
+        let row = client.query_one(RESULT_COUNTS, &[&id.0]).await?;
+        job.progress.succeeded = row.try_get::<_, i64>(0)? as u64;
+        job.progress.failed = row.try_get::<_, i64>(1)? as u64;
+    }
+    Ok(job)
 }

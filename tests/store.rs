@@ -1,0 +1,209 @@
+//! Invariants of the event store, checked against real PostgreSQL: the logs
+//! are append-only, each task has one result, sequences are dense under
+//! concurrency, and the projection always equals the fold of the log.
+
+mod common;
+
+use batchops::domain::{
+    AccountId, ChecksumAlgorithm, Command, FailureThreshold, JobId, JobSpec, ManifestFormat,
+    ManifestSpec, ObjectLocation, Operation, Tag,
+};
+use batchops::store::{Store, StoreError, jobs};
+use chrono::Utc;
+use common::{TestDb, TestServer, checksum_job, wait_for, write_manifest};
+use proptest::prelude::*;
+
+fn spec(token: &str) -> JobSpec {
+    JobSpec {
+        account_id: AccountId("acct".into()),
+        client_request_token: token.into(),
+        description: String::new(),
+        priority: 1,
+        confirmation_required: true,
+        manifest: ManifestSpec {
+            format: ManifestFormat::S3BatchOperationsCsv20180820,
+            fields: vec![],
+            location: ObjectLocation {
+                bucket: "data".into(),
+                key: "m.csv".into(),
+            },
+            etag: None,
+        },
+        operation: Operation::ComputeObjectChecksum {
+            algorithm: ChecksumAlgorithm::Crc32c,
+        },
+        report: None,
+        tags: vec![],
+        failure_threshold: FailureThreshold::default(),
+    }
+}
+
+async fn store(db: &TestDb) -> Store {
+    Store::connect(&db.url, 8).await.unwrap()
+}
+
+async fn new_job(store: &Store, token: &str) -> JobId {
+    let mut client = store.client().await.unwrap();
+    let (id, created) = jobs::create(&mut client, JobId::generate(), &spec(token), "fp", Utc::now())
+        .await
+        .unwrap();
+    assert!(created);
+    id
+}
+
+#[tokio::test]
+async fn the_database_refuses_to_change_or_remove_logged_events_and_results() {
+    let db = TestDb::new().await;
+    let store = store(&db).await;
+    let id = new_job(&store, "a").await;
+    let client = db.client().await;
+    client
+        .execute(
+            "INSERT INTO task_results (job_id, task_number, succeeded, http_status_code, recorded_at)
+             VALUES ($1, 0, true, 200, now())",
+            &[&id.0],
+        )
+        .await
+        .unwrap();
+    for statement in [
+        "UPDATE job_events SET event_type = 'Forged'",
+        "DELETE FROM job_events",
+        "TRUNCATE job_events",
+        "UPDATE task_results SET succeeded = false",
+        "DELETE FROM task_results",
+        "TRUNCATE task_results",
+    ] {
+        let error = client.batch_execute(statement).await.unwrap_err();
+        let message = error.as_db_error().unwrap().message().to_owned();
+        assert!(message.contains("append-only"), "{statement}: {message}");
+    }
+    let events: i64 = client.query_one("SELECT count(*) FROM job_events", &[]).await.unwrap().get(0);
+    assert_eq!(events, 1);
+}
+
+#[tokio::test]
+async fn a_task_has_at_most_one_result() {
+    let db = TestDb::new().await;
+    let store = store(&db).await;
+    let id = new_job(&store, "a").await;
+    let client = db.client().await;
+    let insert = "INSERT INTO task_results (job_id, task_number, succeeded, http_status_code, recorded_at)
+                  VALUES ($1, 7, $2, 200, now())";
+    client.execute(insert, &[&id.0, &true]).await.unwrap();
+    let error = client.execute(insert, &[&id.0, &false]).await.unwrap_err();
+    assert_eq!(error.code(), Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION));
+}
+
+#[tokio::test]
+async fn an_event_with_a_taken_sequence_is_a_conflict_not_a_second_event() {
+    let db = TestDb::new().await;
+    let store = store(&db).await;
+    let id = new_job(&store, "a").await;
+    let client = db.client().await;
+    let error = client
+        .execute(
+            "INSERT INTO job_events (job_id, sequence, event_type, schema_version, payload, recorded_at)
+             VALUES ($1, 1, 'JobCreated', 1, '{}', now())",
+            &[&id.0],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(StoreError::from(error), StoreError::Conflict));
+}
+
+#[tokio::test]
+async fn concurrent_commands_on_one_job_all_land_with_dense_sequences() {
+    let db = TestDb::new().await;
+    let store = store(&db).await;
+    let id = new_job(&store, "a").await;
+    let mut tasks = Vec::new();
+    for priority in 100..120 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut client = store.client().await.unwrap();
+            jobs::execute(&mut client, id, None, &Command::ChangePriority { priority }, Utc::now())
+                .await
+                .unwrap();
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let client = store.client().await.unwrap();
+    let events = jobs::events_after(&client, id, 0, 1000).await.unwrap();
+    let sequences: Vec<u64> = events.iter().map(|e| e.sequence).collect();
+    assert_eq!(sequences, (1..=21).collect::<Vec<u64>>());
+    assert!(events.windows(2).all(|w| w[0].position < w[1].position));
+    let job = jobs::load(&client, id, None).await.unwrap();
+    assert_eq!(job.version, 21);
+    assert_eq!(jobs::replay(&client, id).await.unwrap().unwrap(), job);
+}
+
+#[tokio::test]
+async fn after_a_full_run_the_projection_equals_the_fold_of_the_log() {
+    let mut server = TestServer::start().await;
+    server.put_object("data", "a", b"a");
+    let mut lines = vec!["data,a".to_string(); 30];
+    lines.push("data,missing".into());
+    write_manifest(&server, &lines);
+    let mut ids = Vec::new();
+    for token in ["x", "y"] {
+        let id = server.client.create_job(checksum_job(token, Some(false))).await.unwrap().into_inner().job_id;
+        ids.push(id);
+    }
+    for id in &ids {
+        wait_for(&mut server.client, id, batchops::proto::JobStatus::Complete).await;
+    }
+    let store = Store::connect(&server.db.url, 2).await.unwrap();
+    let client = store.client().await.unwrap();
+    for id in ids {
+        let id = JobId(uuid::Uuid::parse_str(&id).unwrap());
+        let stored = jobs::load(&client, id, None).await.unwrap();
+        assert_eq!((stored.progress.succeeded, stored.progress.failed), (30, 1));
+        assert_eq!(jobs::replay(&client, id).await.unwrap().unwrap(), stored);
+    }
+    server.stop().await;
+}
+
+fn any_command() -> impl Strategy<Value = Command> {
+    prop_oneof![
+        Just(Command::StartPreparation),
+        (0u64..5).prop_map(|n| Command::FinishPreparation { total_number_of_tasks: n }),
+        Just(Command::Confirm { reason: Some("ok".into()) }),
+        proptest::option::of("[a-z]{1,6}").prop_map(|reason| Command::Cancel { reason }),
+        Just(Command::Activate),
+        Just(Command::Pause),
+        Just(Command::FinishDraining),
+        Just(Command::FinishCompletion),
+        (0i32..4).prop_map(|priority| Command::ChangePriority { priority }),
+        "[a-c]".prop_map(|key| Command::ReplaceTags { tags: vec![Tag { key, value: "v".into() }] }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    #[test]
+    fn random_commands_keep_the_stored_projection_equal_to_the_fold_of_the_log(
+        commands in proptest::collection::vec(any_command(), 1..25)
+    ) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let db = TestDb::new().await;
+            let store = store(&db).await;
+            let id = new_job(&store, "p").await;
+            let mut client = store.client().await.unwrap();
+            let mut accepted = 1;
+            for command in &commands {
+                match jobs::execute(&mut client, id, None, command, Utc::now()).await {
+                    Ok((_, events)) => accepted += events.len(),
+                    Err(StoreError::Domain(_)) => {}
+                    Err(other) => panic!("{command:?}: {other}"),
+                }
+                let stored = jobs::load(&client, id, None).await.unwrap();
+                let replayed = jobs::replay(&client, id).await.unwrap().unwrap();
+                assert_eq!(replayed, stored, "after {command:?}");
+                assert_eq!(stored.version as usize, accepted);
+            }
+        });
+    }
+}
