@@ -5,7 +5,10 @@
 use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/batchops/v1/job.proto", "proto/batchops/v1/job_service.proto"];
+    let files = [
+        "proto/batchops/v1/job.proto",
+        "proto/batchops/v1/job_service.proto",
+    ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(files, ["proto"])?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);

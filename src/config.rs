@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::engine::EngineConfig;
 
 #[derive(Debug, Parser)]
-#[command(name = "batchops", version, about = "Event-sourced batch operations over object storage")]
+#[command(
+    name = "batchops",
+    version,
+    about = "Event-sourced batch operations over object storage"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: CommandLine,
@@ -63,7 +67,11 @@ pub struct ServeConfig {
     pub database: DatabaseConfig,
     /// Object store holding manifests, objects and reports: file:///dir (a
     /// bucket is a first-level directory) or a plain directory path.
-    #[arg(long, env = "BATCHOPS_OBJECT_STORE", default_value = "batchops-objects")]
+    #[arg(
+        long,
+        env = "BATCHOPS_OBJECT_STORE",
+        default_value = "batchops-objects"
+    )]
     pub object_store: String,
     /// Active jobs per account; higher-priority jobs get slots first.
     #[arg(long, env = "BATCHOPS_MAX_ACTIVE_JOBS", default_value_t = 4)]

@@ -18,6 +18,7 @@ pub mod server;
 pub mod store;
 
 /// Generated code of `proto/batchops/v1`.
+#[allow(clippy::large_enum_variant)]
 pub mod proto {
     tonic::include_proto!("batchops.v1");
 

@@ -44,7 +44,10 @@ async fn update_status(
 }
 
 /// Result rows of a job: (task number, succeeded, http status, error code, message).
-async fn results(server: &TestServer, job_id: &str) -> Vec<(i64, bool, i32, Option<String>, Option<String>)> {
+async fn results(
+    server: &TestServer,
+    job_id: &str,
+) -> Vec<(i64, bool, i32, Option<String>, Option<String>)> {
     let client = server.db.client().await;
     let id = uuid::Uuid::parse_str(job_id).unwrap();
     client
@@ -64,7 +67,9 @@ async fn results(server: &TestServer, job_id: &str) -> Vec<(i64, bool, i32, Opti
 async fn confirmed_job_goes_from_suspended_to_complete_with_correct_counts_and_checksums() {
     // Given five objects and a manifest listing them
     let mut server = TestServer::start().await;
-    let contents: Vec<Vec<u8>> = (0..5).map(|i| format!("object number {i}").repeat(i + 1).into_bytes()).collect();
+    let contents: Vec<Vec<u8>> = (0..5)
+        .map(|i| format!("object number {i}").repeat(i + 1).into_bytes())
+        .collect();
     let mut lines = Vec::new();
     for (i, content) in contents.iter().enumerate() {
         server.put_object("data", &format!("dir/obj {i}.txt"), content);
@@ -78,20 +83,32 @@ async fn confirmed_job_goes_from_suspended_to_complete_with_correct_counts_and_c
     // Then it waits in Suspended with its tasks counted
     let job = wait_for(&mut server.client, &job_id, S::Suspended).await;
     assert!(job.confirmation_required);
-    assert_eq!(job.progress_summary.as_ref().unwrap().total_number_of_tasks, 5);
+    assert_eq!(
+        job.progress_summary.as_ref().unwrap().total_number_of_tasks,
+        5
+    );
     assert!(job.suspended_time.is_some());
     assert!(!job.suspended_cause.is_empty());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(describe(&mut server.client, &job_id).await.status, S::Suspended as i32);
+    assert_eq!(
+        describe(&mut server.client, &job_id).await.status,
+        S::Suspended as i32
+    );
 
     // When it is confirmed, it runs to Complete
-    let response = update_status(&mut server, &job_id, S::Ready, "go ahead").await.unwrap();
+    let response = update_status(&mut server, &job_id, S::Ready, "go ahead")
+        .await
+        .unwrap();
     assert_eq!(response.status, S::Ready as i32);
     assert_eq!(response.status_update_reason, "go ahead");
     let job = wait_for(&mut server.client, &job_id, S::Complete).await;
     let progress = job.progress_summary.unwrap();
     assert_eq!(
-        (progress.total_number_of_tasks, progress.number_of_tasks_succeeded, progress.number_of_tasks_failed),
+        (
+            progress.total_number_of_tasks,
+            progress.number_of_tasks_succeeded,
+            progress.number_of_tasks_failed
+        ),
         (5, 5, 0)
     );
     assert!(job.termination_time.is_some());
@@ -106,11 +123,22 @@ async fn confirmed_job_goes_from_suspended_to_complete_with_correct_counts_and_c
         assert_eq!(error, None);
         let message: serde_json::Value = serde_json::from_str(&message.unwrap()).unwrap();
         assert_eq!(message["checksumAlgorithm"], "SHA256");
-        assert_eq!(message["checksumHex"], checksum_message(&contents[number as usize]));
+        assert_eq!(
+            message["checksumHex"],
+            checksum_message(&contents[number as usize])
+        );
     }
     assert_eq!(
         status_path(&mut server.client, &job_id).await,
-        vec![S::New, S::Preparing, S::Suspended, S::Ready, S::Active, S::Completing, S::Complete]
+        vec![
+            S::New,
+            S::Preparing,
+            S::Suspended,
+            S::Ready,
+            S::Active,
+            S::Completing,
+            S::Complete
+        ]
     );
     server.stop().await;
 }
@@ -121,15 +149,32 @@ async fn job_without_confirmation_runs_straight_through_and_failed_tasks_are_cou
     server.put_object("data", "a.txt", b"abc");
     write_manifest(
         &server,
-        &["data,a.txt".into(), "data,missing.txt".into(), "data,..%2F..%2Fetc%2Fpasswd".into()],
+        &[
+            "data,a.txt".into(),
+            "data,missing.txt".into(),
+            "data,..%2F..%2Fetc%2Fpasswd".into(),
+        ],
     );
     let job_id = create(&mut server, checksum_job("t2", Some(false))).await;
     let job = wait_for(&mut server.client, &job_id, S::Complete).await;
     let progress = job.progress_summary.unwrap();
-    assert_eq!((progress.number_of_tasks_succeeded, progress.number_of_tasks_failed), (1, 2));
+    assert_eq!(
+        (
+            progress.number_of_tasks_succeeded,
+            progress.number_of_tasks_failed
+        ),
+        (1, 2)
+    );
     assert_eq!(
         status_path(&mut server.client, &job_id).await,
-        vec![S::New, S::Preparing, S::Ready, S::Active, S::Completing, S::Complete]
+        vec![
+            S::New,
+            S::Preparing,
+            S::Ready,
+            S::Active,
+            S::Completing,
+            S::Complete
+        ]
     );
     let rows = results(&server, &job_id).await;
     assert_eq!((rows[1].2, rows[1].3.as_deref()), (404, Some("NoSuchKey")));
@@ -146,7 +191,9 @@ async fn delete_object_deletes_each_listed_object_and_nothing_else() {
     write_manifest(&server, &["data,x/1".into(), "data,x/2".into()]);
     let mut request = checksum_job("del", Some(false));
     request.operation = Some(pb::Operation {
-        operation: Some(pb::operation::Operation::DeleteObject(pb::DeleteObjectOperation {})),
+        operation: Some(pb::operation::Operation::DeleteObject(
+            pb::DeleteObjectOperation {},
+        )),
     });
     let job_id = create(&mut server, request).await;
     wait_for(&mut server.client, &job_id, S::Complete).await;
@@ -163,18 +210,29 @@ async fn bad_manifests_fail_the_job_with_a_reason() {
     let missing = create(&mut server, checksum_job("missing", Some(false))).await;
     let job = wait_for(&mut server.client, &missing, S::Failed).await;
     assert_eq!(job.failure_reasons[0].failure_code, "ManifestNotFound");
-    assert!(job.failure_reasons[0].failure_reason.contains("data/manifest.csv"));
+    assert!(
+        job.failure_reasons[0]
+            .failure_reason
+            .contains("data/manifest.csv")
+    );
     assert_eq!(
         status_path(&mut server.client, &missing).await,
         vec![S::New, S::Preparing, S::Failing, S::Failed]
     );
 
     // Malformed third line
-    write_manifest(&server, &["data,a".into(), "data,b".into(), "just-one-column".into()]);
+    write_manifest(
+        &server,
+        &["data,a".into(), "data,b".into(), "just-one-column".into()],
+    );
     let malformed = create(&mut server, checksum_job("malformed", Some(false))).await;
     let job = wait_for(&mut server.client, &malformed, S::Failed).await;
     assert_eq!(job.failure_reasons[0].failure_code, "ManifestInvalid");
-    assert!(job.failure_reasons[0].failure_reason.contains("line 3"), "{:?}", job.failure_reasons);
+    assert!(
+        job.failure_reasons[0].failure_reason.contains("line 3"),
+        "{:?}",
+        job.failure_reasons
+    );
     assert_eq!(job.progress_summary.unwrap().total_number_of_tasks, 0);
 
     // ETag mismatch, then the right ETag
@@ -187,7 +245,8 @@ async fn bad_manifests_fail_the_job_with_a_reason() {
     assert_eq!(job.failure_reasons[0].failure_code, "ManifestETagMismatch");
 
     use object_store::ObjectStore;
-    let store = object_store::local::LocalFileSystem::new_with_prefix(server.objects.path()).unwrap();
+    let store =
+        object_store::local::LocalFileSystem::new_with_prefix(server.objects.path()).unwrap();
     let etag = store
         .head(&object_store::path::Path::from("data/manifest.csv"))
         .await
@@ -220,7 +279,9 @@ async fn cancelling_idle_jobs_lands_in_cancelled_at_once() {
 
     let suspended = create(&mut server, checksum_job("s", None)).await;
     wait_for(&mut server.client, &suspended, S::Suspended).await;
-    let response = update_status(&mut server, &suspended, S::Cancelled, "No longer needed").await.unwrap();
+    let response = update_status(&mut server, &suspended, S::Cancelled, "No longer needed")
+        .await
+        .unwrap();
     assert_eq!(response.status, S::Cancelled as i32);
     assert_eq!(response.status_update_reason, "No longer needed");
     let job = describe(&mut server.client, &suspended).await;
@@ -229,7 +290,9 @@ async fn cancelling_idle_jobs_lands_in_cancelled_at_once() {
 
     let ready = create(&mut server, checksum_job("r", Some(false))).await;
     wait_for(&mut server.client, &ready, S::Ready).await;
-    let response = update_status(&mut server, &ready, S::Cancelled, "").await.unwrap();
+    let response = update_status(&mut server, &ready, S::Cancelled, "")
+        .await
+        .unwrap();
     assert_eq!(response.status, S::Cancelled as i32);
     assert_eq!(
         status_path(&mut server.client, &ready).await,
@@ -248,8 +311,13 @@ async fn cancelling_a_new_job_lands_in_cancelled_at_once() {
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let job_id = create(&mut server, checksum_job("n", None)).await;
-    assert_eq!(describe(&mut server.client, &job_id).await.status, S::New as i32);
-    let response = update_status(&mut server, &job_id, S::Cancelled, "").await.unwrap();
+    assert_eq!(
+        describe(&mut server.client, &job_id).await.status,
+        S::New as i32
+    );
+    let response = update_status(&mut server, &job_id, S::Cancelled, "")
+        .await
+        .unwrap();
     assert_eq!(response.status, S::Cancelled as i32);
     server.stop().await;
 }
@@ -264,7 +332,9 @@ impl TableLock {
     async fn take(db: &TestDb, table: &str) -> TableLock {
         let client = db.client().await;
         client
-            .batch_execute(&format!("BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+            .batch_execute(&format!(
+                "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+            ))
             .await
             .unwrap();
         TableLock { client }
@@ -284,10 +354,15 @@ async fn cancelling_a_preparing_job_drains_through_cancelling_and_keeps_no_tasks
     let lock = TableLock::take(&server.db, "tasks").await;
     let job_id = create(&mut server, checksum_job("p", None)).await;
     wait_for(&mut server.client, &job_id, S::Preparing).await;
-    let response = update_status(&mut server, &job_id, S::Cancelled, "stop").await.unwrap();
+    let response = update_status(&mut server, &job_id, S::Cancelled, "stop")
+        .await
+        .unwrap();
     assert_eq!(response.status, S::Cancelling as i32);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(describe(&mut server.client, &job_id).await.status, S::Cancelling as i32);
+    assert_eq!(
+        describe(&mut server.client, &job_id).await.status,
+        S::Cancelling as i32
+    );
     lock.release().await;
     wait_for(&mut server.client, &job_id, S::Cancelled).await;
     let client = server.db.client().await;
@@ -317,10 +392,15 @@ async fn cancelling_an_active_job_records_in_flight_tasks_and_starts_no_more() {
     wait_for(&mut server.client, &job_id, S::Active).await;
     // Give both workers time to claim a chunk and block on the lock.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let response = update_status(&mut server, &job_id, S::Cancelled, "").await.unwrap();
+    let response = update_status(&mut server, &job_id, S::Cancelled, "")
+        .await
+        .unwrap();
     assert_eq!(response.status, S::Cancelling as i32);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(describe(&mut server.client, &job_id).await.status, S::Cancelling as i32);
+    assert_eq!(
+        describe(&mut server.client, &job_id).await.status,
+        S::Cancelling as i32
+    );
     lock.release().await;
     let job = wait_for(&mut server.client, &job_id, S::Cancelled).await;
     let progress = job.progress_summary.unwrap();
@@ -344,7 +424,9 @@ async fn refused_transitions_are_failed_precondition_and_change_nothing() {
     let history_before = history(&mut server.client, &job_id, 0).await;
 
     for (requested, named) in [(S::Ready, "Ready"), (S::Cancelled, "Cancelled")] {
-        let error = update_status(&mut server, &job_id, requested, "").await.unwrap_err();
+        let error = update_status(&mut server, &job_id, requested, "")
+            .await
+            .unwrap_err();
         assert_eq!(error.code(), Code::FailedPrecondition);
         assert!(error.message().contains("Complete"), "{}", error.message());
         assert!(error.message().contains(named), "{}", error.message());
@@ -362,14 +444,19 @@ async fn refused_transitions_are_failed_precondition_and_change_nothing() {
 
     let after = describe(&mut server.client, &job_id).await;
     assert_eq!(before, after);
-    assert_eq!(history(&mut server.client, &job_id, 0).await, history_before);
+    assert_eq!(
+        history(&mut server.client, &job_id, 0).await,
+        history_before
+    );
 
     // Confirming a job that needs no confirmation is refused too.
     let mut request = checksum_job("c2", Some(false));
     request.manifest.as_mut().unwrap().key = "none.csv".into();
     let failed = create(&mut server, request).await;
     wait_for(&mut server.client, &failed, S::Failed).await;
-    let error = update_status(&mut server, &failed, S::Ready, "").await.unwrap_err();
+    let error = update_status(&mut server, &failed, S::Ready, "")
+        .await
+        .unwrap_err();
     assert_eq!(error.code(), Code::FailedPrecondition);
     assert!(error.message().contains("Failed") && error.message().contains("Ready"));
     server.stop().await;
@@ -396,11 +483,16 @@ async fn history_lists_every_event_in_order_and_resumes_after_a_sequence() {
         .put_job_tagging(pb::PutJobTaggingRequest {
             account_id: ACCOUNT.into(),
             job_id: job_id.clone(),
-            tags: vec![pb::Tag { key: "team".into(), value: "storage".into() }],
+            tags: vec![pb::Tag {
+                key: "team".into(),
+                value: "storage".into(),
+            }],
         })
         .await
         .unwrap();
-    update_status(&mut server, &job_id, S::Ready, "").await.unwrap();
+    update_status(&mut server, &job_id, S::Ready, "")
+        .await
+        .unwrap();
     wait_for(&mut server.client, &job_id, S::Complete).await;
 
     let events = history(&mut server.client, &job_id, 0).await;
@@ -425,12 +517,19 @@ async fn history_lists_every_event_in_order_and_resumes_after_a_sequence() {
         assert_eq!(event.job_id, job_id);
     }
     assert!(events.windows(2).all(|w| w[0].position < w[1].position));
-    assert!(matches!(&events[0].event, Some(pb::job_event::Event::JobCreated(c)) if c.job.as_ref().unwrap().status == S::New as i32));
-    assert!(matches!(&events[3].event, Some(pb::job_event::Event::PriorityChanged(p)) if p.previous_priority == 10 && p.priority == 77));
+    assert!(
+        matches!(&events[0].event, Some(pb::job_event::Event::JobCreated(c)) if c.job.as_ref().unwrap().status == S::New as i32)
+    );
+    assert!(
+        matches!(&events[3].event, Some(pb::job_event::Event::PriorityChanged(p)) if p.previous_priority == 10 && p.priority == 77)
+    );
     let Some(pb::job_event::Event::StatusChanged(prepared)) = &events[2].event else {
         panic!("ManifestPrepared is a status change");
     };
-    assert_eq!((prepared.previous_status, prepared.status), (S::Preparing as i32, S::Suspended as i32));
+    assert_eq!(
+        (prepared.previous_status, prepared.status),
+        (S::Preparing as i32, S::Suspended as i32)
+    );
     assert_eq!(prepared.total_number_of_tasks, Some(1));
 
     let tail = history(&mut server.client, &job_id, 6).await;
@@ -488,8 +587,12 @@ async fn list_jobs_filters_by_status_and_pages_newest_first() {
     for i in 0..5 {
         created.push(create(&mut server, checksum_job(&format!("l{i}"), None)).await);
     }
-    update_status(&mut server, &created[1], S::Cancelled, "").await.unwrap();
-    update_status(&mut server, &created[3], S::Cancelled, "").await.unwrap();
+    update_status(&mut server, &created[1], S::Cancelled, "")
+        .await
+        .unwrap();
+    update_status(&mut server, &created[3], S::Cancelled, "")
+        .await
+        .unwrap();
 
     let mut seen = Vec::new();
     let mut token = String::new();
@@ -531,7 +634,12 @@ async fn list_jobs_filters_by_status_and_pages_newest_first() {
         .into_inner();
     let ids: Vec<String> = cancelled.jobs.iter().map(|j| j.job_id.clone()).collect();
     assert_eq!(ids, vec![created[3].clone(), created[1].clone()]);
-    assert!(cancelled.jobs.iter().all(|j| j.status == S::Cancelled as i32));
+    assert!(
+        cancelled
+            .jobs
+            .iter()
+            .all(|j| j.status == S::Cancelled as i32)
+    );
     server.stop().await;
 }
 
@@ -540,8 +648,14 @@ async fn tags_are_put_read_and_deleted() {
     let mut server = TestServer::start().await;
     let job_id = create(&mut server, checksum_job("tags", None)).await;
     let tags = vec![
-        pb::Tag { key: "team".into(), value: "storage".into() },
-        pb::Tag { key: "cost-center".into(), value: "42".into() },
+        pb::Tag {
+            key: "team".into(),
+            value: "storage".into(),
+        },
+        pb::Tag {
+            key: "cost-center".into(),
+            value: "42".into(),
+        },
     ];
     let put = server
         .client

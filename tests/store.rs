@@ -44,9 +44,15 @@ async fn store(db: &TestDb) -> Store {
 
 async fn new_job(store: &Store, token: &str) -> JobId {
     let mut client = store.client().await.unwrap();
-    let (id, created) = jobs::create(&mut client, JobId::generate(), &spec(token), "fp", Utc::now())
-        .await
-        .unwrap();
+    let (id, created) = jobs::create(
+        &mut client,
+        JobId::generate(),
+        &spec(token),
+        "fp",
+        Utc::now(),
+    )
+    .await
+    .unwrap();
     assert!(created);
     id
 }
@@ -77,7 +83,11 @@ async fn the_database_refuses_to_change_or_remove_logged_events_and_results() {
         let message = error.as_db_error().unwrap().message().to_owned();
         assert!(message.contains("append-only"), "{statement}: {message}");
     }
-    let events: i64 = client.query_one("SELECT count(*) FROM job_events", &[]).await.unwrap().get(0);
+    let events: i64 = client
+        .query_one("SELECT count(*) FROM job_events", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(events, 1);
 }
 
@@ -87,11 +97,15 @@ async fn a_task_has_at_most_one_result() {
     let store = store(&db).await;
     let id = new_job(&store, "a").await;
     let client = db.client().await;
-    let insert = "INSERT INTO task_results (job_id, task_number, succeeded, http_status_code, recorded_at)
+    let insert =
+        "INSERT INTO task_results (job_id, task_number, succeeded, http_status_code, recorded_at)
                   VALUES ($1, 7, $2, 200, now())";
     client.execute(insert, &[&id.0, &true]).await.unwrap();
     let error = client.execute(insert, &[&id.0, &false]).await.unwrap_err();
-    assert_eq!(error.code(), Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION));
+    assert_eq!(
+        error.code(),
+        Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+    );
 }
 
 #[tokio::test]
@@ -121,9 +135,15 @@ async fn concurrent_commands_on_one_job_all_land_with_dense_sequences() {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let mut client = store.client().await.unwrap();
-            jobs::execute(&mut client, id, None, &Command::ChangePriority { priority }, Utc::now())
-                .await
-                .unwrap();
+            jobs::execute(
+                &mut client,
+                id,
+                None,
+                &Command::ChangePriority { priority },
+                Utc::now(),
+            )
+            .await
+            .unwrap();
         }));
     }
     for task in tasks {
@@ -148,7 +168,13 @@ async fn after_a_full_run_the_projection_equals_the_fold_of_the_log() {
     write_manifest(&server, &lines);
     let mut ids = Vec::new();
     for token in ["x", "y"] {
-        let id = server.client.create_job(checksum_job(token, Some(false))).await.unwrap().into_inner().job_id;
+        let id = server
+            .client
+            .create_job(checksum_job(token, Some(false)))
+            .await
+            .unwrap()
+            .into_inner()
+            .job_id;
         ids.push(id);
     }
     for id in &ids {
@@ -168,15 +194,24 @@ async fn after_a_full_run_the_projection_equals_the_fold_of_the_log() {
 fn any_command() -> impl Strategy<Value = Command> {
     prop_oneof![
         Just(Command::StartPreparation),
-        (0u64..5).prop_map(|n| Command::FinishPreparation { total_number_of_tasks: n }),
-        Just(Command::Confirm { reason: Some("ok".into()) }),
+        (0u64..5).prop_map(|n| Command::FinishPreparation {
+            total_number_of_tasks: n
+        }),
+        Just(Command::Confirm {
+            reason: Some("ok".into())
+        }),
         proptest::option::of("[a-z]{1,6}").prop_map(|reason| Command::Cancel { reason }),
         Just(Command::Activate),
         Just(Command::Pause),
         Just(Command::FinishDraining),
         Just(Command::FinishCompletion),
         (0i32..4).prop_map(|priority| Command::ChangePriority { priority }),
-        "[a-c]".prop_map(|key| Command::ReplaceTags { tags: vec![Tag { key, value: "v".into() }] }),
+        "[a-c]".prop_map(|key| Command::ReplaceTags {
+            tags: vec![Tag {
+                key,
+                value: "v".into()
+            }]
+        }),
     ]
 }
 

@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 use super::ApiError;
 use crate::domain::{
     self, AccountId, ChecksumAlgorithm, FailureReason, FailureThreshold, Job, JobId, JobSpec,
-    JobStatus, ManifestField, ManifestFormat, ManifestSpec, ObjectLocation, Operation,
-    ReportScope, ReportSpec, Tag,
+    JobStatus, ManifestField, ManifestFormat, ManifestSpec, ObjectLocation, Operation, ReportScope,
+    ReportSpec, Tag,
 };
 use crate::objects::{self, manifest};
 use crate::proto as pb;
@@ -43,9 +43,15 @@ pub fn job_id(value: &str) -> Result<JobId> {
 
 fn text(field: &str, value: &str, max_chars: usize) -> Result<()> {
     if value.chars().count() > max_chars {
-        return Err(ApiError::invalid(field, format!("longer than {max_chars} characters")));
+        return Err(ApiError::invalid(
+            field,
+            format!("longer than {max_chars} characters"),
+        ));
     }
-    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return Err(ApiError::invalid(field, "contains control characters"));
     }
     Ok(())
@@ -62,7 +68,10 @@ pub fn status_update_reason(value: &str) -> Result<Option<String>> {
 
 pub fn priority(value: i32) -> Result<i32> {
     if value < 0 {
-        return Err(ApiError::invalid("priority", format!("must be ≥ 0, got {value}")));
+        return Err(ApiError::invalid(
+            "priority",
+            format!("must be ≥ 0, got {value}"),
+        ));
     }
     Ok(value)
 }
@@ -111,18 +120,27 @@ pub fn status_to_proto(status: JobStatus) -> pb::JobStatus {
 
 pub fn tags(values: &[pb::Tag]) -> Result<Vec<Tag>> {
     if values.len() > MAX_TAGS {
-        return Err(ApiError::invalid("tags", format!("at most {MAX_TAGS} tags, got {}", values.len())));
+        return Err(ApiError::invalid(
+            "tags",
+            format!("at most {MAX_TAGS} tags, got {}", values.len()),
+        ));
     }
     let mut tags: Vec<Tag> = Vec::with_capacity(values.len());
     for (i, tag) in values.iter().enumerate() {
         let field = format!("tags[{i}]");
         if tag.key.is_empty() || tag.key.chars().count() > 128 {
-            return Err(ApiError::invalid(format!("{field}.key"), "must be 1–128 characters"));
+            return Err(ApiError::invalid(
+                format!("{field}.key"),
+                "must be 1–128 characters",
+            ));
         }
         text(&format!("{field}.key"), &tag.key, 128)?;
         text(&format!("{field}.value"), &tag.value, 256)?;
         if tags.iter().any(|t| t.key == tag.key) {
-            return Err(ApiError::invalid(format!("{field}.key"), format!("duplicate key {:?}", tag.key)));
+            return Err(ApiError::invalid(
+                format!("{field}.key"),
+                format!("duplicate key {:?}", tag.key),
+            ));
         }
         tags.push(Tag {
             key: tag.key.clone(),
@@ -162,7 +180,10 @@ fn manifest(value: Option<&pb::Manifest>) -> Result<ManifestSpec> {
             return Err(ApiError::invalid("manifest.format", "must be set"));
         }
         Err(_) => {
-            return Err(ApiError::invalid("manifest.format", format!("unknown value {}", value.format)));
+            return Err(ApiError::invalid(
+                "manifest.format",
+                format!("unknown value {}", value.format),
+            ));
         }
     };
     if value.fields.len() > 8 {
@@ -186,8 +207,12 @@ fn manifest(value: Option<&pb::Manifest>) -> Result<ManifestSpec> {
     manifest::validate_fields(&fields)
         .map_err(|error| ApiError::invalid("manifest.fields", error.to_string()))?;
     let bucket = bucket("manifest.bucket", &value.bucket)?;
-    objects::object_path(&bucket, &value.key)
-        .map_err(|_| ApiError::invalid("manifest.key", "must be a key of 1–1024 bytes inside its bucket"))?;
+    objects::object_path(&bucket, &value.key).map_err(|_| {
+        ApiError::invalid(
+            "manifest.key",
+            "must be a key of 1–1024 bytes inside its bucket",
+        )
+    })?;
     text("manifest.etag", &value.etag, 1024)?;
     Ok(ManifestSpec {
         format,
@@ -203,7 +228,10 @@ fn manifest(value: Option<&pb::Manifest>) -> Result<ManifestSpec> {
 fn operation(value: Option<&pb::Operation>) -> Result<Operation> {
     use pb::operation::Operation as O;
     let missing = || ApiError::invalid("operation", "exactly one operation is required");
-    match value.and_then(|op| op.operation.as_ref()).ok_or_else(missing)? {
+    match value
+        .and_then(|op| op.operation.as_ref())
+        .ok_or_else(missing)?
+    {
         O::ComputeObjectChecksum(checksum) => {
             let algorithm = match pb::ChecksumAlgorithm::try_from(checksum.algorithm) {
                 Ok(pb::ChecksumAlgorithm::Crc32) => ChecksumAlgorithm::Crc32,
@@ -215,7 +243,10 @@ fn operation(value: Option<&pb::Operation>) -> Result<Operation> {
                 Ok(pb::ChecksumAlgorithm::Unspecified) | Err(_) => {
                     return Err(ApiError::invalid(
                         "operation.compute_object_checksum.algorithm",
-                        format!("must be a CHECKSUM_ALGORITHM_* value, got {}", checksum.algorithm),
+                        format!(
+                            "must be a CHECKSUM_ALGORITHM_* value, got {}",
+                            checksum.algorithm
+                        ),
                     ));
                 }
             };
@@ -229,20 +260,29 @@ fn report(value: Option<&pb::JobReport>) -> Result<Option<ReportSpec>> {
     let Some(value) = value else { return Ok(None) };
     if !value.enabled {
         if !value.bucket.is_empty() || !value.prefix.is_empty() || value.report_scope != 0 {
-            return Err(ApiError::invalid("report.enabled", "must be true when other report fields are set"));
+            return Err(ApiError::invalid(
+                "report.enabled",
+                "must be true when other report fields are set",
+            ));
         }
         return Ok(None);
     }
     let bucket = bucket("report.bucket", &value.bucket)?;
     if value.prefix.len() > 512 || value.prefix.split('/').any(|s| s == "." || s == "..") {
-        return Err(ApiError::invalid("report.prefix", "must be at most 512 bytes without '.' or '..' segments"));
+        return Err(ApiError::invalid(
+            "report.prefix",
+            "must be at most 512 bytes without '.' or '..' segments",
+        ));
     }
     text("report.prefix", &value.prefix, 512)?;
     let scope = match pb::ReportScope::try_from(value.report_scope) {
         Ok(pb::ReportScope::AllTasks) => ReportScope::AllTasks,
         Ok(pb::ReportScope::FailedTasksOnly) => ReportScope::FailedTasksOnly,
         Ok(pb::ReportScope::Unspecified) | Err(_) => {
-            return Err(ApiError::invalid("report.report_scope", "must be ALL_TASKS or FAILED_TASKS_ONLY"));
+            return Err(ApiError::invalid(
+                "report.report_scope",
+                "must be ALL_TASKS or FAILED_TASKS_ONLY",
+            ));
         }
     };
     Ok(Some(ReportSpec {
@@ -254,16 +294,24 @@ fn report(value: Option<&pb::JobReport>) -> Result<Option<ReportSpec>> {
 
 fn failure_threshold(value: Option<&pb::FailureThreshold>) -> Result<FailureThreshold> {
     let mut threshold = FailureThreshold::default();
-    let Some(value) = value else { return Ok(threshold) };
+    let Some(value) = value else {
+        return Ok(threshold);
+    };
     if let Some(minimum) = value.minimum_tasks_run {
         if !(1..=1_000_000_000).contains(&minimum) {
-            return Err(ApiError::invalid("failure_threshold.minimum_tasks_run", "must be 1–1,000,000,000"));
+            return Err(ApiError::invalid(
+                "failure_threshold.minimum_tasks_run",
+                "must be 1–1,000,000,000",
+            ));
         }
         threshold.minimum_tasks_run = minimum;
     }
     if let Some(percent) = value.max_failure_percent {
         if percent > 100 {
-            return Err(ApiError::invalid("failure_threshold.max_failure_percent", "must be 0–100"));
+            return Err(ApiError::invalid(
+                "failure_threshold.max_failure_percent",
+                "must be 0–100",
+            ));
         }
         threshold.max_failure_percent = percent;
     }
@@ -275,7 +323,10 @@ pub fn create_job(request: &pb::CreateJobRequest) -> Result<(JobSpec, String)> {
     let account_id = account_id(&request.account_id)?;
     let token = &request.client_request_token;
     if token.is_empty() || token.chars().count() > 64 {
-        return Err(ApiError::invalid("client_request_token", "must be 1–64 characters"));
+        return Err(ApiError::invalid(
+            "client_request_token",
+            "must be 1–64 characters",
+        ));
     }
     text("client_request_token", token, 64)?;
     text("description", &request.description, 256)?;
@@ -478,7 +529,11 @@ impl Default for HistoryFolder {
     }
 }
 
-fn change_to_proto(previous: &Job, job: &Job, event: &domain::Event) -> Option<pb::job_event::Event> {
+fn change_to_proto(
+    previous: &Job,
+    job: &Job,
+    event: &domain::Event,
+) -> Option<pb::job_event::Event> {
     use domain::Event as D;
     use pb::job_event::Event as E;
     let status_changed = |reason: Option<&String>, failure_reasons: &[FailureReason]| {
@@ -558,6 +613,9 @@ pub fn page_size(value: i32) -> Result<usize> {
     match value {
         0 => Ok(DEFAULT_PAGE_SIZE as usize),
         1..=MAX_PAGE_SIZE => Ok(value as usize),
-        _ => Err(ApiError::invalid("page_size", format!("must be 0–{MAX_PAGE_SIZE}, got {value}"))),
+        _ => Err(ApiError::invalid(
+            "page_size",
+            format!("must be 0–{MAX_PAGE_SIZE}, got {value}"),
+        )),
     }
 }

@@ -41,7 +41,11 @@ impl JobApi {
         Ok(job)
     }
 
-    async fn describe(&self, account_id: &str, job_id: &str) -> Result<crate::domain::Job, ApiError> {
+    async fn describe(
+        &self,
+        account_id: &str,
+        job_id: &str,
+    ) -> Result<crate::domain::Job, ApiError> {
         let account = convert::account_id(account_id)?;
         let id = convert::job_id(job_id)?;
         let client = self.store.client().await?;
@@ -60,9 +64,15 @@ impl JobService for JobApi {
     ) -> Result<Response<pb::CreateJobResponse>, Status> {
         let (spec, fingerprint) = convert::create_job(request.get_ref())?;
         let mut client = self.store.client().await.map_err(ApiError::from)?;
-        let (id, created) = jobs::create(&mut client, JobId::generate(), &spec, &fingerprint, Utc::now())
-            .await
-            .map_err(ApiError::from)?;
+        let (id, created) = jobs::create(
+            &mut client,
+            JobId::generate(),
+            &spec,
+            &fingerprint,
+            Utc::now(),
+        )
+        .await
+        .map_err(ApiError::from)?;
         if created {
             info!(job_id = %id, "job created");
         }
@@ -104,8 +114,15 @@ impl JobService for JobApi {
             .map_err(ApiError::from)?;
         let now = Utc::now();
         Ok(Response::new(pb::ListJobsResponse {
-            jobs: page.jobs.iter().map(|job| convert::job_to_list_proto(job, now)).collect(),
-            next_page_token: page.next.map(convert::encode_page_token).unwrap_or_default(),
+            jobs: page
+                .jobs
+                .iter()
+                .map(|job| convert::job_to_list_proto(job, now))
+                .collect(),
+            next_page_token: page
+                .next
+                .map(convert::encode_page_token)
+                .unwrap_or_default(),
         }))
     }
 
@@ -116,18 +133,21 @@ impl JobService for JobApi {
     ) -> Result<Response<pb::UpdateJobStatusResponse>, Status> {
         let request = request.get_ref();
         let reason = convert::status_update_reason(&request.status_update_reason)?;
-        let command = match convert::job_status("requested_job_status", request.requested_job_status)? {
-            JobStatus::Ready => Command::Confirm { reason },
-            JobStatus::Cancelled => Command::Cancel { reason },
-            other => {
-                return Err(ApiError::invalid(
-                    "requested_job_status",
-                    format!("must be JOB_STATUS_READY or JOB_STATUS_CANCELLED, got {other}"),
-                )
-                .into());
-            }
-        };
-        let job = self.run(&request.account_id, &request.job_id, command).await?;
+        let command =
+            match convert::job_status("requested_job_status", request.requested_job_status)? {
+                JobStatus::Ready => Command::Confirm { reason },
+                JobStatus::Cancelled => Command::Cancel { reason },
+                other => {
+                    return Err(ApiError::invalid(
+                        "requested_job_status",
+                        format!("must be JOB_STATUS_READY or JOB_STATUS_CANCELLED, got {other}"),
+                    )
+                    .into());
+                }
+            };
+        let job = self
+            .run(&request.account_id, &request.job_id, command)
+            .await?;
         info!(job_id = %job.id, status = %job.status, "job status updated");
         Ok(Response::new(pb::UpdateJobStatusResponse {
             job_id: job.id.to_string(),
@@ -144,7 +164,11 @@ impl JobService for JobApi {
         let request = request.get_ref();
         let priority = convert::priority(request.priority)?;
         let job = self
-            .run(&request.account_id, &request.job_id, Command::ChangePriority { priority })
+            .run(
+                &request.account_id,
+                &request.job_id,
+                Command::ChangePriority { priority },
+            )
             .await?;
         Ok(Response::new(pb::UpdateJobPriorityResponse {
             job_id: job.id.to_string(),
@@ -160,7 +184,11 @@ impl JobService for JobApi {
         let request = request.get_ref();
         let tags = convert::tags(&request.tags)?;
         let job = self
-            .run(&request.account_id, &request.job_id, Command::ReplaceTags { tags })
+            .run(
+                &request.account_id,
+                &request.job_id,
+                Command::ReplaceTags { tags },
+            )
             .await?;
         Ok(Response::new(pb::PutJobTaggingResponse {
             tags: convert::tags_to_proto(&job.tags),
@@ -186,7 +214,11 @@ impl JobService for JobApi {
     ) -> Result<Response<pb::DeleteJobTaggingResponse>, Status> {
         let request = request.get_ref();
         let job = self
-            .run(&request.account_id, &request.job_id, Command::ReplaceTags { tags: vec![] })
+            .run(
+                &request.account_id,
+                &request.job_id,
+                Command::ReplaceTags { tags: vec![] },
+            )
             .await?;
         Ok(Response::new(pb::DeleteJobTaggingResponse {
             tags: convert::tags_to_proto(&job.tags),
@@ -232,7 +264,9 @@ async fn stream_history(
     let mut last = 0;
     loop {
         let page = jobs::events_after(&client, id, last, HISTORY_PAGE).await?;
-        let Some(tail) = page.last() else { return Ok(()) };
+        let Some(tail) = page.last() else {
+            return Ok(());
+        };
         last = tail.sequence;
         for recorded in &page {
             let event = folder.convert(recorded);

@@ -179,10 +179,7 @@ fn cancel(status: JobStatus, reason: &Option<String>) -> Result<Vec<Event>, Doma
 
 fn record_task_results(job: &Job, succeeded: u64, failed: u64) -> Result<Vec<Event>, DomainError> {
     match job.status {
-        JobStatus::Active
-        | JobStatus::Pausing
-        | JobStatus::Cancelling
-        | JobStatus::Failing => {}
+        JobStatus::Active | JobStatus::Pausing | JobStatus::Cancelling | JobStatus::Failing => {}
         JobStatus::New
         | JobStatus::Preparing
         | JobStatus::Suspended
@@ -237,7 +234,11 @@ fn fail_now(reason: FailureReason) -> Vec<Event> {
     ]
 }
 
-fn require(status: JobStatus, expected: JobStatus, action: &'static str) -> Result<(), DomainError> {
+fn require(
+    status: JobStatus,
+    expected: JobStatus,
+    action: &'static str,
+) -> Result<(), DomainError> {
     if status == expected {
         Ok(())
     } else {

@@ -15,8 +15,8 @@ pub use decide::{
 pub use event::{Command, EVENT_SCHEMA_VERSION, Event, JobCreated};
 pub use job::{
     AccountId, ChecksumAlgorithm, FailureReason, FailureThreshold, Job, JobId, JobSpec,
-    ManifestField, ManifestFormat, ManifestSpec, ObjectLocation, Operation, Progress,
-    ReportScope, ReportSpec, Tag,
+    ManifestField, ManifestFormat, ManifestSpec, ObjectLocation, Operation, Progress, ReportScope,
+    ReportSpec, Tag,
 };
 pub use status::JobStatus;
 

@@ -54,7 +54,12 @@ fn job_in(status: JobStatus) -> Job {
         JobStatus::Preparing => &[Command::StartPreparation],
         JobStatus::Suspended => &[Command::StartPreparation, prepared()],
         JobStatus::Ready => &[Command::StartPreparation, prepared(), confirm()],
-        JobStatus::Active => &[Command::StartPreparation, prepared(), confirm(), Command::Activate],
+        JobStatus::Active => &[
+            Command::StartPreparation,
+            prepared(),
+            confirm(),
+            Command::Activate,
+        ],
         JobStatus::Pausing => &[
             Command::StartPreparation,
             prepared(),
@@ -284,7 +289,10 @@ fn cancel_keeps_the_status_update_reason() {
         },
     );
     assert_eq!(job.status, Cancelled);
-    assert_eq!(job.status_update_reason.as_deref(), Some("No longer needed"));
+    assert_eq!(
+        job.status_update_reason.as_deref(),
+        Some("No longer needed")
+    );
     assert!(job.termination_time.is_some());
 }
 
@@ -341,7 +349,10 @@ fn preparation_steps_only_in_their_statuses() {
             New => {
                 assert_eq!(start, Ok(vec![Preparing]));
                 assert!(finish.is_err());
-                assert!(fail.is_err(), "a job fails preparation only once it started");
+                assert!(
+                    fail.is_err(),
+                    "a job fails preparation only once it started"
+                );
             }
             Preparing => {
                 assert_eq!(start, Ok(vec![]), "a restarted preparer resumes");
@@ -458,7 +469,10 @@ fn failure_threshold_fails_the_job_above_half_after_a_thousand_tasks() {
     let Some(Event::FailureDetected { failure_reasons }) = events.last() else {
         panic!("expected a failure, got {events:?}");
     };
-    assert_eq!(failure_reasons[0].failure_code, TASK_FAILURE_THRESHOLD_EXCEEDED);
+    assert_eq!(
+        failure_reasons[0].failure_code,
+        TASK_FAILURE_THRESHOLD_EXCEEDED
+    );
     assert!(failure_reasons[0].failure_reason.contains("600 of 1000"));
     run(&mut job, Command::FinishDraining);
     assert_eq!(job.status, Failed);
@@ -467,7 +481,11 @@ fn failure_threshold_fails_the_job_above_half_after_a_thousand_tasks() {
 #[test]
 fn priority_changes_in_every_non_terminal_status() {
     for status in JobStatus::ALL {
-        let result = decide(&job_in(status), &Command::ChangePriority { priority: 99 }, t0());
+        let result = decide(
+            &job_in(status),
+            &Command::ChangePriority { priority: 99 },
+            t0(),
+        );
         if status.is_terminal() {
             assert!(result.is_err(), "priority in {status}");
         } else {
@@ -485,8 +503,14 @@ fn priority_changes_in_every_non_terminal_status() {
 #[test]
 fn unchanged_priority_or_tags_record_nothing() {
     let job = job_in(Ready);
-    assert_eq!(decide(&job, &Command::ChangePriority { priority: 10 }, t0()), Ok(vec![]));
-    assert_eq!(decide(&job, &Command::ReplaceTags { tags: vec![] }, t0()), Ok(vec![]));
+    assert_eq!(
+        decide(&job, &Command::ChangePriority { priority: 10 }, t0()),
+        Ok(vec![])
+    );
+    assert_eq!(
+        decide(&job, &Command::ReplaceTags { tags: vec![] }, t0()),
+        Ok(vec![])
+    );
     assert_eq!(
         decide(&job, &Command::ChangePriority { priority: -1 }, t0()),
         Err(DomainError::InvalidPriority(-1))
@@ -512,10 +536,21 @@ fn suspension_expires_only_after_the_limit() {
     let job = job_in(Suspended);
     let suspended = job.suspended_time.unwrap();
     let limit = TimeDelta::days(30);
-    let early = decide(&job, &Command::ExpireSuspension { limit }, suspended + TimeDelta::days(29));
+    let early = decide(
+        &job,
+        &Command::ExpireSuspension { limit },
+        suspended + TimeDelta::days(29),
+    );
     assert!(early.is_err());
-    let late = decide(&job, &Command::ExpireSuspension { limit }, suspended + limit).unwrap();
-    assert!(matches!(&late[0], Event::FailureDetected { failure_reasons } if failure_reasons[0].failure_code == SUSPENSION_LIMIT_EXCEEDED));
+    let late = decide(
+        &job,
+        &Command::ExpireSuspension { limit },
+        suspended + limit,
+    )
+    .unwrap();
+    assert!(
+        matches!(&late[0], Event::FailureDetected { failure_reasons } if failure_reasons[0].failure_code == SUSPENSION_LIMIT_EXCEEDED)
+    );
     assert_eq!(late[1], Event::JobFailed);
 }
 
@@ -524,10 +559,21 @@ fn elapsed_active_time_sums_active_intervals() {
     let mut job = job_in(Ready);
     let start = t0();
     apply(&mut job, &Event::JobActivated, start);
-    apply(&mut job, &Event::PauseRequested, start + TimeDelta::seconds(30));
+    apply(
+        &mut job,
+        &Event::PauseRequested,
+        start + TimeDelta::seconds(30),
+    );
     apply(&mut job, &Event::JobPaused, start + TimeDelta::seconds(40));
-    apply(&mut job, &Event::JobActivated, start + TimeDelta::seconds(100));
-    assert_eq!(job.elapsed_active_seconds(start + TimeDelta::seconds(110)), 40);
+    apply(
+        &mut job,
+        &Event::JobActivated,
+        start + TimeDelta::seconds(100),
+    );
+    assert_eq!(
+        job.elapsed_active_seconds(start + TimeDelta::seconds(110)),
+        40
+    );
 }
 
 #[test]

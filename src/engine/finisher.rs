@@ -25,7 +25,11 @@ pub(super) async fn run(engine: Engine, shutdown: CancellationToken) {
 
 async fn finish_once(engine: &Engine) -> Result<(), StoreError> {
     let mut client = engine.store.client().await?;
-    let draining = [JobStatus::Cancelling, JobStatus::Failing, JobStatus::Pausing];
+    let draining = [
+        JobStatus::Cancelling,
+        JobStatus::Failing,
+        JobStatus::Pausing,
+    ];
     for id in tasks::jobs_in(&client, &draining, 64).await? {
         if let Some(job) = tasks::finish_draining(&mut client, id, Utc::now()).await? {
             info!(job_id = %id, status = %job.status, "draining finished");

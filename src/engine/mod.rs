@@ -65,7 +65,9 @@ impl Engine {
 
     /// Runs every loop until `shutdown` is cancelled; in-flight chunks finish first.
     pub async fn run(self, shutdown: CancellationToken) {
-        let permits = Arc::new(tokio::sync::Semaphore::new(self.config.task_concurrency.max(1)));
+        let permits = Arc::new(tokio::sync::Semaphore::new(
+            self.config.task_concurrency.max(1),
+        ));
         let workers = 2.min(self.config.task_concurrency.max(1));
         let mut loops = tokio::task::JoinSet::new();
         loops.spawn(preparer::run(self.clone(), shutdown.clone()));

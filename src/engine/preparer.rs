@@ -60,9 +60,12 @@ async fn prepare(engine: &Engine, id: JobId) -> Result<(), StoreError> {
     info!(job_id = %id, "preparing job");
     let chunk_size = engine.config.chunk_size;
     let outcome = async {
-        let mut batches =
-            manifest::open(engine.objects.clone(), &job.spec.manifest, chunk_size * CHUNKS_PER_BATCH)
-                .await?;
+        let mut batches = manifest::open(
+            engine.objects.clone(),
+            &job.spec.manifest,
+            chunk_size * CHUNKS_PER_BATCH,
+        )
+        .await?;
         let mut total = 0i64;
         while let Some(batch) = batches.next().await {
             let batch = batch?;

@@ -94,7 +94,9 @@ mod tests {
     }
 
     fn ids(ns: &[u128]) -> Vec<JobId> {
-        ns.iter().map(|n| JobId(uuid::Uuid::from_u128(*n))).collect()
+        ns.iter()
+            .map(|n| JobId(uuid::Uuid::from_u128(*n)))
+            .collect()
     }
 
     #[test]

@@ -10,7 +10,7 @@ use object_store::{GetOptions, ObjectStore};
 use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use super::{object_path, is_valid_bucket};
+use super::{is_valid_bucket, object_path};
 use crate::domain::{FailureReason, ManifestField, ManifestSpec};
 use crate::store::TaskRow;
 
@@ -71,7 +71,10 @@ pub async fn open(
     };
     let path = object_path(&location.bucket, &location.key).map_err(|_| not_found())?;
     let options = GetOptions {
-        if_match: spec.etag.as_ref().map(|etag| etag.trim_matches('"').to_owned()),
+        if_match: spec
+            .etag
+            .as_ref()
+            .map(|etag| etag.trim_matches('"').to_owned()),
         ..GetOptions::default()
     };
     let object = match store.get_opts(&path, options).await {
@@ -124,7 +127,9 @@ fn layout_from_fields(fields: &[ManifestField]) -> Result<Option<Layout>, Manife
         let mut found = fields.iter().enumerate().filter(|(_, f)| **f == wanted);
         let first = found.next().map(|(i, _)| i);
         if found.next().is_some() {
-            return Err(ManifestError::InvalidFields(format!("{wanted:?} appears more than once")));
+            return Err(ManifestError::InvalidFields(format!(
+                "{wanted:?} appears more than once"
+            )));
         }
         Ok(first)
     };
@@ -159,7 +164,9 @@ pub fn parse_csv(
     let mut count = 0u64;
     loop {
         let line = reader.position().line();
-        let more = reader.read_record(&mut record).map_err(|error| csv_error(line, error))?;
+        let more = reader
+            .read_record(&mut record)
+            .map_err(|error| csv_error(line, error))?;
         if !more {
             break;
         }
@@ -171,12 +178,24 @@ pub fn parse_csv(
             Some(layout) => layout,
             None => {
                 let inferred = match record.len() {
-                    2 => Layout { bucket: 0, key: 1, version_id: None, columns: Some(2) },
-                    3 => Layout { bucket: 0, key: 1, version_id: Some(2), columns: Some(3) },
+                    2 => Layout {
+                        bucket: 0,
+                        key: 1,
+                        version_id: None,
+                        columns: Some(2),
+                    },
+                    3 => Layout {
+                        bucket: 0,
+                        key: 1,
+                        version_id: Some(2),
+                        columns: Some(3),
+                    },
                     n => {
                         return Err(ManifestError::Invalid {
                             line,
-                            problem: format!("expected 2 or 3 columns (bucket,key[,version_id]), found {n}"),
+                            problem: format!(
+                                "expected 2 or 3 columns (bucket,key[,version_id]), found {n}"
+                            ),
                         });
                     }
                 };
@@ -185,7 +204,12 @@ pub fn parse_csv(
         };
         batch.push(parse_row(&record, layout, line)?);
         count += 1;
-        if batch.len() == batch_size && !emit(std::mem::replace(&mut batch, Vec::with_capacity(batch_size))) {
+        if batch.len() == batch_size
+            && !emit(std::mem::replace(
+                &mut batch,
+                Vec::with_capacity(batch_size),
+            ))
+        {
             return Ok(count);
         }
     }
@@ -195,7 +219,11 @@ pub fn parse_csv(
     Ok(count)
 }
 
-fn parse_row(record: &csv::StringRecord, layout: Layout, line: u64) -> Result<TaskRow, ManifestError> {
+fn parse_row(
+    record: &csv::StringRecord,
+    layout: Layout,
+    line: u64,
+) -> Result<TaskRow, ManifestError> {
     let invalid = |problem: String| ManifestError::Invalid { line, problem };
     if let Some(columns) = layout.columns
         && record.len() != columns
@@ -220,7 +248,9 @@ fn parse_row(record: &csv::StringRecord, layout: Layout, line: u64) -> Result<Ta
         Some(column) => {
             let value = record[column].trim();
             if value.is_empty() {
-                return Err(invalid("version id is empty; version ids must be on all rows or none".into()));
+                return Err(invalid(
+                    "version id is empty; version ids must be on all rows or none".into(),
+                ));
             }
             Some(value.to_owned())
         }
@@ -271,10 +301,18 @@ mod tests {
 
     #[test]
     fn keys_are_url_decoded() {
-        let rows = parse("bkt,a%20b/c%2Bd.txt\nbkt,plain\n\"bkt\",\"q%2Cuoted\"\n", &[]).unwrap();
+        let rows = parse(
+            "bkt,a%20b/c%2Bd.txt\nbkt,plain\n\"bkt\",\"q%2Cuoted\"\n",
+            &[],
+        )
+        .unwrap();
         assert_eq!(
             rows,
-            vec![row("bkt", "a b/c+d.txt", None), row("bkt", "plain", None), row("bkt", "q,uoted", None)]
+            vec![
+                row("bkt", "a b/c+d.txt", None),
+                row("bkt", "plain", None),
+                row("bkt", "q,uoted", None)
+            ]
         );
     }
 
@@ -283,7 +321,10 @@ mod tests {
         let rows = parse("bkt,k1,v1\nbkt,k2,v2\n", &[]).unwrap();
         assert_eq!(rows[1], row("bkt", "k2", Some("v2")));
         let error = parse("bkt,k1,v1\nbkt,k2\n", &[]).unwrap_err();
-        assert!(matches!(error, ManifestError::Invalid { line: 2, .. }), "{error}");
+        assert!(
+            matches!(error, ManifestError::Invalid { line: 2, .. }),
+            "{error}"
+        );
     }
 
     #[test]
@@ -293,8 +334,14 @@ mod tests {
         assert_eq!(rows, vec![row("bkt", "k/1", None)]);
         let rows = parse("v9,bkt,k\n", &[VersionId, Bucket, Key]).unwrap();
         assert_eq!(rows, vec![row("bkt", "k", Some("v9"))]);
-        assert!(matches!(parse("a,b\n", &[Bucket, Bucket, Key]), Err(ManifestError::InvalidFields(_))));
-        assert!(matches!(parse("a,b\n", &[Bucket, Ignore]), Err(ManifestError::InvalidFields(_))));
+        assert!(matches!(
+            parse("a,b\n", &[Bucket, Bucket, Key]),
+            Err(ManifestError::InvalidFields(_))
+        ));
+        assert!(matches!(
+            parse("a,b\n", &[Bucket, Ignore]),
+            Err(ManifestError::InvalidFields(_))
+        ));
     }
 
     #[test]
@@ -308,9 +355,17 @@ mod tests {
             }
         );
         let error = parse("BAD_BUCKET,key\n", &[]).unwrap_err();
-        assert!(error.to_string().starts_with("manifest line 1: bucket name"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("manifest line 1: bucket name"),
+            "{error}"
+        );
         let error = parse("bkt,%FF%FE\n", &[]).unwrap_err();
-        assert!(error.to_string().contains("not URL-encoded UTF-8"), "{error}");
+        assert!(
+            error.to_string().contains("not URL-encoded UTF-8"),
+            "{error}"
+        );
         let error = parse("a,b,c,d\n", &[]).unwrap_err();
         assert!(error.to_string().contains("found 4"), "{error}");
     }

@@ -80,9 +80,9 @@ pub fn object_path(bucket: &str, key: &str) -> Result<Path, InvalidKey> {
 pub fn is_valid_bucket(bucket: &str) -> bool {
     let bytes = bucket.as_bytes();
     (3..=63).contains(&bytes.len())
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'))
+        && bytes.iter().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+        })
         && bytes[0].is_ascii_alphanumeric()
         && bytes[bytes.len() - 1].is_ascii_alphanumeric()
         && !bucket.contains("..")
@@ -95,7 +95,14 @@ mod tests {
     #[test]
     fn keys_that_leave_their_bucket_are_refused() {
         for key in [
-            "../secret", "a/../../b", "/etc/passwd", "a//b", "./a", "a/.", "", "a\\..\\b",
+            "../secret",
+            "a/../../b",
+            "/etc/passwd",
+            "a//b",
+            "./a",
+            "a/.",
+            "",
+            "a\\..\\b",
             "a\nb",
         ] {
             assert!(object_path("bucket", key).is_err(), "{key:?}");

@@ -79,7 +79,9 @@ impl TaskOperation for ComputeChecksum {
             let object = &task.object;
             let path = match object_path(&object.bucket, &object.key) {
                 Ok(path) => path,
-                Err(invalid) => return TaskOutcome::failure(400, "InvalidKey", invalid.to_string()),
+                Err(invalid) => {
+                    return TaskOutcome::failure(400, "InvalidKey", invalid.to_string());
+                }
             };
             let options = GetOptions {
                 version: object.version_id.clone(),
@@ -120,7 +122,9 @@ impl TaskOperation for DeleteObject {
             let object = &task.object;
             let path = match object_path(&object.bucket, &object.key) {
                 Ok(path) => path,
-                Err(invalid) => return TaskOutcome::failure(400, "InvalidKey", invalid.to_string()),
+                Err(invalid) => {
+                    return TaskOutcome::failure(400, "InvalidKey", invalid.to_string());
+                }
             };
             if object.version_id.is_some() {
                 return TaskOutcome::failure(
@@ -145,9 +149,14 @@ fn object_error(error: object_store::Error) -> TaskOutcome {
             TaskOutcome::failure(404, "NoSuchKey", "The specified key does not exist.")
         }
         object_store::Error::NotImplemented | object_store::Error::NotSupported { .. } => {
-            TaskOutcome::failure(501, "NotImplemented", "this object store does not support object versions")
+            TaskOutcome::failure(
+                501,
+                "NotImplemented",
+                "this object store does not support object versions",
+            )
         }
-        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => {
             TaskOutcome::failure(403, "AccessDenied", "Access Denied")
         }
         other => TaskOutcome::failure(500, "InternalError", other.to_string()),
@@ -198,7 +207,9 @@ impl Checksummer {
     pub fn finish(self) -> Vec<u8> {
         use sha2::Digest;
         match self.0 {
-            State::Crc32(digest) | State::Crc32c(digest) => digest.finalize().to_be_bytes().to_vec(),
+            State::Crc32(digest) | State::Crc32c(digest) => {
+                digest.finalize().to_be_bytes().to_vec()
+            }
             State::Crc64Nvme(digest) => digest.finalize().to_be_bytes().to_vec(),
             State::Sha1(hasher) => hasher.finalize().to_vec(),
             State::Sha256(hasher) => hasher.finalize().to_vec(),
@@ -226,13 +237,22 @@ mod tests {
         let check = b"123456789";
         assert_eq!(hex_of(ChecksumAlgorithm::Crc32, check), "cbf43926");
         assert_eq!(hex_of(ChecksumAlgorithm::Crc32c, check), "e3069283");
-        assert_eq!(hex_of(ChecksumAlgorithm::Crc64Nvme, check), "ae8b14860a799888");
+        assert_eq!(
+            hex_of(ChecksumAlgorithm::Crc64Nvme, check),
+            "ae8b14860a799888"
+        );
         // FIPS 180 and RFC 1321 test vectors.
-        assert_eq!(hex_of(ChecksumAlgorithm::Sha1, b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            hex_of(ChecksumAlgorithm::Sha1, b"abc"),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
         assert_eq!(
             hex_of(ChecksumAlgorithm::Sha256, b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        assert_eq!(hex_of(ChecksumAlgorithm::Md5, b"abc"), "900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(
+            hex_of(ChecksumAlgorithm::Md5, b"abc"),
+            "900150983cd24fb0d6963f7d28e17f72"
+        );
     }
 }

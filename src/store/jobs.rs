@@ -65,7 +65,7 @@ pub struct RecordedEvent {
 /// The payload of a stored event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LoggedEvent {
-    Created(JobCreated),
+    Created(Box<JobCreated>),
     Changed(Event),
 }
 
@@ -168,7 +168,11 @@ pub async fn lock(
 }
 
 /// Reads a job.
-pub async fn load(client: &Client, id: JobId, account: Option<&AccountId>) -> Result<Job, StoreError> {
+pub async fn load(
+    client: &Client,
+    id: JobId,
+    account: Option<&AccountId>,
+) -> Result<Job, StoreError> {
     let row = client.query_opt(SELECT_JOB, &[&id.0]).await?;
     owned_job(row, id, account)
 }
@@ -325,7 +329,7 @@ fn decode_event(row: &Row) -> Result<RecordedEvent, StoreError> {
         )));
     }
     let event = if event_type == JOB_CREATED {
-        LoggedEvent::Created(serde_json::from_value(payload)?)
+        LoggedEvent::Created(Box::new(serde_json::from_value(payload)?))
     } else {
         LoggedEvent::Changed(serde_json::from_value(payload)?)
     };

@@ -90,7 +90,10 @@ async fn create_database_if_missing(config: &tokio_postgres::Config) -> Result<(
     let (client, connection) = maintenance.connect(NoTls).await?;
     let driver = tokio::spawn(connection);
     let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-    match client.batch_execute(&format!("CREATE DATABASE {quoted}")).await {
+    match client
+        .batch_execute(&format!("CREATE DATABASE {quoted}"))
+        .await
+    {
         Ok(()) => info!(database = name, "database created"),
         Err(error) if error.code() == Some(&SqlState::DUPLICATE_DATABASE) => {}
         Err(error) => return Err(error.into()),

@@ -136,9 +136,7 @@ pub async fn jobs_in(
     let rows = client
         .query(JOBS_IN_STATUSES, &[&names, &(limit as i64)])
         .await?;
-    rows.iter()
-        .map(|row| Ok(JobId(row.try_get(0)?)))
-        .collect()
+    rows.iter().map(|row| Ok(JobId(row.try_get(0)?))).collect()
 }
 
 /// Appends tasks numbered from `first_number`, and their chunks of
@@ -198,7 +196,10 @@ pub async fn claim_chunk(
     let first_task: i64 = row.try_get(2)?;
     let task_count: i32 = row.try_get(3)?;
     let rows = client
-        .query(CHUNK_TASKS, &[&job_id.0, &first_task, &i64::from(task_count)])
+        .query(
+            CHUNK_TASKS,
+            &[&job_id.0, &first_task, &i64::from(task_count)],
+        )
         .await?;
     let mut operation = None;
     let mut tasks = Vec::with_capacity(rows.len());
@@ -261,7 +262,10 @@ pub async fn complete_chunk(
 ) -> Result<Option<Job>, StoreError> {
     let tx = client.transaction().await?;
     let released = tx
-        .execute(RELEASE_CHUNK, &[&chunk.job_id.0, &chunk.chunk_number, &owner])
+        .execute(
+            RELEASE_CHUNK,
+            &[&chunk.job_id.0, &chunk.chunk_number, &owner],
+        )
         .await?;
     if released == 0 {
         return Ok(None);
@@ -299,8 +303,13 @@ pub async fn complete_chunk(
     let job = jobs::lock(&tx, chunk.job_id, None).await?;
     let succeeded = results.iter().filter(|r| r.succeeded).count() as u64;
     let failed = results.len() as u64 - succeeded;
-    let (job, _) = jobs::record(&tx, job, &Command::RecordTaskResults { succeeded, failed }, now)
-        .await?;
+    let (job, _) = jobs::record(
+        &tx,
+        job,
+        &Command::RecordTaskResults { succeeded, failed },
+        now,
+    )
+    .await?;
     tx.commit().await?;
     Ok(Some(job))
 }

@@ -23,7 +23,10 @@ fn admin_url() -> String {
 
 fn url_for(database: &str) -> String {
     let admin = admin_url();
-    let base = admin.rsplit_once('/').map(|(base, _)| base).unwrap_or(&admin);
+    let base = admin
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .unwrap_or(&admin);
     format!("{base}/{database}")
 }
 
@@ -134,7 +137,8 @@ impl Drop for TestDb {
                 .build()
                 .unwrap();
             runtime.block_on(async {
-                if let Ok((client, connection)) = tokio_postgres::connect(&admin_url(), NoTls).await {
+                if let Ok((client, connection)) = tokio_postgres::connect(&admin_url(), NoTls).await
+                {
                     tokio::spawn(connection);
                     let _ = client
                         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -228,7 +232,11 @@ pub async fn spawn_server(
     database_url: &str,
     objects: &Path,
     settings: &Settings,
-) -> (std::net::SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+) -> (
+    std::net::SocketAddr,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let config = ServeConfig {
@@ -329,7 +337,11 @@ pub async fn wait_for(
 }
 
 /// The job's whole history.
-pub async fn history(client: &mut JobServiceClient<Channel>, job_id: &str, after: i64) -> Vec<pb::JobEvent> {
+pub async fn history(
+    client: &mut JobServiceClient<Channel>,
+    job_id: &str,
+    after: i64,
+) -> Vec<pb::JobEvent> {
     let mut stream = client
         .get_job_history(pb::GetJobHistoryRequest {
             account_id: ACCOUNT.into(),
@@ -347,7 +359,10 @@ pub async fn history(client: &mut JobServiceClient<Channel>, job_id: &str, after
 }
 
 /// The statuses a job went through, from its history.
-pub async fn status_path(client: &mut JobServiceClient<Channel>, job_id: &str) -> Vec<pb::JobStatus> {
+pub async fn status_path(
+    client: &mut JobServiceClient<Channel>,
+    job_id: &str,
+) -> Vec<pb::JobStatus> {
     let mut path = vec![pb::JobStatus::New];
     for event in history(client, job_id, 0).await {
         if let Some(pb::job_event::Event::StatusChanged(change)) = event.event {
