@@ -95,7 +95,10 @@ async fn create_database_if_missing(config: &tokio_postgres::Config) -> Result<(
         .await
     {
         Ok(()) => info!(database = name, "database created"),
-        Err(error) if error.code() == Some(&SqlState::DUPLICATE_DATABASE) => {}
+        // Another process created it at the same moment.
+        Err(error)
+            if error.code() == Some(&SqlState::DUPLICATE_DATABASE)
+                || error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}
         Err(error) => return Err(error.into()),
     }
     drop(client);
