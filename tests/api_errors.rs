@@ -31,11 +31,7 @@ fn with(change: impl FnOnce(&mut pb::CreateJobRequest)) -> pb::CreateJobRequest 
 
 #[tokio::test]
 async fn create_job_names_each_invalid_field() {
-    let mut server = TestServer::start_with(Settings {
-        poll_interval_ms: 3_600_000,
-        ..Settings::default()
-    })
-    .await;
+    let mut server = TestServer::idle().await;
     let client = &mut server.client;
     let cases: Vec<(&str, pb::CreateJobRequest)> = vec![
         ("account_id", with(|r| r.account_id = String::new())),
@@ -204,11 +200,7 @@ async fn create_job_names_each_invalid_field() {
 
 #[tokio::test]
 async fn job_rpcs_name_invalid_fields_and_hide_other_accounts_jobs() {
-    let mut server = TestServer::start_with(Settings {
-        poll_interval_ms: 3_600_000,
-        ..Settings::default()
-    })
-    .await;
+    let mut server = TestServer::idle().await;
     let job_id = server
         .client
         .create_job(checksum_job("j", None))
@@ -342,11 +334,7 @@ async fn job_rpcs_name_invalid_fields_and_hide_other_accounts_jobs() {
 
 #[tokio::test]
 async fn a_lost_database_is_unavailable_without_leaking_sql() {
-    let mut server = TestServer::start_with(Settings {
-        poll_interval_ms: 3_600_000,
-        ..Settings::default()
-    })
-    .await;
+    let mut server = TestServer::idle().await;
     let job_id = server
         .client
         .create_job(checksum_job("u", None))

@@ -303,13 +303,7 @@ async fn cancelling_idle_jobs_lands_in_cancelled_at_once() {
 
 #[tokio::test]
 async fn cancelling_a_new_job_lands_in_cancelled_at_once() {
-    // A server that polls once an hour leaves new jobs New.
-    let mut server = TestServer::start_with(Settings {
-        poll_interval_ms: 3_600_000,
-        ..Settings::default()
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut server = TestServer::idle().await;
     let job_id = create(&mut server, checksum_job("n", None)).await;
     assert_eq!(
         describe(&mut server.client, &job_id).await.status,
@@ -544,11 +538,7 @@ async fn history_lists_every_event_in_order_and_resumes_after_a_sequence() {
 
 #[tokio::test]
 async fn create_job_is_idempotent_on_its_token() {
-    let mut server = TestServer::start_with(Settings {
-        poll_interval_ms: 3_600_000,
-        ..Settings::default()
-    })
-    .await;
+    let mut server = TestServer::idle().await;
     let first = create(&mut server, checksum_job("same", None)).await;
     let again = create(&mut server, checksum_job("same", None)).await;
     assert_eq!(first, again);
@@ -577,12 +567,7 @@ async fn create_job_is_idempotent_on_its_token() {
 
 #[tokio::test]
 async fn list_jobs_filters_by_status_and_pages_newest_first() {
-    let mut server = TestServer::start_with(Settings {
-        poll_interval_ms: 3_600_000,
-        ..Settings::default()
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut server = TestServer::idle().await;
     let mut created = Vec::new();
     for i in 0..5 {
         created.push(create(&mut server, checksum_job(&format!("l{i}"), None)).await);

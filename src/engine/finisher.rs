@@ -6,21 +6,16 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::{Engine, back_off, idle};
+use super::{Engine, Round, run_rounds};
 use crate::domain::{Command, JobStatus};
 use crate::store::{StoreError, tasks};
 
 pub(super) async fn run(engine: Engine, shutdown: CancellationToken) {
-    loop {
-        if let Err(error) = finish_once(&engine).await
-            && !back_off("finisher", error, &shutdown).await
-        {
-            return;
-        }
-        if !idle(&engine, &shutdown).await {
-            return;
-        }
-    }
+    run_rounds(&engine, "finisher", &shutdown, || async {
+        finish_once(&engine).await?;
+        Ok(Round::Idle)
+    })
+    .await;
 }
 
 async fn finish_once(engine: &Engine) -> Result<(), StoreError> {

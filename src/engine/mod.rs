@@ -80,6 +80,33 @@ impl Engine {
     }
 }
 
+/// Runs `round` until shutdown: after a round that found no more work, waits
+/// the poll interval; after a failed one, logs it and backs off.
+async fn run_rounds<F, Fut>(engine: &Engine, name: &str, shutdown: &CancellationToken, mut round: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Round, StoreError>>,
+{
+    loop {
+        let keep_going = match round().await {
+            Ok(Round::MoreWork) if !shutdown.is_cancelled() => true,
+            Ok(_) => idle(engine, shutdown).await,
+            Err(error) => back_off(name, error, shutdown).await,
+        };
+        if !keep_going {
+            return;
+        }
+    }
+}
+
+/// What a loop round found.
+enum Round {
+    /// Work may be waiting: go again at once.
+    MoreWork,
+    /// Nothing left for now: wait for the poll interval.
+    Idle,
+}
+
 /// Waits for the poll interval, or returns false when shutting down.
 async fn idle(engine: &Engine, shutdown: &CancellationToken) -> bool {
     tokio::select! {

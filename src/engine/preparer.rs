@@ -7,7 +7,7 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Engine, back_off, idle};
+use super::{Engine, Round, run_rounds};
 use crate::domain::{Command, JobId, JobStatus};
 use crate::objects::manifest;
 use crate::store::{StoreError, jobs, tasks};
@@ -16,16 +16,11 @@ use crate::store::{StoreError, jobs, tasks};
 const CHUNKS_PER_BATCH: usize = 16;
 
 pub(super) async fn run(engine: Engine, shutdown: CancellationToken) {
-    loop {
-        if let Err(error) = prepare_waiting(&engine, &shutdown).await
-            && !back_off("preparer", error, &shutdown).await
-        {
-            return;
-        }
-        if !idle(&engine, &shutdown).await {
-            return;
-        }
-    }
+    run_rounds(&engine, "preparer", &shutdown, || async {
+        prepare_waiting(&engine, &shutdown).await?;
+        Ok(Round::Idle)
+    })
+    .await;
 }
 
 async fn prepare_waiting(engine: &Engine, shutdown: &CancellationToken) -> Result<(), StoreError> {

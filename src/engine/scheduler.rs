@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::{Engine, back_off, idle};
+use super::{Engine, Round, run_rounds};
 use crate::domain::{Command, JobId, JobStatus};
 use crate::store::{StoreError, jobs, tasks};
 
@@ -50,16 +50,11 @@ pub fn plan_activations(candidates: &[SlotCandidate], max_active_jobs: usize) ->
 }
 
 pub(super) async fn run(engine: Engine, shutdown: CancellationToken) {
-    loop {
-        if let Err(error) = schedule_once(&engine).await
-            && !back_off("scheduler", error, &shutdown).await
-        {
-            return;
-        }
-        if !idle(&engine, &shutdown).await {
-            return;
-        }
-    }
+    run_rounds(&engine, "scheduler", &shutdown, || async {
+        schedule_once(&engine).await?;
+        Ok(Round::Idle)
+    })
+    .await;
 }
 
 async fn schedule_once(engine: &Engine) -> Result<(), StoreError> {

@@ -11,27 +11,20 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-use super::{Engine, back_off, idle};
+use super::{Engine, Round, run_rounds};
 use crate::objects::operations::{self, TaskOperation};
 use crate::store::{ClaimedChunk, StoreError, Task, TaskResult, tasks};
 
 pub(super) async fn run(engine: Engine, permits: Arc<Semaphore>, shutdown: CancellationToken) {
     let owner = Uuid::new_v4();
-    loop {
-        match work_once(&engine, owner, &permits).await {
-            Ok(true) if !shutdown.is_cancelled() => continue,
-            Ok(_) => {
-                if !idle(&engine, &shutdown).await {
-                    return;
-                }
-            }
-            Err(error) => {
-                if !back_off("worker", error, &shutdown).await {
-                    return;
-                }
-            }
-        }
-    }
+    run_rounds(&engine, "worker", &shutdown, || async {
+        Ok(if work_once(&engine, owner, &permits).await? {
+            Round::MoreWork
+        } else {
+            Round::Idle
+        })
+    })
+    .await;
 }
 
 /// Runs one chunk if there is one; returns whether there was.

@@ -77,11 +77,9 @@ impl TaskOperation for ComputeChecksum {
     fn run<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, TaskOutcome> {
         Box::pin(async move {
             let object = &task.object;
-            let path = match object_path(&object.bucket, &object.key) {
+            let path = match task_path(task) {
                 Ok(path) => path,
-                Err(invalid) => {
-                    return TaskOutcome::failure(400, "InvalidKey", invalid.to_string());
-                }
+                Err(refused) => return refused,
             };
             let options = GetOptions {
                 version: object.version_id.clone(),
@@ -120,11 +118,9 @@ impl TaskOperation for DeleteObject {
     fn run<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, TaskOutcome> {
         Box::pin(async move {
             let object = &task.object;
-            let path = match object_path(&object.bucket, &object.key) {
+            let path = match task_path(task) {
                 Ok(path) => path,
-                Err(invalid) => {
-                    return TaskOutcome::failure(400, "InvalidKey", invalid.to_string());
-                }
+                Err(refused) => return refused,
             };
             if object.version_id.is_some() {
                 return TaskOutcome::failure(
@@ -141,6 +137,12 @@ impl TaskOperation for DeleteObject {
             }
         })
     }
+}
+
+/// The store path of a task's object, or the task's `InvalidKey` failure.
+fn task_path(task: &Task) -> Result<object_store::path::Path, TaskOutcome> {
+    object_path(&task.object.bucket, &task.object.key)
+        .map_err(|invalid| TaskOutcome::failure(400, "InvalidKey", invalid.to_string()))
 }
 
 fn object_error(error: object_store::Error) -> TaskOutcome {

@@ -186,6 +186,18 @@ impl TestServer {
         TestServer::start_with(Settings::default()).await
     }
 
+    /// A server whose engine looks for work once at start and then only
+    /// hourly, so jobs created afterwards stay New.
+    pub async fn idle() -> TestServer {
+        let server = TestServer::start_with(Settings {
+            poll_interval_ms: 3_600_000,
+            ..Settings::default()
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server
+    }
+
     pub async fn start_with(settings: Settings) -> TestServer {
         let db = TestDb::new().await;
         let objects = tempfile::tempdir().unwrap();
