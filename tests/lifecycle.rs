@@ -316,29 +316,6 @@ async fn cancelling_a_new_job_lands_in_cancelled_at_once() {
     server.stop().await;
 }
 
-/// Holds an exclusive lock on a table from a separate connection, so that
-/// the engine blocks at a known point, until released.
-struct TableLock {
-    client: tokio_postgres::Client,
-}
-
-impl TableLock {
-    async fn take(db: &TestDb, table: &str) -> TableLock {
-        let client = db.client().await;
-        client
-            .batch_execute(&format!(
-                "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
-            ))
-            .await
-            .unwrap();
-        TableLock { client }
-    }
-
-    async fn release(self) {
-        self.client.batch_execute("COMMIT").await.unwrap();
-    }
-}
-
 #[tokio::test]
 async fn cancelling_a_preparing_job_drains_through_cancelling_and_keeps_no_tasks() {
     let mut server = TestServer::start().await;

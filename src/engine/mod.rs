@@ -17,7 +17,7 @@ use tracing::warn;
 
 use crate::store::{Store, StoreError};
 
-pub use scheduler::{SlotCandidate, plan_activations};
+pub use scheduler::{SlotCandidate, SlotPlan, plan_slots};
 
 /// Tuning of the engine loops.
 #[derive(Debug, Clone)]

@@ -389,3 +389,26 @@ pub fn write_manifest(server: &TestServer, lines: &[String]) {
     text.push('\n');
     server.put_object("data", "manifest.csv", text.as_bytes());
 }
+
+/// Holds an exclusive lock on a table from a separate connection, so that
+/// the engine blocks at a known point, until released.
+pub struct TableLock {
+    client: tokio_postgres::Client,
+}
+
+impl TableLock {
+    pub async fn take(db: &TestDb, table: &str) -> TableLock {
+        let client = db.client().await;
+        client
+            .batch_execute(&format!(
+                "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+            ))
+            .await
+            .unwrap();
+        TableLock { client }
+    }
+
+    pub async fn release(self) {
+        self.client.batch_execute("COMMIT").await.unwrap();
+    }
+}
