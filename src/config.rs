@@ -85,6 +85,10 @@ pub struct ServeConfig {
     /// Seconds a chunk claim lasts without renewal.
     #[arg(long, env = "BATCHOPS_LEASE_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(3..))]
     pub lease_seconds: u64,
+    /// Seconds a job may wait in Suspended for confirmation before it fails
+    /// (default 30 days).
+    #[arg(long, env = "BATCHOPS_SUSPENSION_LIMIT_SECONDS", default_value_t = 2_592_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub suspension_limit_seconds: u64,
     /// Milliseconds between looks for work when idle.
     #[arg(long, env = "BATCHOPS_POLL_INTERVAL_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub poll_interval_ms: u64,
@@ -98,6 +102,7 @@ impl ServeConfig {
             chunk_size: self.chunk_size as usize,
             lease: Duration::from_secs(self.lease_seconds),
             poll_interval: Duration::from_millis(self.poll_interval_ms),
+            suspension_limit: Duration::from_secs(self.suspension_limit_seconds),
         }
     }
 

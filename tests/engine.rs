@@ -269,3 +269,31 @@ async fn a_job_may_lower_its_own_failure_threshold() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_job_left_suspended_past_the_limit_fails_saying_so() {
+    let mut server = TestServer::start_with(Settings {
+        suspension_limit_seconds: 1,
+        ..Settings::default()
+    })
+    .await;
+    server.put_object("data", "a", b"a");
+    write_manifest(&server, &["data,a".into()]);
+    let job_id = create(&mut server, checksum_job("wait", None)).await;
+    wait_for(&mut server.client, &job_id, S::Suspended).await;
+    let job = wait_for(&mut server.client, &job_id, S::Failed).await;
+    assert_eq!(
+        job.failure_reasons[0].failure_code,
+        "SuspensionLimitExceeded"
+    );
+    assert!(
+        job.failure_reasons[0].failure_reason.contains("1 second"),
+        "{:?}",
+        job.failure_reasons
+    );
+    assert_eq!(
+        status_path(&mut server.client, &job_id).await,
+        vec![S::New, S::Preparing, S::Suspended, S::Failing, S::Failed]
+    );
+    server.stop().await;
+}

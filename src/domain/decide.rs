@@ -123,8 +123,8 @@ pub fn decide(job: &Job, command: &Command, now: DateTime<Utc>) -> Result<Vec<Ev
             fail_now(FailureReason::new(
                 SUSPENSION_LIMIT_EXCEEDED,
                 format!(
-                    "the job was not confirmed within {} hours of its suspension",
-                    limit.num_hours()
+                    "the job was not confirmed within {} of its suspension",
+                    describe_duration(*limit)
                 ),
             ))
         }
@@ -222,6 +222,19 @@ fn record_task_results(job: &Job, succeeded: u64, failed: u64) -> Result<Vec<Eve
         }
     }
     Ok(events)
+}
+
+/// "30 days", "2 hours", "90 seconds": the largest whole unit.
+fn describe_duration(duration: chrono::TimeDelta) -> String {
+    let seconds = duration.num_seconds();
+    let (count, unit) = if seconds % 86_400 == 0 && seconds > 0 {
+        (seconds / 86_400, "day")
+    } else if seconds % 3600 == 0 && seconds > 0 {
+        (seconds / 3600, "hour")
+    } else {
+        (seconds, "second")
+    };
+    format!("{count} {unit}{}", if count == 1 { "" } else { "s" })
 }
 
 /// Failing then Failed at once: used where no task can be in flight.

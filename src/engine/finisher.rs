@@ -1,6 +1,7 @@
-//! Ends the statuses that wait for something to finish: Cancelling, Failing
-//! and Pausing once no task is in flight, and Completing once the completion
-//! step is done.
+//! Ends the statuses that wait for something: Cancelling, Failing and
+//! Pausing once no task is in flight, Completing once the completion step is
+//! done, and Suspended once the job has waited longer than the suspension
+//! limit.
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +29,19 @@ async fn finish_once(engine: &Engine) -> Result<(), StoreError> {
     for id in tasks::jobs_in(&client, &draining, 64).await? {
         if let Some(job) = tasks::finish_draining(&mut client, id, Utc::now()).await? {
             info!(job_id = %id, status = %job.status, "draining finished");
+        }
+    }
+    let limit = chrono::TimeDelta::from_std(engine.config.suspension_limit)
+        .unwrap_or(chrono::TimeDelta::MAX);
+    let now = Utc::now();
+    if let Some(cutoff) = now.checked_sub_signed(limit) {
+        for id in tasks::suspended_before(&client, cutoff, 64).await? {
+            if let Some(job) =
+                tasks::try_execute(&mut client, id, &Command::ExpireSuspension { limit }, now)
+                    .await?
+            {
+                info!(job_id = %id, status = %job.status, "suspension limit reached");
+            }
         }
     }
     for id in tasks::jobs_in(&client, &[JobStatus::Completing], 64).await? {

@@ -32,6 +32,8 @@ pub struct EngineConfig {
     pub lease: Duration,
     /// How often idle loops look for work.
     pub poll_interval: Duration,
+    /// How long a job may wait in Suspended for confirmation before it fails.
+    pub suspension_limit: Duration,
 }
 
 impl Default for EngineConfig {
@@ -42,6 +44,7 @@ impl Default for EngineConfig {
             chunk_size: 256,
             lease: Duration::from_secs(60),
             poll_interval: Duration::from_millis(100),
+            suspension_limit: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }

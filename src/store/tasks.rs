@@ -65,6 +65,10 @@ const LIVE_CHUNKS: &str = "
     SELECT count(*) FROM task_chunks
     WHERE job_id = $1 AND lease_expires_at IS NOT NULL AND lease_expires_at >= now()";
 const DELETE_CHUNKS: &str = "DELETE FROM task_chunks WHERE job_id = $1";
+const SUSPENDED_SINCE_BEFORE: &str = "
+    SELECT job_id FROM jobs
+    WHERE status = 'Suspended' AND (state ->> 'suspended_time')::timestamptz <= $1
+    LIMIT $2";
 const DELETE_TASKS: &str = "DELETE FROM tasks WHERE job_id = $1";
 /// Names the lock under which slot decisions are made.
 const SCHEDULER_LOCK: i64 = 0x6261_7463_6873_6368;
@@ -388,4 +392,16 @@ pub async fn slot_candidates(tx: &Transaction<'_>) -> Result<Vec<SlotCandidate>,
             })
         })
         .collect()
+}
+
+/// Suspended jobs suspended at or before `cutoff`.
+pub async fn suspended_before(
+    client: &Client,
+    cutoff: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<JobId>, StoreError> {
+    let rows = client
+        .query(SUSPENDED_SINCE_BEFORE, &[&cutoff, &(limit as i64)])
+        .await?;
+    rows.iter().map(|row| Ok(JobId(row.try_get(0)?))).collect()
 }

@@ -157,6 +157,7 @@ pub struct Settings {
     pub task_concurrency: usize,
     pub chunk_size: u32,
     pub poll_interval_ms: u64,
+    pub suspension_limit_seconds: u64,
 }
 
 impl Default for Settings {
@@ -166,6 +167,7 @@ impl Default for Settings {
             task_concurrency: 8,
             chunk_size: 4,
             poll_interval_ms: 20,
+            suspension_limit_seconds: 30 * 24 * 3600,
         }
     }
 }
@@ -263,6 +265,7 @@ pub async fn spawn_server(
         chunk_size: settings.chunk_size,
         lease_seconds: 30,
         poll_interval_ms: settings.poll_interval_ms,
+        suspension_limit_seconds: settings.suspension_limit_seconds,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
