@@ -6,6 +6,7 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::engine::EngineConfig;
+use crate::objects::invoke::Allowlist;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -89,6 +90,17 @@ pub struct ServeConfig {
     /// (default 30 days).
     #[arg(long, env = "BATCHOPS_SUSPENSION_LIMIT_SECONDS", default_value_t = 2_592_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub suspension_limit_seconds: u64,
+    /// Attempts per task when failures are transient (timeouts, connection
+    /// errors, HTTP 5xx/429, Invoke TemporaryFailure); 1 means no retry.
+    #[arg(long, env = "BATCHOPS_TASK_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub task_max_attempts: u32,
+    /// Upper bound of the first retry's random delay in milliseconds; it
+    /// doubles per attempt up to 10 s.
+    #[arg(long, env = "BATCHOPS_RETRY_BASE_DELAY_MS", default_value_t = 100)]
+    pub retry_base_delay_ms: u64,
+    /// Comma-separated URL prefixes that Invoke jobs may call; empty allows none.
+    #[arg(long, env = "BATCHOPS_INVOKE_ALLOWLIST", default_value = "")]
+    pub invoke_allowlist: String,
     /// Milliseconds between looks for work when idle.
     #[arg(long, env = "BATCHOPS_POLL_INTERVAL_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub poll_interval_ms: u64,
@@ -103,7 +115,15 @@ impl ServeConfig {
             lease: Duration::from_secs(self.lease_seconds),
             poll_interval: Duration::from_millis(self.poll_interval_ms),
             suspension_limit: Duration::from_secs(self.suspension_limit_seconds),
+            task_max_attempts: self.task_max_attempts,
+            retry_base_delay: Duration::from_millis(self.retry_base_delay_ms),
+            retry_max_delay: Duration::from_secs(10),
         }
+    }
+
+    /// The parsed invoke allowlist.
+    pub fn invoke_allowlist(&self) -> Result<Allowlist, ConfigError> {
+        Allowlist::parse(&self.invoke_allowlist).map_err(ConfigError::InvokeAllowlist)
     }
 
     /// The object store as a URL; a plain path becomes `file://` of its
@@ -127,4 +147,6 @@ pub enum ConfigError {
     MissingDatabaseUrl,
     #[error("object store path {0:?} cannot be used")]
     ObjectStorePath(String),
+    #[error("--invoke-allowlist: {0}")]
+    InvokeAllowlist(String),
 }

@@ -12,7 +12,7 @@ use tracing::info;
 use crate::api::JobApi;
 use crate::config::{ConfigError, DatabaseConfig, ServeConfig};
 use crate::engine::Engine;
-use crate::objects::{self, StoreUrlError};
+use crate::objects::{self, StoreUrlError, operations::OperationContext};
 use crate::proto::job_service_server::JobServiceServer;
 use crate::store::{Store, StoreError};
 
@@ -44,12 +44,17 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let store = open_store(&config.database).await?;
     let objects = objects::open_store(&config.object_store_url()?)?;
+    let allowlist = config.invoke_allowlist()?;
+    let operations = OperationContext::new(objects, allowlist);
     let stop_engine = CancellationToken::new();
-    let engine = Engine::new(store.clone(), objects, config.engine());
+    let engine = Engine::new(store.clone(), operations.clone(), config.engine());
     let engine = tokio::spawn(engine.run(stop_engine.clone()));
     info!(address = %listener.local_addr().map_err(|e| ServeError::Store(StoreError::Unavailable(Box::new(e))))?, "serving");
     let served = tonic::transport::Server::builder()
-        .add_service(JobServiceServer::new(JobApi::new(store)))
+        .add_service(JobServiceServer::new(JobApi::new(
+            store,
+            operations.invoke_allowlist.clone(),
+        )))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
     info!("shutting down");

@@ -7,11 +7,11 @@ use sha2::{Digest, Sha256};
 
 use super::ApiError;
 use crate::domain::{
-    self, AccountId, ChecksumAlgorithm, FailureReason, FailureThreshold, Job, JobId, JobSpec,
-    JobStatus, ManifestField, ManifestFormat, ManifestSpec, ObjectLocation, Operation, ReportScope,
-    ReportSpec, Tag,
+    self, AccountId, ChecksumAlgorithm, FailureReason, FailureThreshold, InvocationSchema,
+    InvokeSpec, Job, JobId, JobSpec, JobStatus, ManifestField, ManifestFormat, ManifestSpec,
+    ObjectLocation, Operation, ReportScope, ReportSpec, Tag,
 };
-use crate::objects::{self, manifest};
+use crate::objects::{self, invoke::Allowlist, manifest};
 use crate::proto as pb;
 
 pub const MAX_TAGS: usize = 50;
@@ -225,7 +225,7 @@ fn manifest(value: Option<&pb::Manifest>) -> Result<ManifestSpec> {
     })
 }
 
-fn operation(value: Option<&pb::Operation>) -> Result<Operation> {
+fn operation(value: Option<&pb::Operation>, allowlist: &Allowlist) -> Result<Operation> {
     use pb::operation::Operation as O;
     let missing = || ApiError::invalid("operation", "exactly one operation is required");
     match value
@@ -253,7 +253,76 @@ fn operation(value: Option<&pb::Operation>) -> Result<Operation> {
             Ok(Operation::ComputeObjectChecksum { algorithm })
         }
         O::DeleteObject(_) => Ok(Operation::DeleteObject),
+        O::Invoke(invoke) => invoke_spec(invoke, allowlist).map(Operation::Invoke),
     }
+}
+
+fn invoke_spec(value: &pb::InvokeOperation, allowlist: &Allowlist) -> Result<InvokeSpec> {
+    const FIELD: &str = "operation.invoke";
+    let url = url::Url::parse(&value.endpoint_url)
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+        .ok_or_else(|| {
+            ApiError::invalid(format!("{FIELD}.endpoint_url"), "must be an http(s) URL")
+        })?;
+    if !allowlist.permits(&value.endpoint_url) {
+        return Err(ApiError::invalid(
+            format!("{FIELD}.endpoint_url"),
+            format!(
+                "{} is not in the server's invoke allowlist",
+                url.origin().ascii_serialization()
+            ),
+        ));
+    }
+    let schema = match pb::InvocationSchemaVersion::try_from(value.invocation_schema_version) {
+        Ok(
+            pb::InvocationSchemaVersion::Unspecified
+            | pb::InvocationSchemaVersion::InvocationSchemaVersion10,
+        ) => InvocationSchema::V1,
+        Ok(pb::InvocationSchemaVersion::InvocationSchemaVersion20) => InvocationSchema::V2,
+        Err(_) => {
+            return Err(ApiError::invalid(
+                format!("{FIELD}.invocation_schema_version"),
+                format!("unknown value {}", value.invocation_schema_version),
+            ));
+        }
+    };
+    if !value.user_arguments.is_empty() && schema != InvocationSchema::V2 {
+        return Err(ApiError::invalid(
+            format!("{FIELD}.user_arguments"),
+            "need invocation schema 2.0",
+        ));
+    }
+    if value.user_arguments.len() > 10 {
+        return Err(ApiError::invalid(
+            format!("{FIELD}.user_arguments"),
+            "at most 10 entries",
+        ));
+    }
+    for (key, argument) in &value.user_arguments {
+        if key.is_empty() || key.chars().count() > 64 || argument.chars().count() > 1024 {
+            return Err(ApiError::invalid(
+                format!("{FIELD}.user_arguments"),
+                "keys must be 1–64 characters and values at most 1024",
+            ));
+        }
+    }
+    let timeout_seconds = match value.timeout_seconds {
+        0 => 30,
+        1..=900 => value.timeout_seconds,
+        _ => {
+            return Err(ApiError::invalid(
+                format!("{FIELD}.timeout_seconds"),
+                "must be 0–900",
+            ));
+        }
+    };
+    Ok(InvokeSpec {
+        endpoint_url: value.endpoint_url.clone(),
+        schema,
+        user_arguments: value.user_arguments.clone().into_iter().collect(),
+        timeout_millis: u64::from(timeout_seconds) * 1000,
+    })
 }
 
 fn report(value: Option<&pb::JobReport>) -> Result<Option<ReportSpec>> {
@@ -319,7 +388,10 @@ fn failure_threshold(value: Option<&pb::FailureThreshold>) -> Result<FailureThre
 }
 
 /// A validated CreateJob request and its fingerprint for idempotency.
-pub fn create_job(request: &pb::CreateJobRequest) -> Result<(JobSpec, String)> {
+pub fn create_job(
+    request: &pb::CreateJobRequest,
+    allowlist: &Allowlist,
+) -> Result<(JobSpec, String)> {
     let account_id = account_id(&request.account_id)?;
     let token = &request.client_request_token;
     if token.is_empty() || token.chars().count() > 64 {
@@ -337,7 +409,7 @@ pub fn create_job(request: &pb::CreateJobRequest) -> Result<(JobSpec, String)> {
         priority: priority(request.priority)?,
         confirmation_required: request.confirmation_required.unwrap_or(true),
         manifest: manifest(request.manifest.as_ref())?,
-        operation: operation(request.operation.as_ref())?,
+        operation: operation(request.operation.as_ref(), allowlist)?,
         report: report(request.report.as_ref())?,
         tags: tags(&request.tags)?,
         failure_threshold: failure_threshold(request.failure_threshold.as_ref())?,
@@ -399,6 +471,15 @@ fn operation_to_proto(operation: &Operation) -> pb::Operation {
             })
         }
         Operation::DeleteObject => O::DeleteObject(pb::DeleteObjectOperation {}),
+        Operation::Invoke(spec) => O::Invoke(pb::InvokeOperation {
+            endpoint_url: spec.endpoint_url.clone(),
+            invocation_schema_version: (match spec.schema {
+                InvocationSchema::V1 => pb::InvocationSchemaVersion::InvocationSchemaVersion10,
+                InvocationSchema::V2 => pb::InvocationSchemaVersion::InvocationSchemaVersion20,
+            }) as i32,
+            user_arguments: spec.user_arguments.clone().into_iter().collect(),
+            timeout_seconds: (spec.timeout_millis / 1000) as u32,
+        }),
     };
     pb::Operation {
         operation: Some(operation),

@@ -1,6 +1,6 @@
 //! The tonic implementation of `batchops.v1.JobService`.
 
-use std::pin::Pin;
+use std::{pin::Pin, sync::Arc};
 
 use chrono::Utc;
 use futures::Stream;
@@ -11,6 +11,7 @@ use tracing::{info, instrument};
 
 use super::{ApiError, convert};
 use crate::domain::{Command, JobId, JobStatus};
+use crate::objects::invoke::Allowlist;
 use crate::proto::{self as pb, job_service_server::JobService};
 use crate::store::{Store, jobs};
 
@@ -21,11 +22,15 @@ const HISTORY_PAGE: usize = 500;
 #[derive(Clone)]
 pub struct JobApi {
     store: Store,
+    invoke_allowlist: Arc<Allowlist>,
 }
 
 impl JobApi {
-    pub fn new(store: Store) -> JobApi {
-        JobApi { store }
+    pub fn new(store: Store, invoke_allowlist: Arc<Allowlist>) -> JobApi {
+        JobApi {
+            store,
+            invoke_allowlist,
+        }
     }
 
     async fn run(
@@ -62,7 +67,7 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::CreateJobRequest>,
     ) -> Result<Response<pb::CreateJobResponse>, Status> {
-        let (spec, fingerprint) = convert::create_job(request.get_ref())?;
+        let (spec, fingerprint) = convert::create_job(request.get_ref(), &self.invoke_allowlist)?;
         let mut client = self.store.client().await.map_err(ApiError::from)?;
         let (id, created) = jobs::create(
             &mut client,

@@ -99,6 +99,26 @@ impl ChecksumAlgorithm {
 pub enum Operation {
     ComputeObjectChecksum { algorithm: ChecksumAlgorithm },
     DeleteObject,
+    Invoke(InvokeSpec),
+}
+
+/// The payload layout of an Invoke call, as AWS Lambda handlers expect it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InvocationSchema {
+    /// `1.0`: tasks name `s3BucketArn`.
+    V1,
+    /// `2.0`: tasks name `s3Bucket`; the job carries `userArguments`.
+    V2,
+}
+
+/// POST one AWS Lambda S3 batch event per task to an HTTP(S) endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvokeSpec {
+    pub endpoint_url: String,
+    pub schema: InvocationSchema,
+    pub user_arguments: std::collections::BTreeMap<String, String>,
+    /// Per-call timeout.
+    pub timeout_millis: u64,
 }
 
 /// Which tasks a completion report lists.

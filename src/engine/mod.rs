@@ -11,10 +11,10 @@ mod worker;
 
 use std::{sync::Arc, time::Duration};
 
-use object_store::ObjectStore;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::objects::operations::OperationContext;
 use crate::store::{Store, StoreError};
 
 pub use scheduler::{SlotCandidate, SlotPlan, plan_slots};
@@ -34,6 +34,12 @@ pub struct EngineConfig {
     pub poll_interval: Duration,
     /// How long a job may wait in Suspended for confirmation before it fails.
     pub suspension_limit: Duration,
+    /// Attempts per task when failures are transient (1 = no retry).
+    pub task_max_attempts: u32,
+    /// The first retry waits up to this long; each later one up to twice as
+    /// long as the one before, capped at `retry_max_delay` (full jitter).
+    pub retry_base_delay: Duration,
+    pub retry_max_delay: Duration,
 }
 
 impl Default for EngineConfig {
@@ -45,6 +51,9 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(60),
             poll_interval: Duration::from_millis(100),
             suspension_limit: Duration::from_secs(30 * 24 * 3600),
+            task_max_attempts: 5,
+            retry_base_delay: Duration::from_millis(100),
+            retry_max_delay: Duration::from_secs(10),
         }
     }
 }
@@ -53,15 +62,15 @@ impl Default for EngineConfig {
 #[derive(Clone)]
 pub struct Engine {
     store: Store,
-    objects: Arc<dyn ObjectStore>,
+    operations: OperationContext,
     config: EngineConfig,
 }
 
 impl Engine {
-    pub fn new(store: Store, objects: Arc<dyn ObjectStore>, config: EngineConfig) -> Engine {
+    pub fn new(store: Store, operations: OperationContext, config: EngineConfig) -> Engine {
         Engine {
             store,
-            objects,
+            operations,
             config,
         }
     }

@@ -3,7 +3,7 @@
 //! renewed while the chunk runs; a worker that dies stops renewing and its
 //! chunk is taken over once the lease expires.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use tokio::sync::Semaphore;
@@ -12,7 +12,7 @@ use tracing::{debug, warn};
 use uuid::Uuid;
 
 use super::{Engine, Round, run_rounds};
-use crate::objects::operations::{self, TaskOperation};
+use crate::objects::operations::TaskOperation;
 use crate::store::{ClaimedChunk, StoreError, Task, TaskResult, tasks};
 
 pub(super) async fn run(engine: Engine, permits: Arc<Semaphore>, shutdown: CancellationToken) {
@@ -51,19 +51,48 @@ async fn work_once(engine: &Engine, owner: Uuid, permits: &Semaphore) -> Result<
 }
 
 async fn run_tasks(engine: &Engine, chunk: &ClaimedChunk, permits: &Semaphore) -> Vec<TaskResult> {
-    let operation = operations::for_operation(&chunk.operation, engine.objects.clone());
+    let operation = engine
+        .operations
+        .for_operation(chunk.job_id, &chunk.operation);
     let runs = chunk
         .tasks
         .iter()
-        .map(|task| run_task(operation.as_ref(), task, permits));
+        .map(|task| run_task(engine, operation.as_ref(), task, permits));
     futures::future::join_all(runs).await
 }
 
-/// Runs one task once a process-wide permit is free: at most
-/// `task_concurrency` tasks run at once across all chunks.
-async fn run_task(operation: &dyn TaskOperation, task: &Task, permits: &Semaphore) -> TaskResult {
-    let _permit = permits.acquire().await;
-    operation.run(task).await.into_result(task)
+/// Runs one task, retrying transient failures with exponential backoff and
+/// full jitter; the last attempt's outcome is the result. A task holds one of
+/// the process-wide `task_concurrency` permits only while it runs.
+async fn run_task(
+    engine: &Engine,
+    operation: &dyn TaskOperation,
+    task: &Task,
+    permits: &Semaphore,
+) -> TaskResult {
+    let config = &engine.config;
+    let mut attempt = 1;
+    loop {
+        let outcome = {
+            let _permit = permits.acquire().await;
+            operation.run(task).await
+        };
+        if !outcome.retryable || attempt >= config.task_max_attempts {
+            return outcome.into_result(task);
+        }
+        let delay = retry_delay(attempt, config.retry_base_delay, config.retry_max_delay);
+        debug!(task = task.number, attempt, ?delay, error = ?outcome.error_code, "retrying task");
+        tokio::time::sleep(delay).await;
+        attempt += 1;
+    }
+}
+
+/// A random delay up to `base × 2^(attempt-1)`, capped at `max`.
+fn retry_delay(attempt: u32, base: Duration, max: Duration) -> Duration {
+    let ceiling = base
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+        .min(max);
+    ceiling.mul_f64(rand::random::<f64>())
 }
 
 /// Renews the chunk's lease every third of its length; returns only when the
@@ -76,5 +105,25 @@ async fn renew_lease(engine: &Engine, chunk: &ClaimedChunk, owner: Uuid) -> Resu
         if !tasks::extend_lease(&client, chunk, owner, lease).await? {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_grow_exponentially_and_stay_under_the_cap() {
+        let base = Duration::from_millis(100);
+        let max = Duration::from_secs(1);
+        for attempt in 1..20 {
+            let ceiling = (base * 2u32.pow(attempt.min(10) - 1)).min(max);
+            for _ in 0..50 {
+                assert!(retry_delay(attempt, base, max) <= ceiling);
+            }
+        }
+        let spread: std::collections::HashSet<Duration> =
+            (0..50).map(|_| retry_delay(3, base, max)).collect();
+        assert!(spread.len() > 10, "delays are jittered");
     }
 }

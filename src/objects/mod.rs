@@ -4,6 +4,7 @@
 //! Objects are addressed as `<bucket>/<key>` inside one `object_store` store.
 //! With the local backend (`file:///dir`) a bucket is a first-level directory.
 
+pub mod invoke;
 pub mod manifest;
 pub mod operations;
 

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use futures::{StreamExt, future::BoxFuture};
 use object_store::{GetOptions, ObjectStore};
 
+use super::invoke::{Allowlist, Invoke};
 use super::object_path;
-use crate::domain::{ChecksumAlgorithm, Operation};
+use crate::domain::{ChecksumAlgorithm, JobId, Operation};
 use crate::store::{Task, TaskResult};
 
 /// What one run of an operation on one object produced.
@@ -18,6 +19,9 @@ pub struct TaskOutcome {
     pub http_status_code: i32,
     pub error_code: Option<String>,
     pub result_message: Option<String>,
+    /// A transient failure (timeout, connection error, 5xx, 429, Invoke
+    /// `TemporaryFailure`): worth another attempt.
+    pub retryable: bool,
 }
 
 impl TaskOutcome {
@@ -27,6 +31,7 @@ impl TaskOutcome {
             http_status_code,
             error_code: None,
             result_message: Some(message.into()),
+            retryable: false,
         }
     }
 
@@ -36,7 +41,14 @@ impl TaskOutcome {
             http_status_code,
             error_code: Some(code.to_owned()),
             result_message: Some(message.into()),
+            retryable: false,
         }
+    }
+
+    /// Marks a failure as transient.
+    pub fn retryable(mut self) -> TaskOutcome {
+        self.retryable = true;
+        self
     }
 
     /// The stored result of `task`.
@@ -56,14 +68,40 @@ pub trait TaskOperation: Send + Sync {
     fn run<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, TaskOutcome>;
 }
 
-/// The implementation of a job's operation over `store`.
-pub fn for_operation(operation: &Operation, store: Arc<dyn ObjectStore>) -> Arc<dyn TaskOperation> {
-    match operation {
-        Operation::ComputeObjectChecksum { algorithm } => Arc::new(ComputeChecksum {
-            store,
-            algorithm: *algorithm,
-        }),
-        Operation::DeleteObject => Arc::new(DeleteObject { store }),
+/// What operations run against: the object store, an HTTP client and the
+/// endpoints Invoke may call.
+#[derive(Clone)]
+pub struct OperationContext {
+    pub objects: Arc<dyn ObjectStore>,
+    pub http: reqwest::Client,
+    pub invoke_allowlist: Arc<Allowlist>,
+}
+
+impl OperationContext {
+    pub fn new(objects: Arc<dyn ObjectStore>, invoke_allowlist: Allowlist) -> OperationContext {
+        OperationContext {
+            objects,
+            http: reqwest::Client::new(),
+            invoke_allowlist: Arc::new(invoke_allowlist),
+        }
+    }
+
+    /// The implementation of one job's operation.
+    pub fn for_operation(&self, job_id: JobId, operation: &Operation) -> Arc<dyn TaskOperation> {
+        let store = self.objects.clone();
+        match operation {
+            Operation::ComputeObjectChecksum { algorithm } => Arc::new(ComputeChecksum {
+                store,
+                algorithm: *algorithm,
+            }),
+            Operation::DeleteObject => Arc::new(DeleteObject { store }),
+            Operation::Invoke(spec) => Arc::new(Invoke {
+                http: self.http.clone(),
+                spec: spec.clone(),
+                job_id,
+                allowlist: self.invoke_allowlist.clone(),
+            }),
+        }
     }
 }
 

@@ -158,6 +158,8 @@ pub struct Settings {
     pub chunk_size: u32,
     pub poll_interval_ms: u64,
     pub suspension_limit_seconds: u64,
+    pub task_max_attempts: u32,
+    pub invoke_allowlist: String,
 }
 
 impl Default for Settings {
@@ -168,6 +170,8 @@ impl Default for Settings {
             chunk_size: 4,
             poll_interval_ms: 20,
             suspension_limit_seconds: 30 * 24 * 3600,
+            task_max_attempts: 3,
+            invoke_allowlist: String::new(),
         }
     }
 }
@@ -266,6 +270,9 @@ pub async fn spawn_server(
         lease_seconds: 30,
         poll_interval_ms: settings.poll_interval_ms,
         suspension_limit_seconds: settings.suspension_limit_seconds,
+        task_max_attempts: settings.task_max_attempts,
+        retry_base_delay_ms: 10,
+        invoke_allowlist: settings.invoke_allowlist.clone(),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
@@ -414,4 +421,172 @@ impl TableLock {
     pub async fn release(self) {
         self.client.batch_execute("COMMIT").await.unwrap();
     }
+}
+
+/// What the test endpoint answers to one call.
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub delay: Duration,
+}
+
+impl Reply {
+    /// A batch response with one result for the event's task.
+    pub fn result(event: &serde_json::Value, code: &str, message: &str) -> Reply {
+        let body = serde_json::json!({
+            "invocationSchemaVersion": event["invocationSchemaVersion"],
+            "treatMissingKeysAs": "PermanentFailure",
+            "invocationId": event["invocationId"],
+            "results": [{"taskId": event["tasks"][0]["taskId"], "resultCode": code, "resultString": message}],
+        });
+        Reply {
+            status: 200,
+            body: body.to_string(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn raw(status: u16, body: &str) -> Reply {
+        Reply {
+            status,
+            body: body.into(),
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+/// One call the endpoint received.
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub event: serde_json::Value,
+    /// The decoded key of the event's task.
+    pub key: String,
+    pub started: chrono::DateTime<chrono::Utc>,
+}
+
+type Handler = dyn Fn(&serde_json::Value, &str, usize) -> Reply + Send + Sync;
+
+/// A minimal HTTP/1.1 endpoint on loopback whose replies the test decides:
+/// the handler gets the event, the decoded key and how many times that key
+/// was called before.
+pub struct TestEndpoint {
+    pub url: String,
+    pub calls: std::sync::Arc<std::sync::Mutex<Vec<Call>>>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl TestEndpoint {
+    pub async fn start(
+        handler: impl Fn(&serde_json::Value, &str, usize) -> Reply + Send + Sync + 'static,
+    ) -> TestEndpoint {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/invoke", listener.local_addr().unwrap());
+        let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Call>::new()));
+        let handler: std::sync::Arc<Handler> = std::sync::Arc::new(handler);
+        let recorded = calls.clone();
+        let handle = tokio::spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let handler = handler.clone();
+                let recorded = recorded.clone();
+                tokio::spawn(async move {
+                    let _ = serve_one(socket, handler, recorded).await;
+                });
+            }
+        });
+        TestEndpoint { url, calls, handle }
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    pub fn calls_for(&self, key: &str) -> usize {
+        self.calls().iter().filter(|c| c.key == key).count()
+    }
+}
+
+impl Drop for TestEndpoint {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+async fn serve_one(
+    mut socket: tokio::net::TcpStream,
+    handler: std::sync::Arc<Handler>,
+    calls: std::sync::Arc<std::sync::Mutex<Vec<Call>>>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let header_end = loop {
+        let n = socket.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buffer[..header_end]).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buffer.len() < header_end + length {
+        let n = socket.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+    let event: serde_json::Value =
+        serde_json::from_slice(&buffer[header_end..header_end + length]).unwrap_or_default();
+    let encoded = event["tasks"][0]["s3Key"].as_str().unwrap_or_default();
+    let key = percent_encoding::percent_decode_str(encoded)
+        .decode_utf8_lossy()
+        .into_owned();
+    let previous = {
+        let mut calls = calls.lock().unwrap();
+        let previous = calls.iter().filter(|c| c.key == key).count();
+        calls.push(Call {
+            event: event.clone(),
+            key: key.clone(),
+            started: chrono::Utc::now(),
+        });
+        previous
+    };
+    let reply = handler(&event, &key, previous);
+    tokio::time::sleep(reply.delay).await;
+    let response = format!(
+        "HTTP/1.1 {} Reply\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        reply.status,
+        reply.body.len(),
+        reply.body
+    );
+    socket.write_all(response.as_bytes()).await?;
+    socket.shutdown().await
+}
+
+/// An Invoke CreateJob request over `data/manifest.csv`.
+pub fn invoke_job(
+    token: &str,
+    endpoint: &str,
+    schema: pb::InvocationSchemaVersion,
+) -> pb::CreateJobRequest {
+    let mut request = checksum_job(token, Some(false));
+    request.operation = Some(pb::Operation {
+        operation: Some(pb::operation::Operation::Invoke(pb::InvokeOperation {
+            endpoint_url: endpoint.into(),
+            invocation_schema_version: schema as i32,
+            user_arguments: Default::default(),
+            timeout_seconds: 0,
+        })),
+    });
+    request
 }

@@ -1,0 +1,338 @@
+//! The invoke operation against a local HTTP endpoint whose replies the test
+//! controls: result codes, retries of transient failures, timeouts, garbage,
+//! the allowlist, and draining on cancel.
+
+mod common;
+
+use std::time::Duration;
+
+use batchops::proto as pb;
+use common::*;
+use pb::JobStatus as S;
+use tonic::Code;
+
+async fn results(
+    server: &TestServer,
+    job_id: &str,
+) -> Vec<(bool, i32, Option<String>, Option<String>)> {
+    let client = server.db.client().await;
+    let id = uuid::Uuid::parse_str(job_id).unwrap();
+    client
+        .query(
+            "SELECT succeeded, http_status_code, error_code, result_message FROM task_results
+             WHERE job_id = $1 ORDER BY task_number",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect()
+}
+
+fn behave(event: &serde_json::Value, key: &str, previous: usize) -> Reply {
+    let kind = key.split('/').next().unwrap();
+    match kind {
+        "ok" => Reply::result(event, "Succeeded", &format!("done {key}")),
+        "perm" => Reply::result(event, "PermanentFailure", "cannot do it"),
+        "tempthenok" if previous == 0 => Reply::result(event, "TemporaryFailure", "busy"),
+        "tempthenok" => Reply::result(event, "Succeeded", "second time lucky"),
+        "temp" => Reply::result(event, "TemporaryFailure", "still busy"),
+        "http500" => Reply::raw(500, "upstream exploded"),
+        "http429" if previous < 1 => Reply::raw(429, "slow down"),
+        "http429" => Reply::result(event, "Succeeded", "after throttling"),
+        "http404" => Reply::raw(404, "no such function"),
+        "garbage" => Reply::raw(200, "<html>not json</html>"),
+        "missing" => Reply::raw(200, r#"{"invocationSchemaVersion":"2.0","results":[]}"#),
+        _ => Reply::raw(400, "unexpected key"),
+    }
+}
+
+#[tokio::test]
+async fn invoke_maps_replies_to_results_and_retries_only_transient_failures() {
+    let endpoint = TestEndpoint::start(behave).await;
+    let mut server = TestServer::start_with(Settings {
+        invoke_allowlist: endpoint.url.clone(),
+        task_max_attempts: 3,
+        ..Settings::default()
+    })
+    .await;
+    let keys = [
+        "ok/a b+c.txt",
+        "perm/x",
+        "tempthenok/y",
+        "temp/z",
+        "http500/w",
+        "http429/s",
+        "http404/t",
+        "garbage/v",
+        "missing/u",
+    ];
+    let lines: Vec<String> = keys
+        .iter()
+        .map(|k| format!("data,{}", k.replace(' ', "%20").replace('+', "%2B")))
+        .collect();
+    write_manifest(&server, &lines);
+    let mut request = invoke_job(
+        "inv",
+        &endpoint.url,
+        pb::InvocationSchemaVersion::InvocationSchemaVersion20,
+    );
+    if let Some(pb::operation::Operation::Invoke(invoke)) =
+        request.operation.as_mut().unwrap().operation.as_mut()
+    {
+        invoke.user_arguments.insert("mode".into(), "test".into());
+    }
+    let job_id = server
+        .client
+        .create_job(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .job_id;
+    let job = wait_for(&mut server.client, &job_id, S::Complete).await;
+    let progress = job.progress_summary.unwrap();
+    assert_eq!(
+        (
+            progress.number_of_tasks_succeeded,
+            progress.number_of_tasks_failed
+        ),
+        (3, 6)
+    );
+
+    let rows = results(&server, &job_id).await;
+    let expect = |i: usize, succeeded: bool, http: i32, code: Option<&str>| {
+        assert_eq!(
+            (rows[i].0, rows[i].1, rows[i].2.as_deref()),
+            (succeeded, http, code),
+            "{}: {:?}",
+            keys[i],
+            rows[i]
+        );
+    };
+    expect(0, true, 200, None);
+    assert_eq!(rows[0].3.as_deref(), Some("done ok/a b+c.txt"));
+    expect(1, false, 200, Some("PermanentFailure"));
+    assert_eq!(rows[1].3.as_deref(), Some("cannot do it"));
+    expect(2, true, 200, None);
+    expect(3, false, 200, Some("TemporaryFailure"));
+    expect(4, false, 500, Some("InvokeHttpError"));
+    assert!(rows[4].3.as_deref().unwrap().contains("upstream exploded"));
+    expect(5, true, 200, None);
+    expect(6, false, 404, Some("InvokeHttpError"));
+    expect(7, false, 200, Some("InvalidResponse"));
+    expect(8, false, 200, Some("PermanentFailure"));
+
+    // Transient failures were retried up to the limit; the rest were not.
+    let attempts: Vec<usize> = keys.iter().map(|k| endpoint.calls_for(k)).collect();
+    assert_eq!(attempts, vec![1, 1, 2, 3, 3, 2, 1, 1, 1]);
+
+    // The event is AWS's schema 2.0, with the key URL-encoded.
+    let call = endpoint
+        .calls()
+        .into_iter()
+        .find(|c| c.key == "ok/a b+c.txt")
+        .unwrap();
+    let event = &call.event;
+    assert_eq!(event["invocationSchemaVersion"], "2.0");
+    assert_eq!(event["job"]["id"], job_id.as_str());
+    assert_eq!(event["job"]["userArguments"]["mode"], "test");
+    assert_eq!(event["tasks"][0]["s3Bucket"], "data");
+    assert_eq!(event["tasks"][0]["s3Key"], "ok/a%20b%2Bc.txt");
+    assert!(event["tasks"][0]["s3VersionId"].is_null());
+    assert!(
+        event["invocationId"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn schema_1_0_names_the_bucket_by_arn_and_a_slow_endpoint_times_out() {
+    let endpoint = TestEndpoint::start(|event, key, _| {
+        if key.starts_with("slow") {
+            Reply {
+                delay: Duration::from_secs(3),
+                ..Reply::result(event, "Succeeded", "too late")
+            }
+        } else {
+            Reply::result(event, "Succeeded", "fine")
+        }
+    })
+    .await;
+    let mut server = TestServer::start_with(Settings {
+        invoke_allowlist: endpoint.url.clone(),
+        task_max_attempts: 2,
+        ..Settings::default()
+    })
+    .await;
+    write_manifest(&server, &["data,fast".into(), "data,slow".into()]);
+    let mut request = invoke_job(
+        "v1",
+        &endpoint.url,
+        pb::InvocationSchemaVersion::Unspecified,
+    );
+    if let Some(pb::operation::Operation::Invoke(invoke)) =
+        request.operation.as_mut().unwrap().operation.as_mut()
+    {
+        invoke.timeout_seconds = 1;
+    }
+    let job_id = server
+        .client
+        .create_job(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .job_id;
+    wait_for(&mut server.client, &job_id, S::Complete).await;
+    let rows = results(&server, &job_id).await;
+    assert!(rows[0].0);
+    assert_eq!(
+        (rows[1].0, rows[1].2.as_deref()),
+        (false, Some("RequestTimeout"))
+    );
+    assert_eq!(endpoint.calls_for("slow"), 2);
+    let event = &endpoint
+        .calls()
+        .into_iter()
+        .find(|c| c.key == "fast")
+        .unwrap()
+        .event;
+    assert_eq!(event["invocationSchemaVersion"], "1.0");
+    assert_eq!(event["tasks"][0]["s3BucketArn"], "arn:aws:s3:::data");
+    assert!(event["job"].get("userArguments").is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn endpoints_outside_the_allowlist_are_refused() {
+    let mut server = TestServer::start_with(Settings {
+        invoke_allowlist: "http://127.0.0.1:1/allowed".into(),
+        ..Settings::default()
+    })
+    .await;
+    for url in [
+        "http://127.0.0.1:2/allowed",
+        "http://127.0.0.1:1/allowedx",
+        "file:///etc/passwd",
+        "not a url",
+    ] {
+        let error = server
+            .client
+            .create_job(invoke_job(
+                "deny",
+                url,
+                pb::InvocationSchemaVersion::InvocationSchemaVersion10,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), Code::InvalidArgument, "{url}");
+        assert!(
+            error.message().starts_with("operation.invoke.endpoint_url"),
+            "{}",
+            error.message()
+        );
+    }
+    let mut with_arguments = invoke_job(
+        "args",
+        "http://127.0.0.1:1/allowed",
+        pb::InvocationSchemaVersion::InvocationSchemaVersion10,
+    );
+    if let Some(pb::operation::Operation::Invoke(invoke)) = with_arguments
+        .operation
+        .as_mut()
+        .unwrap()
+        .operation
+        .as_mut()
+    {
+        invoke.user_arguments.insert("k".into(), "v".into());
+    }
+    let error = server.client.create_job(with_arguments).await.unwrap_err();
+    assert!(
+        error
+            .message()
+            .starts_with("operation.invoke.user_arguments"),
+        "{}",
+        error.message()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn no_task_starts_after_cancellation_and_in_flight_calls_are_recorded() {
+    let endpoint = TestEndpoint::start(|event, _, _| Reply {
+        delay: Duration::from_millis(300),
+        ..Reply::result(event, "Succeeded", "slowly")
+    })
+    .await;
+    let mut server = TestServer::start_with(Settings {
+        invoke_allowlist: endpoint.url.clone(),
+        chunk_size: 2,
+        task_concurrency: 2,
+        ..Settings::default()
+    })
+    .await;
+    let lines: Vec<String> = (0..30).map(|i| format!("data,k{i}")).collect();
+    write_manifest(&server, &lines);
+    let job_id = server
+        .client
+        .create_job(invoke_job(
+            "drain",
+            &endpoint.url,
+            pb::InvocationSchemaVersion::InvocationSchemaVersion10,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .job_id;
+    wait_for(&mut server.client, &job_id, S::Active).await;
+    while endpoint.calls().len() < 3 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let response = server
+        .client
+        .update_job_status(pb::UpdateJobStatusRequest {
+            account_id: ACCOUNT.into(),
+            job_id: job_id.clone(),
+            requested_job_status: S::Cancelled as i32,
+            status_update_reason: "enough".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.status, S::Cancelling as i32);
+    let job = wait_for(&mut server.client, &job_id, S::Cancelled).await;
+
+    let client = server.db.client().await;
+    let id = uuid::Uuid::parse_str(&job_id).unwrap();
+    let cancelled_at: chrono::DateTime<chrono::Utc> = client
+        .query_one(
+            "SELECT recorded_at FROM job_events WHERE job_id = $1 AND event_type = 'CancellationRequested'",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let calls = endpoint.calls();
+    // A task already claimed may still start right at the cancel instant, but
+    // none later than one chunk's worth of in-flight work.
+    let late: Vec<_> = calls
+        .iter()
+        .filter(|c| c.started > cancelled_at + chrono::TimeDelta::milliseconds(50))
+        .collect();
+    assert!(
+        late.len() <= 2,
+        "{} calls started after the cancel: {late:?}",
+        late.len()
+    );
+    let progress = job.progress_summary.unwrap();
+    let recorded = progress.number_of_tasks_succeeded + progress.number_of_tasks_failed;
+    assert_eq!(
+        recorded as usize,
+        calls.len(),
+        "every call that started was recorded"
+    );
+    assert!(recorded < 30);
+    server.stop().await;
+}
