@@ -158,22 +158,34 @@ async fn connect_or_restart(
 }
 
 #[tokio::test]
-async fn two_processes_on_one_database_share_jobs_without_exceeding_slots_or_duplicating_results() {
+async fn two_processes_on_one_database_share_jobs_without_exceeding_slots_or_running_a_task_twice()
+{
+    // Every call the processes make is counted per object key.
+    let endpoint = TestEndpoint::start(|event, _, _| Reply::result(event, "Succeeded", "ok")).await;
     let db = TestDb::new().await;
     let objects = tempfile::tempdir().unwrap();
-    put_object(objects.path(), "data", "o", b"object");
-    let tasks = 600u64;
-    let manifest: String = (0..tasks).map(|_| "data,o\n".to_string()).collect();
+    let tasks = 300u64;
+    let manifest: String = (0..tasks).map(|i| format!("data,k{i}\n")).collect();
     put_object(objects.path(), "data", "manifest.csv", manifest.as_bytes());
-    let first = start(&db, objects.path(), &["--max-active-jobs", "1"]);
-    let second = start(&db, objects.path(), &["--max-active-jobs", "1"]);
+    let options = [
+        "--max-active-jobs",
+        "1",
+        "--invoke-allowlist",
+        endpoint.url.as_str(),
+    ];
+    let first = start(&db, objects.path(), &options);
+    let second = start(&db, objects.path(), &options);
     let mut a = connect(first.address).await;
     let mut b = connect(second.address).await;
 
     let mut ids = Vec::new();
     for i in 0..4 {
         let client = if i % 2 == 0 { &mut a } else { &mut b };
-        let mut request = checksum_job(&format!("shared{i}"), Some(false));
+        let mut request = invoke_job(
+            &format!("shared{i}"),
+            &endpoint.url,
+            pb::InvocationSchemaVersion::InvocationSchemaVersion10,
+        );
         request.priority = i;
         ids.push(
             client
@@ -190,6 +202,14 @@ async fn two_processes_on_one_database_share_jobs_without_exceeding_slots_or_dup
     for id in &ids {
         assert_exactly_one_result_per_task(&db, id, tasks).await;
     }
+    // Without crashes, every task of every job was run exactly once.
+    let mut runs = std::collections::HashMap::<(String, String), usize>::new();
+    for call in endpoint.calls() {
+        let job = call.event["job"]["id"].as_str().unwrap().to_owned();
+        *runs.entry((job, call.key)).or_default() += 1;
+    }
+    assert_eq!(runs.len(), ids.len() * tasks as usize);
+    assert!(runs.values().all(|n| *n == 1), "some task ran twice");
 
     // Replaying every status change in log order, the account never had more
     // than one job holding a slot (Active or Pausing).
