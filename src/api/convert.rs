@@ -7,9 +7,10 @@ use sha2::{Digest, Sha256};
 
 use super::ApiError;
 use crate::domain::{
-    self, AccountId, ChecksumAlgorithm, FailureReason, FailureThreshold, InvocationSchema,
-    InvokeSpec, Job, JobId, JobSpec, JobStatus, ManifestField, ManifestFormat, ManifestSpec,
-    ObjectLocation, Operation, ReportScope, ReportSpec, Tag,
+    self, AccountId, ChecksumAlgorithm, CopySpec, FailureReason, FailureThreshold,
+    InvocationSchema, InvokeSpec, Job, JobId, JobSpec, JobStatus, ManifestField, ManifestFormat,
+    ManifestSpec, MetadataDirective, ObjectLocation, ObjectMetadata, Operation, ReportScope,
+    ReportSpec, Tag,
 };
 use crate::objects::{self, invoke::Allowlist, manifest};
 use crate::proto as pb;
@@ -254,7 +255,85 @@ fn operation(value: Option<&pb::Operation>, allowlist: &Allowlist) -> Result<Ope
         }
         O::DeleteObject(_) => Ok(Operation::DeleteObject),
         O::Invoke(invoke) => invoke_spec(invoke, allowlist).map(Operation::Invoke),
+        O::PutObjectCopy(copy) => copy_spec(copy).map(Operation::PutObjectCopy),
     }
+}
+
+fn copy_spec(value: &pb::PutObjectCopyOperation) -> Result<CopySpec> {
+    const FIELD: &str = "operation.put_object_copy";
+    let target_bucket = bucket(&format!("{FIELD}.target_bucket"), &value.target_bucket)?;
+    let prefix = &value.target_key_prefix;
+    if prefix.len() > 512
+        || prefix.starts_with('/')
+        || prefix.contains('\\')
+        || prefix
+            .split('/')
+            .any(|segment| segment == "." || segment == "..")
+    {
+        return Err(ApiError::invalid(
+            format!("{FIELD}.target_key_prefix"),
+            "must be at most 512 bytes, relative, without '.' or '..' segments",
+        ));
+    }
+    text(&format!("{FIELD}.target_key_prefix"), prefix, 512)?;
+    let directive = pb::MetadataDirective::try_from(value.metadata_directive).map_err(|_| {
+        ApiError::invalid(
+            format!("{FIELD}.metadata_directive"),
+            format!("unknown value {}", value.metadata_directive),
+        )
+    })?;
+    let metadata = match (directive, value.new_object_metadata.as_ref()) {
+        (pb::MetadataDirective::Unspecified | pb::MetadataDirective::Copy, None) => {
+            MetadataDirective::Copy
+        }
+        (pb::MetadataDirective::Unspecified | pb::MetadataDirective::Copy, Some(_)) => {
+            return Err(ApiError::invalid(
+                format!("{FIELD}.new_object_metadata"),
+                "is only allowed with METADATA_DIRECTIVE_REPLACE",
+            ));
+        }
+        (pb::MetadataDirective::Replace, metadata) => MetadataDirective::Replace(object_metadata(
+            &format!("{FIELD}.new_object_metadata"),
+            metadata,
+        )?),
+    };
+    Ok(CopySpec {
+        target_bucket,
+        target_key_prefix: prefix.clone(),
+        metadata,
+    })
+}
+
+fn object_metadata(field: &str, value: Option<&pb::ObjectMetadata>) -> Result<ObjectMetadata> {
+    let Some(value) = value else {
+        return Ok(ObjectMetadata::default());
+    };
+    text(&format!("{field}.content_type"), &value.content_type, 256)?;
+    text(&format!("{field}.cache_control"), &value.cache_control, 256)?;
+    if value.user_metadata.len() > 50 {
+        return Err(ApiError::invalid(
+            format!("{field}.user_metadata"),
+            "at most 50 entries",
+        ));
+    }
+    for (key, entry) in &value.user_metadata {
+        let valid_key = (1..=128).contains(&key.len())
+            && key.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+            });
+        if !valid_key || entry.chars().count() > 1024 {
+            return Err(ApiError::invalid(
+                format!("{field}.user_metadata"),
+                "keys must be 1–128 characters of a–z, 0–9, '-', '_', '.' and values at most 1024",
+            ));
+        }
+    }
+    let optional = |text: &str| (!text.is_empty()).then(|| text.to_owned());
+    Ok(ObjectMetadata {
+        content_type: optional(&value.content_type),
+        cache_control: optional(&value.cache_control),
+        user_metadata: value.user_metadata.clone().into_iter().collect(),
+    })
 }
 
 fn invoke_spec(value: &pb::InvokeOperation, allowlist: &Allowlist) -> Result<InvokeSpec> {
@@ -479,6 +558,22 @@ fn operation_to_proto(operation: &Operation) -> pb::Operation {
             }) as i32,
             user_arguments: spec.user_arguments.clone().into_iter().collect(),
             timeout_seconds: (spec.timeout_millis / 1000) as u32,
+        }),
+        Operation::PutObjectCopy(spec) => O::PutObjectCopy(pb::PutObjectCopyOperation {
+            target_bucket: spec.target_bucket.clone(),
+            target_key_prefix: spec.target_key_prefix.clone(),
+            metadata_directive: (match spec.metadata {
+                MetadataDirective::Copy => pb::MetadataDirective::Copy,
+                MetadataDirective::Replace(_) => pb::MetadataDirective::Replace,
+            }) as i32,
+            new_object_metadata: match &spec.metadata {
+                MetadataDirective::Copy => None,
+                MetadataDirective::Replace(metadata) => Some(pb::ObjectMetadata {
+                    content_type: metadata.content_type.clone().unwrap_or_default(),
+                    cache_control: metadata.cache_control.clone().unwrap_or_default(),
+                    user_metadata: metadata.user_metadata.clone().into_iter().collect(),
+                }),
+            },
         }),
     };
     pb::Operation {

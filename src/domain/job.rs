@@ -100,6 +100,32 @@ pub enum Operation {
     ComputeObjectChecksum { algorithm: ChecksumAlgorithm },
     DeleteObject,
     Invoke(InvokeSpec),
+    PutObjectCopy(CopySpec),
+}
+
+/// Copy each object to `target_bucket`, its key prefixed by `target_key_prefix`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopySpec {
+    pub target_bucket: String,
+    pub target_key_prefix: String,
+    pub metadata: MetadataDirective,
+}
+
+/// What metadata a copy carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetadataDirective {
+    /// Keep the source object's metadata (a server-side copy).
+    Copy,
+    /// Write the copy with this metadata instead.
+    Replace(ObjectMetadata),
+}
+
+/// Object metadata set by a copy with the REPLACE directive.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectMetadata {
+    pub content_type: Option<String>,
+    pub cache_control: Option<String>,
+    pub user_metadata: std::collections::BTreeMap<String, String>,
 }
 
 /// The payload layout of an Invoke call, as AWS Lambda handlers expect it.

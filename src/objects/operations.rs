@@ -9,7 +9,9 @@ use object_store::{GetOptions, ObjectStore};
 
 use super::invoke::{Allowlist, Invoke};
 use super::object_path;
-use crate::domain::{ChecksumAlgorithm, JobId, Operation};
+use crate::domain::{
+    ChecksumAlgorithm, CopySpec, JobId, MetadataDirective, ObjectMetadata, Operation,
+};
 use crate::store::{Task, TaskResult};
 
 /// What one run of an operation on one object produced.
@@ -95,6 +97,10 @@ impl OperationContext {
                 algorithm: *algorithm,
             }),
             Operation::DeleteObject => Arc::new(DeleteObject { store }),
+            Operation::PutObjectCopy(spec) => Arc::new(PutObjectCopy {
+                store,
+                spec: spec.clone(),
+            }),
             Operation::Invoke(spec) => Arc::new(Invoke {
                 http: self.http.clone(),
                 spec: spec.clone(),
@@ -174,6 +180,106 @@ impl TaskOperation for DeleteObject {
                 Err(error) => object_error(error),
             }
         })
+    }
+}
+
+/// Copies an object within the store, keeping or replacing its metadata.
+struct PutObjectCopy {
+    store: Arc<dyn ObjectStore>,
+    spec: CopySpec,
+}
+
+impl TaskOperation for PutObjectCopy {
+    fn run<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, TaskOutcome> {
+        Box::pin(async move {
+            let from = match task_path(task) {
+                Ok(path) => path,
+                Err(refused) => return refused,
+            };
+            let target_key = format!("{}{}", self.spec.target_key_prefix, task.object.key);
+            let to = match object_path(&self.spec.target_bucket, &target_key) {
+                Ok(path) => path,
+                Err(invalid) => {
+                    return TaskOutcome::failure(400, "InvalidKey", invalid.to_string());
+                }
+            };
+            if task.object.version_id.is_some() {
+                return TaskOutcome::failure(
+                    501,
+                    "NotImplemented",
+                    "this object store does not support copying object versions",
+                );
+            }
+            let copied = match &self.spec.metadata {
+                MetadataDirective::Copy => self.store.copy(&from, &to).await,
+                MetadataDirective::Replace(metadata) => {
+                    self.copy_replacing(&from, &to, metadata).await
+                }
+            };
+            match copied {
+                Ok(()) => TaskOutcome::success(
+                    200,
+                    format!("copied to {}/{target_key}", self.spec.target_bucket),
+                ),
+                Err(error) => object_error(error),
+            }
+        })
+    }
+}
+
+impl PutObjectCopy {
+    /// Streams the source into a multipart upload that carries `metadata`.
+    async fn copy_replacing(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        metadata: &ObjectMetadata,
+    ) -> Result<(), object_store::Error> {
+        use object_store::{
+            Attribute, AttributeValue, Attributes, PutMultipartOptions, WriteMultipart,
+        };
+        let mut attributes = Attributes::new();
+        if let Some(content_type) = &metadata.content_type {
+            attributes.insert(
+                Attribute::ContentType,
+                AttributeValue::from(content_type.clone()),
+            );
+        }
+        if let Some(cache_control) = &metadata.cache_control {
+            attributes.insert(
+                Attribute::CacheControl,
+                AttributeValue::from(cache_control.clone()),
+            );
+        }
+        for (key, value) in &metadata.user_metadata {
+            attributes.insert(
+                Attribute::Metadata(key.clone().into()),
+                AttributeValue::from(value.clone()),
+            );
+        }
+        let source = self.store.get(from).await?;
+        let upload = self
+            .store
+            .put_multipart_opts(
+                to,
+                PutMultipartOptions {
+                    attributes,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let mut writer = WriteMultipart::new(upload);
+        let mut stream = source.into_stream();
+        while let Some(bytes) = stream.next().await {
+            match bytes {
+                Ok(bytes) => writer.write(&bytes),
+                Err(error) => {
+                    let _ = writer.abort().await;
+                    return Err(error);
+                }
+            }
+        }
+        writer.finish().await.map(|_| ())
     }
 }
 
