@@ -12,7 +12,7 @@ use tracing::info;
 use crate::api::JobApi;
 use crate::config::{ConfigError, DatabaseConfig, ServeConfig};
 use crate::engine::Engine;
-use crate::objects::{self, StoreUrlError, operations::OperationContext};
+use crate::objects::{Buckets, StoreUrlError, operations::OperationContext};
 use crate::proto::job_service_server::JobServiceServer;
 use crate::store::{Store, StoreError};
 
@@ -43,9 +43,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let store = open_store(&config.database).await?;
-    let objects = objects::open_store(&config.object_store_url()?)?;
+    let buckets = Buckets::open(&config.object_store_url()?)?;
     let allowlist = config.invoke_allowlist()?;
-    let operations = OperationContext::new(objects, allowlist);
+    let operations = OperationContext::new(buckets, allowlist);
     let stop_engine = CancellationToken::new();
     let engine = Engine::new(store.clone(), operations.clone(), config.engine());
     let engine = tokio::spawn(engine.run(stop_engine.clone()));

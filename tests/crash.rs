@@ -4,10 +4,7 @@
 
 mod common;
 
-use std::{
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use batchops::domain::{JobId, JobStatus};
 use batchops::proto as pb;
@@ -15,49 +12,10 @@ use batchops::store::{LoggedEvent, Store, jobs};
 use common::*;
 use pb::JobStatus as S;
 
-struct Process {
-    child: Child,
-    address: std::net::SocketAddr,
-}
-
-fn free_address() -> std::net::SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
-}
-
-fn start(db: &TestDb, objects: &std::path::Path, extra: &[&str]) -> Process {
-    let address = free_address();
-    let child = Command::new(env!("CARGO_BIN_EXE_batchops"))
-        .args([
-            "serve",
-            "--listen",
-            &address.to_string(),
-            "--database-url",
-            &db.url,
-        ])
-        .args(["--object-store", &objects.display().to_string()])
-        .args([
-            "--lease-seconds",
-            "3",
-            "--poll-interval-ms",
-            "20",
-            "--chunk-size",
-            "4",
-        ])
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Process { child, address }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start(db: &TestDb, objects: &std::path::Path, extra: &[&str]) -> ServerProcess {
+    let mut args = vec!["--lease-seconds", "3", "--chunk-size", "4"];
+    args.extend_from_slice(extra);
+    ServerProcess::start(db, &objects.display().to_string(), &args, &[])
 }
 
 /// Checks the job's results: one per task, counters equal to them, and the
@@ -151,7 +109,7 @@ async fn sigkill_at_any_point_then_restart_finishes_with_one_result_per_task() {
 async fn connect_or_restart(
     db: &TestDb,
     objects: &std::path::Path,
-    server: &mut Option<Process>,
+    server: &mut Option<ServerProcess>,
 ) -> pb::job_service_client::JobServiceClient<tonic::transport::Channel> {
     let process = server.get_or_insert_with(|| start(db, objects, &[]));
     connect(process.address).await

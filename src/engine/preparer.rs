@@ -56,7 +56,7 @@ async fn prepare(engine: &Engine, id: JobId) -> Result<(), StoreError> {
     let chunk_size = engine.config.chunk_size;
     let outcome = async {
         let mut batches = manifest::open(
-            engine.operations.objects.clone(),
+            &engine.operations.buckets,
             &job.spec.manifest,
             chunk_size * CHUNKS_PER_BATCH,
         )

@@ -3,14 +3,14 @@
 //! batches travel over a bounded channel, so memory stays flat whatever the
 //! manifest's size.
 
-use std::{io::Read, sync::Arc};
+use std::io::Read;
 
 use futures::TryStreamExt;
-use object_store::{GetOptions, ObjectStore};
+use object_store::GetOptions;
 use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use super::{is_valid_bucket, object_path};
+use super::{Buckets, is_valid_bucket};
 use crate::domain::{FailureReason, ManifestField, ManifestSpec};
 use crate::store::TaskRow;
 
@@ -60,7 +60,7 @@ impl ManifestBatches {
 
 /// Opens the manifest (checking its ETag when pinned) and starts parsing it.
 pub async fn open(
-    store: Arc<dyn ObjectStore>,
+    buckets: &Buckets,
     spec: &ManifestSpec,
     batch_size: usize,
 ) -> Result<ManifestBatches, ManifestError> {
@@ -69,7 +69,9 @@ pub async fn open(
         bucket: location.bucket.clone(),
         key: location.key.clone(),
     };
-    let path = object_path(&location.bucket, &location.key).map_err(|_| not_found())?;
+    let object = buckets
+        .locate(&location.bucket, &location.key)
+        .map_err(|_| not_found())?;
     let options = GetOptions {
         if_match: spec
             .etag
@@ -77,7 +79,7 @@ pub async fn open(
             .map(|etag| etag.trim_matches('"').to_owned()),
         ..GetOptions::default()
     };
-    let object = match store.get_opts(&path, options).await {
+    let object = match object.store.get_opts(&object.path, options).await {
         Ok(object) => object,
         Err(object_store::Error::NotFound { .. }) => return Err(not_found()),
         Err(object_store::Error::Precondition { .. }) => {

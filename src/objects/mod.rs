@@ -8,16 +8,19 @@ pub mod invoke;
 pub mod manifest;
 pub mod operations;
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
-use object_store::{ObjectStore, local::LocalFileSystem, path::Path};
+use object_store::{ObjectStore, aws::AmazonS3Builder, local::LocalFileSystem, path::Path};
 
 /// Why an object store URL was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreUrlError {
     #[error("object store url {0:?} is not a url")]
     NotAUrl(String),
-    #[error("object store scheme {0:?} is not supported (use file:///path)")]
+    #[error("object store scheme {0:?} is not supported (use file:///path or s3://)")]
     UnsupportedScheme(String),
     #[error("object store directory {path}: {source}")]
     Directory {
@@ -27,25 +30,87 @@ pub enum StoreUrlError {
     },
 }
 
-/// Opens the store named by `url`. `file:///dir` creates `dir` if missing.
-pub fn open_store(url: &str) -> Result<Arc<dyn ObjectStore>, StoreUrlError> {
-    let parsed = url::Url::parse(url).map_err(|_| StoreUrlError::NotAUrl(url.to_owned()))?;
-    match parsed.scheme() {
-        "file" => {
-            let path = parsed
-                .to_file_path()
-                .map_err(|_| StoreUrlError::NotAUrl(url.to_owned()))?;
-            let _ = std::fs::create_dir_all(&path);
-            let store = LocalFileSystem::new_with_prefix(&path).map_err(|source| {
-                StoreUrlError::Directory {
-                    path: path.display().to_string(),
-                    source,
-                }
-            })?;
-            Ok(Arc::new(store))
-        }
-        other => Err(StoreUrlError::UnsupportedScheme(other.to_owned())),
+/// An object resolved to the store that holds it and its path there.
+pub struct ObjectRef {
+    pub store: Arc<dyn ObjectStore>,
+    pub path: Path,
+}
+
+/// Where buckets live. With a directory, a bucket is a first-level directory
+/// of one store; with S3 (or an S3-compatible server) each bucket gets its own
+/// client, configured from the usual `AWS_*` environment variables
+/// (`AWS_ENDPOINT`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_ALLOW_HTTP`, …).
+#[derive(Clone)]
+pub struct Buckets {
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Directory(Arc<dyn ObjectStore>),
+    S3(Arc<Mutex<HashMap<String, Arc<dyn ObjectStore>>>>),
+}
+
+impl Buckets {
+    /// Opens `file:///dir` (created if missing) or `s3://`.
+    pub fn open(url: &str) -> Result<Buckets, StoreUrlError> {
+        let parsed = url::Url::parse(url).map_err(|_| StoreUrlError::NotAUrl(url.to_owned()))?;
+        let backend = match parsed.scheme() {
+            "file" => {
+                let path = parsed
+                    .to_file_path()
+                    .map_err(|_| StoreUrlError::NotAUrl(url.to_owned()))?;
+                let _ = std::fs::create_dir_all(&path);
+                let store = LocalFileSystem::new_with_prefix(&path).map_err(|source| {
+                    StoreUrlError::Directory {
+                        path: path.display().to_string(),
+                        source,
+                    }
+                })?;
+                Backend::Directory(Arc::new(store))
+            }
+            "s3" => Backend::S3(Arc::default()),
+            other => return Err(StoreUrlError::UnsupportedScheme(other.to_owned())),
+        };
+        Ok(Buckets { backend })
     }
+
+    /// The store and path of `key` in `bucket`; keys that could leave their
+    /// bucket are refused (see [`object_path`]).
+    pub fn locate(&self, bucket: &str, key: &str) -> Result<ObjectRef, InvalidKey> {
+        let path = object_path(bucket, key)?;
+        match &self.backend {
+            Backend::Directory(store) => Ok(ObjectRef {
+                store: store.clone(),
+                path,
+            }),
+            Backend::S3(clients) => {
+                let store = s3_client(clients, bucket)?;
+                let path = Path::parse(key).map_err(|_| InvalidKey::Key(key.to_owned()))?;
+                Ok(ObjectRef { store, path })
+            }
+        }
+    }
+}
+
+fn s3_client(
+    clients: &Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+    bucket: &str,
+) -> Result<Arc<dyn ObjectStore>, InvalidKey> {
+    let mut clients = clients
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(client) = clients.get(bucket) {
+        return Ok(client.clone());
+    }
+    let client: Arc<dyn ObjectStore> = Arc::new(
+        AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .build()
+            .map_err(|_| InvalidKey::Bucket(bucket.to_owned()))?,
+    );
+    clients.insert(bucket.to_owned(), client.clone());
+    Ok(client)
 }
 
 /// Why a bucket or key cannot name an object.

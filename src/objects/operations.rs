@@ -5,10 +5,12 @@
 use std::sync::Arc;
 
 use futures::{StreamExt, future::BoxFuture};
-use object_store::{GetOptions, ObjectStore};
+use object_store::{
+    Attribute, AttributeValue, Attributes, GetOptions, PutMultipartOptions, WriteMultipart,
+};
 
 use super::invoke::{Allowlist, Invoke};
-use super::object_path;
+use super::{Buckets, ObjectRef};
 use crate::domain::{
     ChecksumAlgorithm, CopySpec, JobId, MetadataDirective, ObjectMetadata, Operation,
 };
@@ -74,15 +76,15 @@ pub trait TaskOperation: Send + Sync {
 /// endpoints Invoke may call.
 #[derive(Clone)]
 pub struct OperationContext {
-    pub objects: Arc<dyn ObjectStore>,
+    pub buckets: Buckets,
     pub http: reqwest::Client,
     pub invoke_allowlist: Arc<Allowlist>,
 }
 
 impl OperationContext {
-    pub fn new(objects: Arc<dyn ObjectStore>, invoke_allowlist: Allowlist) -> OperationContext {
+    pub fn new(buckets: Buckets, invoke_allowlist: Allowlist) -> OperationContext {
         OperationContext {
-            objects,
+            buckets,
             http: reqwest::Client::new(),
             invoke_allowlist: Arc::new(invoke_allowlist),
         }
@@ -90,15 +92,15 @@ impl OperationContext {
 
     /// The implementation of one job's operation.
     pub fn for_operation(&self, job_id: JobId, operation: &Operation) -> Arc<dyn TaskOperation> {
-        let store = self.objects.clone();
+        let buckets = self.buckets.clone();
         match operation {
             Operation::ComputeObjectChecksum { algorithm } => Arc::new(ComputeChecksum {
-                store,
+                buckets,
                 algorithm: *algorithm,
             }),
-            Operation::DeleteObject => Arc::new(DeleteObject { store }),
+            Operation::DeleteObject => Arc::new(DeleteObject { buckets }),
             Operation::PutObjectCopy(spec) => Arc::new(PutObjectCopy {
-                store,
+                buckets,
                 spec: spec.clone(),
             }),
             Operation::Invoke(spec) => Arc::new(Invoke {
@@ -113,7 +115,7 @@ impl OperationContext {
 
 /// Streams an object and computes its checksum.
 struct ComputeChecksum {
-    store: Arc<dyn ObjectStore>,
+    buckets: Buckets,
     algorithm: ChecksumAlgorithm,
 }
 
@@ -121,15 +123,15 @@ impl TaskOperation for ComputeChecksum {
     fn run<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, TaskOutcome> {
         Box::pin(async move {
             let object = &task.object;
-            let path = match task_path(task) {
-                Ok(path) => path,
+            let source = match locate(&self.buckets, task) {
+                Ok(source) => source,
                 Err(refused) => return refused,
             };
             let options = GetOptions {
                 version: object.version_id.clone(),
                 ..GetOptions::default()
             };
-            let result = match self.store.get_opts(&path, options).await {
+            let result = match source.store.get_opts(&source.path, options).await {
                 Ok(result) => result,
                 Err(error) => return object_error(error),
             };
@@ -155,25 +157,24 @@ impl TaskOperation for ComputeChecksum {
 
 /// Deletes an object. Like S3, deleting a missing key succeeds.
 struct DeleteObject {
-    store: Arc<dyn ObjectStore>,
+    buckets: Buckets,
 }
 
 impl TaskOperation for DeleteObject {
     fn run<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, TaskOutcome> {
         Box::pin(async move {
-            let object = &task.object;
-            let path = match task_path(task) {
-                Ok(path) => path,
+            let object = match locate(&self.buckets, task) {
+                Ok(object) => object,
                 Err(refused) => return refused,
             };
-            if object.version_id.is_some() {
+            if task.object.version_id.is_some() {
                 return TaskOutcome::failure(
                     501,
                     "NotImplemented",
                     "this object store does not support deleting object versions",
                 );
             }
-            match self.store.delete(&path).await {
+            match object.store.delete(&object.path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {
                     TaskOutcome::success(204, "deleted")
                 }
@@ -185,20 +186,20 @@ impl TaskOperation for DeleteObject {
 
 /// Copies an object within the store, keeping or replacing its metadata.
 struct PutObjectCopy {
-    store: Arc<dyn ObjectStore>,
+    buckets: Buckets,
     spec: CopySpec,
 }
 
 impl TaskOperation for PutObjectCopy {
     fn run<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, TaskOutcome> {
         Box::pin(async move {
-            let from = match task_path(task) {
-                Ok(path) => path,
+            let from = match locate(&self.buckets, task) {
+                Ok(from) => from,
                 Err(refused) => return refused,
             };
             let target_key = format!("{}{}", self.spec.target_key_prefix, task.object.key);
-            let to = match object_path(&self.spec.target_bucket, &target_key) {
-                Ok(path) => path,
+            let to = match self.buckets.locate(&self.spec.target_bucket, &target_key) {
+                Ok(to) => to,
                 Err(invalid) => {
                     return TaskOutcome::failure(400, "InvalidKey", invalid.to_string());
                 }
@@ -211,9 +212,13 @@ impl TaskOperation for PutObjectCopy {
                 );
             }
             let copied = match &self.spec.metadata {
-                MetadataDirective::Copy => self.store.copy(&from, &to).await,
+                // One store: a server-side copy keeps the metadata.
+                MetadataDirective::Copy if Arc::ptr_eq(&from.store, &to.store) => {
+                    from.store.copy(&from.path, &to.path).await
+                }
+                MetadataDirective::Copy => stream_copy(&from, &to, None).await,
                 MetadataDirective::Replace(metadata) => {
-                    self.copy_replacing(&from, &to, metadata).await
+                    stream_copy(&from, &to, Some(attributes_of(metadata))).await
                 }
             };
             match copied {
@@ -227,65 +232,67 @@ impl TaskOperation for PutObjectCopy {
     }
 }
 
-impl PutObjectCopy {
-    /// Streams the source into a multipart upload that carries `metadata`.
-    async fn copy_replacing(
-        &self,
-        from: &object_store::path::Path,
-        to: &object_store::path::Path,
-        metadata: &ObjectMetadata,
-    ) -> Result<(), object_store::Error> {
-        use object_store::{
-            Attribute, AttributeValue, Attributes, PutMultipartOptions, WriteMultipart,
-        };
-        let mut attributes = Attributes::new();
-        if let Some(content_type) = &metadata.content_type {
-            attributes.insert(
-                Attribute::ContentType,
-                AttributeValue::from(content_type.clone()),
-            );
-        }
-        if let Some(cache_control) = &metadata.cache_control {
-            attributes.insert(
-                Attribute::CacheControl,
-                AttributeValue::from(cache_control.clone()),
-            );
-        }
-        for (key, value) in &metadata.user_metadata {
-            attributes.insert(
-                Attribute::Metadata(key.clone().into()),
-                AttributeValue::from(value.clone()),
-            );
-        }
-        let source = self.store.get(from).await?;
-        let upload = self
-            .store
-            .put_multipart_opts(
-                to,
-                PutMultipartOptions {
-                    attributes,
-                    ..Default::default()
-                },
-            )
-            .await?;
-        let mut writer = WriteMultipart::new(upload);
-        let mut stream = source.into_stream();
-        while let Some(bytes) = stream.next().await {
-            match bytes {
-                Ok(bytes) => writer.write(&bytes),
-                Err(error) => {
-                    let _ = writer.abort().await;
-                    return Err(error);
-                }
-            }
-        }
-        writer.finish().await.map(|_| ())
+/// The attributes a REPLACE copy writes.
+fn attributes_of(metadata: &ObjectMetadata) -> Attributes {
+    let mut attributes = Attributes::new();
+    if let Some(content_type) = &metadata.content_type {
+        attributes.insert(
+            Attribute::ContentType,
+            AttributeValue::from(content_type.clone()),
+        );
     }
+    if let Some(cache_control) = &metadata.cache_control {
+        attributes.insert(
+            Attribute::CacheControl,
+            AttributeValue::from(cache_control.clone()),
+        );
+    }
+    for (key, value) in &metadata.user_metadata {
+        attributes.insert(
+            Attribute::Metadata(key.clone().into()),
+            AttributeValue::from(value.clone()),
+        );
+    }
+    attributes
 }
 
-/// The store path of a task's object, or the task's `InvalidKey` failure.
-fn task_path(task: &Task) -> Result<object_store::path::Path, TaskOutcome> {
-    object_path(&task.object.bucket, &task.object.key)
+/// Streams an object into a multipart upload, with `attributes` or (when
+/// `None`) the source's own.
+async fn stream_copy(
+    from: &ObjectRef,
+    to: &ObjectRef,
+    attributes: Option<Attributes>,
+) -> Result<(), object_store::Error> {
+    let source = from.store.get(&from.path).await?;
+    let attributes = attributes.unwrap_or_else(|| source.attributes.clone());
+    let upload = to
+        .store
+        .put_multipart_opts(
+            &to.path,
+            PutMultipartOptions {
+                attributes,
+                ..Default::default()
+            },
+        )
+        .await?;
+    let mut writer = WriteMultipart::new(upload);
+    let mut stream = source.into_stream();
+    while let Some(bytes) = stream.next().await {
+        match bytes {
+            Ok(bytes) => writer.write(&bytes),
+            Err(error) => {
+                let _ = writer.abort().await;
+                return Err(error);
+            }
+        }
+    }
+    writer.finish().await.map(|_| ())
+}
+
+/// Where a task's object is, or the task's `InvalidKey` failure.
+fn locate(buckets: &Buckets, task: &Task) -> Result<ObjectRef, TaskOutcome> {
+    buckets
+        .locate(&task.object.bucket, &task.object.key)
         .map_err(|invalid| TaskOutcome::failure(400, "InvalidKey", invalid.to_string()))
 }
 

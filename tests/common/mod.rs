@@ -590,3 +590,48 @@ pub fn invoke_job(
     });
     request
 }
+
+/// The real `batchops` binary as a child process on a free loopback port;
+/// killed (SIGKILL) when dropped.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub address: std::net::SocketAddr,
+}
+
+impl ServerProcess {
+    pub fn start(
+        db: &TestDb,
+        object_store: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
+        let address = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_batchops"))
+            .args([
+                "serve",
+                "--listen",
+                &address.to_string(),
+                "--database-url",
+                &db.url,
+            ])
+            .args(["--object-store", object_store, "--poll-interval-ms", "20"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        ServerProcess { child, address }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
