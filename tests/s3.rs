@@ -36,13 +36,17 @@ impl Moto {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("moto[server] must be installed (pip install 'moto[server]'; .ci/test does)");
-        let endpoint = format!("http://127.0.0.1:{port}");
+        // Owned at once, so that it is stopped even if it never comes up.
+        let moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
         for _ in 0..200 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()
             {
-                return Moto { child, endpoint };
+                return moto;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
