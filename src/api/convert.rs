@@ -177,6 +177,15 @@ fn manifest(value: Option<&pb::Manifest>) -> Result<ManifestSpec> {
         Ok(pb::ManifestFormat::S3BatchOperationsCsv20180820) => {
             ManifestFormat::S3BatchOperationsCsv20180820
         }
+        Ok(pb::ManifestFormat::S3InventoryReportCsv20161130) => {
+            if !value.fields.is_empty() {
+                return Err(ApiError::invalid(
+                    "manifest.fields",
+                    "must be empty for inventory reports (their fileSchema names the columns)",
+                ));
+            }
+            ManifestFormat::S3InventoryReportCsv20161130
+        }
         Ok(pb::ManifestFormat::Unspecified) => {
             return Err(ApiError::invalid("manifest.format", "must be set"));
         }
@@ -514,6 +523,9 @@ fn manifest_to_proto(spec: &ManifestSpec) -> pb::Manifest {
         format: match spec.format {
             ManifestFormat::S3BatchOperationsCsv20180820 => {
                 pb::ManifestFormat::S3BatchOperationsCsv20180820 as i32
+            }
+            ManifestFormat::S3InventoryReportCsv20161130 => {
+                pb::ManifestFormat::S3InventoryReportCsv20161130 as i32
             }
         },
         fields: spec

@@ -40,6 +40,9 @@ impl fmt::Display for AccountId {
 pub enum ManifestFormat {
     /// `S3BatchOperations_CSV_20180820`.
     S3BatchOperationsCsv20180820,
+    /// `S3InventoryReport_CSV_20161130`: the location is an inventory
+    /// `manifest.json` listing CSV (optionally gzipped) files.
+    S3InventoryReportCsv20161130,
 }
 
 /// What one manifest column holds.

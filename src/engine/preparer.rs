@@ -10,7 +10,7 @@ use tracing::{info, warn};
 use super::{Engine, Round, run_rounds};
 use crate::domain::{Command, JobId, JobStatus};
 use crate::objects::manifest;
-use crate::store::{StoreError, jobs, tasks};
+use crate::store::{PreparedCount, StoreError, jobs, tasks};
 
 /// Chunks per COPY batch.
 const CHUNKS_PER_BATCH: usize = 16;
@@ -61,16 +61,14 @@ async fn prepare(engine: &Engine, id: JobId) -> Result<(), StoreError> {
             chunk_size * CHUNKS_PER_BATCH,
         )
         .await?;
-        let mut total = 0i64;
+        let mut prepared = PreparedCount::default();
         while let Some(batch) = batches.next().await {
-            let batch = batch?;
-            tasks::copy_tasks(&tx, id, total, &batch, chunk_size).await?;
-            total += batch.len() as i64;
+            prepared = tasks::copy_tasks(&tx, id, prepared, &batch?, chunk_size).await?;
             if tasks::status(&*tx, id).await? != JobStatus::Preparing {
                 return Ok(None);
             }
         }
-        Ok(Some(total as u64))
+        Ok(Some(prepared.tasks as u64))
     }
     .await;
     let command = match outcome {

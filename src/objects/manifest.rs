@@ -7,11 +7,12 @@ use std::io::Read;
 
 use futures::TryStreamExt;
 use object_store::GetOptions;
+use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::{Buckets, is_valid_bucket};
-use crate::domain::{FailureReason, ManifestField, ManifestSpec};
+use crate::domain::{FailureReason, ManifestField, ManifestFormat, ManifestSpec, ObjectLocation};
 use crate::store::TaskRow;
 
 /// Why a manifest cannot be turned into tasks. Each maps to a failure code.
@@ -31,6 +32,8 @@ pub enum ManifestError {
     InvalidFields(String),
     #[error("manifest could not be read: {0}")]
     Unreadable(String),
+    #[error("inventory manifest: {0}")]
+    InvalidInventory(String),
 }
 
 impl ManifestError {
@@ -39,7 +42,9 @@ impl ManifestError {
         let code = match self {
             ManifestError::NotFound { .. } => "ManifestNotFound",
             ManifestError::ETagMismatch { .. } => "ManifestETagMismatch",
-            ManifestError::Invalid { .. } | ManifestError::InvalidFields(_) => "ManifestInvalid",
+            ManifestError::Invalid { .. }
+            | ManifestError::InvalidFields(_)
+            | ManifestError::InvalidInventory(_) => "ManifestInvalid",
             ManifestError::Unreadable(_) => "ManifestUnreadable",
         };
         FailureReason::new(code, self.to_string())
@@ -58,13 +63,56 @@ impl ManifestBatches {
     }
 }
 
+/// Inventory `manifest.json` files larger than this are refused.
+const MAX_INVENTORY_MANIFEST_BYTES: usize = 16 * 1024 * 1024;
+
 /// Opens the manifest (checking its ETag when pinned) and starts parsing it.
 pub async fn open(
     buckets: &Buckets,
     spec: &ManifestSpec,
     batch_size: usize,
 ) -> Result<ManifestBatches, ManifestError> {
-    let location = &spec.location;
+    let object = fetch(buckets, &spec.location, spec.etag.as_deref()).await?;
+    let (sender, receiver) = mpsc::channel(2);
+    match spec.format {
+        ManifestFormat::S3BatchOperationsCsv20180820 => {
+            let options = CsvOptions {
+                fields: spec.fields.clone(),
+                empty_version_is_none: false,
+            };
+            tokio::spawn(parse_object(
+                object, false, options, batch_size, sender, None,
+            ));
+        }
+        ManifestFormat::S3InventoryReportCsv20161130 => {
+            let bytes = object
+                .bytes()
+                .await
+                .map_err(|error| ManifestError::Unreadable(error.to_string()))?;
+            if bytes.len() > MAX_INVENTORY_MANIFEST_BYTES {
+                return Err(ManifestError::InvalidInventory(format!(
+                    "manifest.json is larger than {MAX_INVENTORY_MANIFEST_BYTES} bytes"
+                )));
+            }
+            let inventory = Inventory::parse(&bytes)?;
+            tokio::spawn(read_inventory(
+                buckets.clone(),
+                inventory,
+                batch_size,
+                sender,
+            ));
+        }
+    }
+    Ok(ManifestBatches { receiver })
+}
+
+/// Gets an object, mapping a missing object and an ETag mismatch to their
+/// manifest errors.
+async fn fetch(
+    buckets: &Buckets,
+    location: &ObjectLocation,
+    etag: Option<&str>,
+) -> Result<object_store::GetResult, ManifestError> {
     let not_found = || ManifestError::NotFound {
         bucket: location.bucket.clone(),
         key: location.key.clone(),
@@ -73,37 +121,176 @@ pub async fn open(
         .locate(&location.bucket, &location.key)
         .map_err(|_| not_found())?;
     let options = GetOptions {
-        if_match: spec
-            .etag
-            .as_ref()
-            .map(|etag| etag.trim_matches('"').to_owned()),
+        if_match: etag.map(|etag| etag.trim_matches('"').to_owned()),
         ..GetOptions::default()
     };
-    let object = match object.store.get_opts(&object.path, options).await {
-        Ok(object) => object,
-        Err(object_store::Error::NotFound { .. }) => return Err(not_found()),
-        Err(object_store::Error::Precondition { .. }) => {
-            return Err(ManifestError::ETagMismatch {
-                bucket: location.bucket.clone(),
-                key: location.key.clone(),
-                expected: spec.etag.clone().unwrap_or_default(),
-            });
-        }
-        Err(other) => return Err(ManifestError::Unreadable(other.to_string())),
-    };
-    let fields = spec.fields.clone();
+    match object.store.get_opts(&object.path, options).await {
+        Ok(object) => Ok(object),
+        Err(object_store::Error::NotFound { .. }) => Err(not_found()),
+        Err(object_store::Error::Precondition { .. }) => Err(ManifestError::ETagMismatch {
+            bucket: location.bucket.clone(),
+            key: location.key.clone(),
+            expected: etag.unwrap_or_default().to_owned(),
+        }),
+        Err(other) => Err(ManifestError::Unreadable(other.to_string())),
+    }
+}
+
+type BatchSender = mpsc::Sender<Result<Vec<TaskRow>, ManifestError>>;
+
+/// Parses one CSV object (gunzipping it when `gzip`) on a blocking thread,
+/// sending batches; returns whether it reached the end without error. Errors
+/// name `file` when given.
+async fn parse_object(
+    object: object_store::GetResult,
+    gzip: bool,
+    options: CsvOptions,
+    batch_size: usize,
+    sender: BatchSender,
+    file: Option<String>,
+) -> bool {
     let bytes = object.into_stream().map_err(std::io::Error::other);
     let reader = SyncIoBridge::new(StreamReader::new(bytes));
-    let (sender, receiver) = mpsc::channel(2);
-    tokio::task::spawn_blocking(move || {
-        let outcome = parse_csv(reader, &fields, batch_size, |batch| {
+    let parsed = tokio::task::spawn_blocking(move || {
+        let input: Box<dyn Read> = if gzip {
+            Box::new(flate2::read::MultiGzDecoder::new(reader))
+        } else {
+            Box::new(reader)
+        };
+        let outcome = parse_with(input, &options, batch_size, |batch| {
             sender.blocking_send(Ok(batch)).is_ok()
         });
-        if let Err(error) = outcome {
-            let _ = sender.blocking_send(Err(error));
+        match outcome {
+            Ok(_) => true,
+            Err(error) => {
+                let error = match (error, file) {
+                    (ManifestError::Invalid { line, problem }, Some(file)) => {
+                        ManifestError::Invalid {
+                            line,
+                            problem: format!("{problem} (in {file})"),
+                        }
+                    }
+                    (error, _) => error,
+                };
+                let _ = sender.blocking_send(Err(error));
+                false
+            }
         }
-    });
-    Ok(ManifestBatches { receiver })
+    })
+    .await;
+    parsed.unwrap_or(false)
+}
+
+/// Reads every file an inventory lists, in order, into one batch stream.
+async fn read_inventory(
+    buckets: Buckets,
+    inventory: Inventory,
+    batch_size: usize,
+    sender: BatchSender,
+) {
+    for key in inventory.files {
+        let location = ObjectLocation {
+            bucket: inventory.destination_bucket.clone(),
+            key: key.clone(),
+        };
+        let object = match fetch(&buckets, &location, None).await {
+            Ok(object) => object,
+            Err(error) => {
+                let _ = sender.send(Err(error)).await;
+                return;
+            }
+        };
+        let options = CsvOptions {
+            fields: inventory.fields.clone(),
+            empty_version_is_none: true,
+        };
+        let gzip = key.ends_with(".gz");
+        if !parse_object(object, gzip, options, batch_size, sender.clone(), Some(key)).await {
+            return;
+        }
+    }
+}
+
+/// What an S3 Inventory `manifest.json` says about its data files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inventory {
+    pub destination_bucket: String,
+    pub fields: Vec<ManifestField>,
+    pub files: Vec<String>,
+}
+
+impl Inventory {
+    /// Parses a `manifest.json`: CSV files only; `Bucket` and `Key` must be in
+    /// the `fileSchema`.
+    pub fn parse(bytes: &[u8]) -> Result<Inventory, ManifestError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Raw {
+            destination_bucket: String,
+            file_format: String,
+            file_schema: String,
+            files: Vec<RawFile>,
+        }
+        #[derive(Deserialize)]
+        struct RawFile {
+            key: String,
+        }
+        let invalid = |problem: String| ManifestError::InvalidInventory(problem);
+        let raw: Raw = serde_json::from_slice(bytes).map_err(|error| {
+            invalid(format!(
+                "manifest.json is not an inventory manifest: {error}"
+            ))
+        })?;
+        if !raw.file_format.eq_ignore_ascii_case("csv") {
+            return Err(invalid(format!(
+                "fileFormat {:?} is not supported (CSV only)",
+                raw.file_format
+            )));
+        }
+        let destination_bucket = raw
+            .destination_bucket
+            .strip_prefix("arn:aws:s3:::")
+            .unwrap_or(&raw.destination_bucket)
+            .to_owned();
+        if !is_valid_bucket(&destination_bucket) {
+            return Err(invalid(format!(
+                "destinationBucket {:?} is not a bucket",
+                raw.destination_bucket
+            )));
+        }
+        let fields: Vec<ManifestField> = raw
+            .file_schema
+            .split(',')
+            .map(|column| match column.trim() {
+                "Bucket" => ManifestField::Bucket,
+                "Key" => ManifestField::Key,
+                "VersionId" => ManifestField::VersionId,
+                _ => ManifestField::Ignore,
+            })
+            .collect();
+        layout_from_fields(&fields).map_err(|_| {
+            invalid(format!(
+                "fileSchema {:?} lacks Bucket or Key",
+                raw.file_schema
+            ))
+        })?;
+        if raw.files.is_empty() {
+            return Err(invalid("the inventory lists no file".into()));
+        }
+        Ok(Inventory {
+            destination_bucket,
+            fields,
+            files: raw.files.into_iter().map(|f| f.key).collect(),
+        })
+    }
+}
+
+/// How CSV rows are read.
+#[derive(Debug, Clone)]
+struct CsvOptions {
+    fields: Vec<ManifestField>,
+    /// Inventory reports of unversioned buckets leave VersionId empty.
+    empty_version_is_none: bool,
 }
 
 /// The column layout: explicit `fields`, or inferred from the first row.
@@ -154,9 +341,22 @@ pub fn parse_csv(
     input: impl Read,
     fields: &[ManifestField],
     batch_size: usize,
+    emit: impl FnMut(Vec<TaskRow>) -> bool,
+) -> Result<u64, ManifestError> {
+    let options = CsvOptions {
+        fields: fields.to_vec(),
+        empty_version_is_none: false,
+    };
+    parse_with(input, &options, batch_size, emit)
+}
+
+fn parse_with(
+    input: impl Read,
+    options: &CsvOptions,
+    batch_size: usize,
     mut emit: impl FnMut(Vec<TaskRow>) -> bool,
 ) -> Result<u64, ManifestError> {
-    let mut layout = layout_from_fields(fields)?;
+    let mut layout = layout_from_fields(&options.fields)?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -204,7 +404,12 @@ pub fn parse_csv(
                 *layout.insert(inferred)
             }
         };
-        batch.push(parse_row(&record, layout, line)?);
+        batch.push(parse_row(
+            &record,
+            layout,
+            line,
+            options.empty_version_is_none,
+        )?);
         count += 1;
         if batch.len() == batch_size
             && !emit(std::mem::replace(
@@ -225,6 +430,7 @@ fn parse_row(
     record: &csv::StringRecord,
     layout: Layout,
     line: u64,
+    empty_version_is_none: bool,
 ) -> Result<TaskRow, ManifestError> {
     let invalid = |problem: String| ManifestError::Invalid { line, problem };
     if let Some(columns) = layout.columns
@@ -247,6 +453,7 @@ fn parse_row(
         return Err(invalid("key is empty".into()));
     }
     let version_id = match layout.version_id {
+        Some(column) if empty_version_is_none && record[column].trim().is_empty() => None,
         Some(column) => {
             let value = record[column].trim();
             if value.is_empty() {
@@ -370,6 +577,56 @@ mod tests {
         );
         let error = parse("a,b,c,d\n", &[]).unwrap_err();
         assert!(error.to_string().contains("found 4"), "{error}");
+    }
+
+    #[test]
+    fn inventory_manifests_name_their_files_and_columns() {
+        let json = br#"{"sourceBucket":"src","destinationBucket":"arn:aws:s3:::inv-dest","version":"2016-11-30",
+            "creationTimestamp":"1514944800000","fileFormat":"CSV",
+            "fileSchema":"Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size",
+            "files":[{"key":"inv/a.csv.gz","size":10,"MD5checksum":"x"},{"key":"inv/b.csv","size":5,"MD5checksum":"y"}]}"#;
+        let inventory = Inventory::parse(json).unwrap();
+        assert_eq!(inventory.destination_bucket, "inv-dest");
+        assert_eq!(inventory.files, vec!["inv/a.csv.gz", "inv/b.csv"]);
+        use ManifestField::*;
+        assert_eq!(
+            inventory.fields,
+            vec![Bucket, Key, VersionId, Ignore, Ignore, Ignore]
+        );
+        let orc = br#"{"destinationBucket":"d-d-d","fileFormat":"ORC","fileSchema":"Bucket, Key","files":[{"key":"a"}]}"#;
+        assert!(
+            Inventory::parse(orc)
+                .unwrap_err()
+                .to_string()
+                .contains("ORC")
+        );
+        let no_key = br#"{"destinationBucket":"d-d-d","fileFormat":"CSV","fileSchema":"Bucket, Size","files":[{"key":"a"}]}"#;
+        assert!(Inventory::parse(no_key).is_err());
+        assert!(Inventory::parse(b"not json").is_err());
+    }
+
+    #[test]
+    fn inventory_rows_may_leave_the_version_empty() {
+        use ManifestField::*;
+        let options = CsvOptions {
+            fields: vec![Bucket, Key, VersionId, Ignore],
+            empty_version_is_none: true,
+        };
+        let mut rows = Vec::new();
+        parse_with(
+            "\"bkt\",\"a%20b\",\"\",\"true\"\n\"bkt\",\"c\",\"v2\",\"false\"\n".as_bytes(),
+            &options,
+            10,
+            |batch| {
+                rows.extend(batch);
+                true
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            rows,
+            vec![row("bkt", "a b", None), row("bkt", "c", Some("v2"))]
+        );
     }
 
     #[test]

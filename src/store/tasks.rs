@@ -143,16 +143,23 @@ pub async fn jobs_in(
     rows.iter().map(|row| Ok(JobId(row.try_get(0)?))).collect()
 }
 
-/// Appends tasks numbered from `first_number`, and their chunks of
-/// `chunk_size`, to a job being prepared in `tx`. `first_number` must be a
-/// multiple of `chunk_size`.
+/// Where the next tasks and chunks of a job being prepared are numbered from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PreparedCount {
+    pub tasks: i64,
+    pub chunks: i64,
+}
+
+/// Appends `rows` as tasks to a job being prepared in `tx`, split into chunks
+/// of at most `chunk_size`, numbered on from `from`; returns the numbering
+/// after them.
 pub async fn copy_tasks(
     tx: &Transaction<'_>,
     id: JobId,
-    first_number: i64,
+    from: PreparedCount,
     rows: &[TaskRow],
     chunk_size: usize,
-) -> Result<(), StoreError> {
+) -> Result<PreparedCount, StoreError> {
     let sink = tx.copy_in(COPY_TASKS).await?;
     let writer = BinaryCopyInWriter::new(
         sink,
@@ -160,7 +167,7 @@ pub async fn copy_tasks(
     );
     pin_mut!(writer);
     for (offset, row) in rows.iter().enumerate() {
-        let number = first_number + offset as i64;
+        let number = from.tasks + offset as i64;
         writer
             .as_mut()
             .write(&[&id.0, &number, &row.bucket, &row.key, &row.version_id])
@@ -171,16 +178,17 @@ pub async fn copy_tasks(
     let sink = tx.copy_in(COPY_CHUNKS).await?;
     let writer = BinaryCopyInWriter::new(sink, &[Type::UUID, Type::INT8, Type::INT8, Type::INT4]);
     pin_mut!(writer);
-    for (index, chunk) in rows.chunks(chunk_size).enumerate() {
-        let first_task = first_number + (index * chunk_size) as i64;
-        let chunk_number = first_task / chunk_size as i64;
+    let mut next = from;
+    for chunk in rows.chunks(chunk_size) {
         writer
             .as_mut()
-            .write(&[&id.0, &chunk_number, &first_task, &(chunk.len() as i32)])
+            .write(&[&id.0, &next.chunks, &next.tasks, &(chunk.len() as i32)])
             .await?;
+        next.tasks += chunk.len() as i64;
+        next.chunks += 1;
     }
     writer.finish().await?;
-    Ok(())
+    Ok(next)
 }
 
 /// Leases the next chunk of the highest-priority Active job, if any.
