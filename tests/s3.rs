@@ -17,38 +17,47 @@ struct Moto {
 }
 
 impl Moto {
+    /// Starts moto on a free port; if another process took the port first,
+    /// our moto exits and is started again on another one.
     async fn start() -> Moto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("moto[server] must be installed (pip install 'moto[server]'; .ci/test does)");
-        // Owned at once, so that it is stopped even if it never comes up.
-        let moto = Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return moto;
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = std::process::Command::new("python3")
+                .args([
+                    "-m",
+                    "moto.server",
+                    "-H",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect(
+                    "moto[server] must be installed (pip install 'moto[server]'; .ci/test does)",
+                );
+            // Owned at once, so that it is stopped whatever happens next.
+            let mut moto = Moto {
+                child,
+                endpoint: format!("http://127.0.0.1:{port}"),
+            };
+            for _ in 0..200 {
+                if moto.child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                let ready = reqwest::get(format!("{}/moto-api/", moto.endpoint))
+                    .await
+                    .is_ok();
+                if ready && moto.child.try_wait().unwrap().is_none() {
+                    return moto;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("moto did not start");
     }
@@ -207,6 +216,34 @@ async fn checksum_copy_and_delete_run_against_an_s3_compatible_server() {
         Some("image/jpeg".to_owned())
     );
     assert_eq!(copied.bytes().await.unwrap().as_ref(), b"second");
+
+    // A generated manifest lists the bucket instead.
+    let mut generated = checksum_job("generated", Some(false));
+    generated.manifest = None;
+    generated.manifest_generator = Some(pb::ManifestGenerator {
+        source_bucket: "source".into(),
+        prefix: "photos/".into(),
+        key_name_constraint: Some(pb::KeyNameConstraint {
+            match_any_suffix: vec![".jpg".into()],
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = client
+        .create_job(generated)
+        .await
+        .unwrap()
+        .into_inner()
+        .job_id;
+    let done = wait_for(&mut client, &id, S::Complete).await;
+    let progress = done.progress_summary.unwrap();
+    assert_eq!(
+        (
+            progress.total_number_of_tasks,
+            progress.number_of_tasks_succeeded
+        ),
+        (2, 2)
+    );
 
     // Delete
     let delete = pb::operation::Operation::DeleteObject(pb::DeleteObjectOperation {});

@@ -6,7 +6,7 @@ mod common;
 
 use batchops::domain::{
     AccountId, ChecksumAlgorithm, Command, FailureThreshold, JobId, JobSpec, ManifestFormat,
-    ManifestSpec, ObjectLocation, Operation, Tag,
+    ManifestSource, ManifestSpec, ObjectLocation, Operation, Tag,
 };
 use batchops::store::{Store, StoreError, jobs};
 use chrono::Utc;
@@ -20,7 +20,7 @@ fn spec(token: &str) -> JobSpec {
         description: String::new(),
         priority: 1,
         confirmation_required: true,
-        manifest: ManifestSpec {
+        manifest: ManifestSource::Manifest(ManifestSpec {
             format: ManifestFormat::S3BatchOperationsCsv20180820,
             fields: vec![],
             location: ObjectLocation {
@@ -28,7 +28,7 @@ fn spec(token: &str) -> JobSpec {
                 key: "m.csv".into(),
             },
             etag: None,
-        },
+        }),
         operation: Operation::ComputeObjectChecksum {
             algorithm: ChecksumAlgorithm::Crc32c,
         },

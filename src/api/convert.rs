@@ -7,10 +7,10 @@ use sha2::{Digest, Sha256};
 
 use super::ApiError;
 use crate::domain::{
-    self, AccountId, ChecksumAlgorithm, CopySpec, FailureReason, FailureThreshold,
+    self, AccountId, ChecksumAlgorithm, CopySpec, FailureReason, FailureThreshold, GeneratorSpec,
     InvocationSchema, InvokeSpec, Job, JobId, JobSpec, JobStatus, ManifestField, ManifestFormat,
-    ManifestSpec, MetadataDirective, ObjectLocation, ObjectMetadata, Operation, ReportScope,
-    ReportSpec, Tag,
+    ManifestSource, ManifestSpec, MetadataDirective, ObjectLocation, ObjectMetadata, Operation,
+    ReportScope, ReportSpec, Tag,
 };
 use crate::objects::{self, invoke::Allowlist, manifest};
 use crate::proto as pb;
@@ -171,8 +171,70 @@ fn bucket(field: &str, value: &str) -> Result<String> {
     }
 }
 
-fn manifest(value: Option<&pb::Manifest>) -> Result<ManifestSpec> {
-    let value = value.ok_or_else(|| ApiError::invalid("manifest", "is required"))?;
+fn manifest_source(request: &pb::CreateJobRequest) -> Result<ManifestSource> {
+    match (&request.manifest, &request.manifest_generator) {
+        (Some(manifest), None) => self::manifest(manifest).map(ManifestSource::Manifest),
+        (None, Some(generator)) => manifest_generator(generator).map(ManifestSource::Generator),
+        (None, None) => Err(ApiError::invalid(
+            "manifest",
+            "is required (or manifest_generator)",
+        )),
+        (Some(_), Some(_)) => Err(ApiError::invalid(
+            "manifest_generator",
+            "cannot be given together with manifest",
+        )),
+    }
+}
+
+fn manifest_generator(value: &pb::ManifestGenerator) -> Result<GeneratorSpec> {
+    const FIELD: &str = "manifest_generator";
+    let source_bucket = bucket(&format!("{FIELD}.source_bucket"), &value.source_bucket)?;
+    let pattern_list = |name: &str, patterns: &[String]| -> Result<Vec<String>> {
+        let field = format!("{FIELD}.key_name_constraint.{name}");
+        if patterns.len() > 20 {
+            return Err(ApiError::invalid(field, "at most 20 entries"));
+        }
+        for pattern in patterns {
+            if pattern.is_empty() || pattern.len() > 1024 {
+                return Err(ApiError::invalid(field, "entries must be 1–1024 bytes"));
+            }
+            text(&field, pattern, 1024)?;
+        }
+        Ok(patterns.to_vec())
+    };
+    let constraint = value.key_name_constraint.clone().unwrap_or_default();
+    if value.prefix.len() > 1024 {
+        return Err(ApiError::invalid(
+            format!("{FIELD}.prefix"),
+            "at most 1024 bytes",
+        ));
+    }
+    text(&format!("{FIELD}.prefix"), &value.prefix, 1024)?;
+    let time =
+        |field: &str, value: &Option<prost_types::Timestamp>| -> Result<Option<DateTime<Utc>>> {
+            value
+                .as_ref()
+                .map(|t| {
+                    DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32).ok_or_else(|| {
+                        ApiError::invalid(format!("{FIELD}.{field}"), "is not a valid time")
+                    })
+                })
+                .transpose()
+        };
+    Ok(GeneratorSpec {
+        source_bucket,
+        prefix: value.prefix.clone(),
+        match_any_prefix: pattern_list("match_any_prefix", &constraint.match_any_prefix)?,
+        match_any_suffix: pattern_list("match_any_suffix", &constraint.match_any_suffix)?,
+        match_any_substring: pattern_list("match_any_substring", &constraint.match_any_substring)?,
+        size_greater_than: value.object_size_greater_than_bytes,
+        size_less_than: value.object_size_less_than_bytes,
+        created_after: time("created_after", &value.created_after)?,
+        created_before: time("created_before", &value.created_before)?,
+    })
+}
+
+fn manifest(value: &pb::Manifest) -> Result<ManifestSpec> {
     let format = match pb::ManifestFormat::try_from(value.format) {
         Ok(pb::ManifestFormat::S3BatchOperationsCsv20180820) => {
             ManifestFormat::S3BatchOperationsCsv20180820
@@ -496,7 +558,7 @@ pub fn create_job(
         description: request.description.clone(),
         priority: priority(request.priority)?,
         confirmation_required: request.confirmation_required.unwrap_or(true),
-        manifest: manifest(request.manifest.as_ref())?,
+        manifest: manifest_source(request)?,
         operation: operation(request.operation.as_ref(), allowlist)?,
         report: report(request.report.as_ref())?,
         tags: tags(&request.tags)?,
@@ -543,6 +605,22 @@ fn manifest_to_proto(spec: &ManifestSpec) -> pb::Manifest {
         bucket: spec.location.bucket.clone(),
         key: spec.location.key.clone(),
         etag: spec.etag.clone().unwrap_or_default(),
+    }
+}
+
+fn generator_to_proto(spec: &GeneratorSpec) -> pb::ManifestGenerator {
+    pb::ManifestGenerator {
+        source_bucket: spec.source_bucket.clone(),
+        prefix: spec.prefix.clone(),
+        key_name_constraint: Some(pb::KeyNameConstraint {
+            match_any_prefix: spec.match_any_prefix.clone(),
+            match_any_suffix: spec.match_any_suffix.clone(),
+            match_any_substring: spec.match_any_substring.clone(),
+        }),
+        object_size_greater_than_bytes: spec.size_greater_than,
+        object_size_less_than_bytes: spec.size_less_than,
+        created_after: spec.created_after.map(timestamp),
+        created_before: spec.created_before.map(timestamp),
     }
 }
 
@@ -645,7 +723,14 @@ pub fn job_to_proto(job: &Job, now: DateTime<Utc>) -> pb::JobDescriptor {
         suspended_cause: job.suspended_cause.clone().unwrap_or_default(),
         create_time: Some(timestamp(job.created_at)),
         termination_time: job.termination_time.map(timestamp),
-        manifest: Some(manifest_to_proto(&job.spec.manifest)),
+        manifest: match &job.spec.manifest {
+            ManifestSource::Manifest(manifest) => Some(manifest_to_proto(manifest)),
+            ManifestSource::Generator(_) => None,
+        },
+        manifest_generator: match &job.spec.manifest {
+            ManifestSource::Manifest(_) => None,
+            ManifestSource::Generator(generator) => Some(generator_to_proto(generator)),
+        },
         operation: Some(operation_to_proto(&job.spec.operation)),
         report: Some(report_to_proto(job.spec.report.as_ref())),
         tags: tags_to_proto(&job.tags),

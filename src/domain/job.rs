@@ -72,6 +72,50 @@ pub struct ManifestSpec {
     pub etag: Option<String>,
 }
 
+/// Where a job's objects come from: a manifest, or a listing of a bucket.
+/// Stored untagged, so a `ManifestSpec` reads back as it was first written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ManifestSource {
+    Manifest(ManifestSpec),
+    Generator(GeneratorSpec),
+}
+
+/// Lists `source_bucket` under `prefix` and keeps the objects that pass every
+/// filter that is set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GeneratorSpec {
+    pub source_bucket: String,
+    pub prefix: String,
+    /// Keys must start with one of these, when any is given.
+    pub match_any_prefix: Vec<String>,
+    /// Keys must end with one of these, when any is given.
+    pub match_any_suffix: Vec<String>,
+    /// Keys must contain one of these, when any is given.
+    pub match_any_substring: Vec<String>,
+    pub size_greater_than: Option<u64>,
+    pub size_less_than: Option<u64>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+impl GeneratorSpec {
+    /// Whether an object with this key, size and creation time is selected.
+    pub fn selects(&self, key: &str, size: u64, created: DateTime<Utc>) -> bool {
+        let any = |patterns: &[String], test: &dyn Fn(&str) -> bool| {
+            patterns.is_empty() || patterns.iter().any(|p| test(p))
+        };
+        key.starts_with(&self.prefix)
+            && any(&self.match_any_prefix, &|p| key.starts_with(p))
+            && any(&self.match_any_suffix, &|p| key.ends_with(p))
+            && any(&self.match_any_substring, &|p| key.contains(p))
+            && self.size_greater_than.is_none_or(|min| size > min)
+            && self.size_less_than.is_none_or(|max| size < max)
+            && self.created_after.is_none_or(|after| created > after)
+            && self.created_before.is_none_or(|before| created < before)
+    }
+}
+
 /// A checksum algorithm of the `compute_object_checksum` operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChecksumAlgorithm {
@@ -223,7 +267,7 @@ pub struct JobSpec {
     pub description: String,
     pub priority: i32,
     pub confirmation_required: bool,
-    pub manifest: ManifestSpec,
+    pub manifest: ManifestSource,
     pub operation: Operation,
     pub report: Option<ReportSpec>,
     pub tags: Vec<Tag>,

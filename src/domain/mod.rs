@@ -14,10 +14,10 @@ pub use decide::{
 };
 pub use event::{Command, EVENT_SCHEMA_VERSION, Event, JobCreated};
 pub use job::{
-    AccountId, ChecksumAlgorithm, CopySpec, FailureReason, FailureThreshold, InvocationSchema,
-    InvokeSpec, Job, JobId, JobSpec, ManifestField, ManifestFormat, ManifestSpec,
-    MetadataDirective, ObjectLocation, ObjectMetadata, Operation, Progress, ReportScope,
-    ReportSpec, Tag,
+    AccountId, ChecksumAlgorithm, CopySpec, FailureReason, FailureThreshold, GeneratorSpec,
+    InvocationSchema, InvokeSpec, Job, JobId, JobSpec, ManifestField, ManifestFormat,
+    ManifestSource, ManifestSpec, MetadataDirective, ObjectLocation, ObjectMetadata, Operation,
+    Progress, ReportScope, ReportSpec, Tag,
 };
 pub use status::JobStatus;
 

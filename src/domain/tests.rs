@@ -15,7 +15,7 @@ fn spec(confirmation_required: bool) -> JobSpec {
         description: "test".into(),
         priority: 10,
         confirmation_required,
-        manifest: ManifestSpec {
+        manifest: ManifestSource::Manifest(ManifestSpec {
             format: ManifestFormat::S3BatchOperationsCsv20180820,
             fields: vec![],
             location: ObjectLocation {
@@ -23,7 +23,7 @@ fn spec(confirmation_required: bool) -> JobSpec {
                 key: "manifest.csv".into(),
             },
             etag: None,
-        },
+        }),
         operation: Operation::ComputeObjectChecksum {
             algorithm: ChecksumAlgorithm::Sha256,
         },

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{Engine, Round, run_rounds};
-use crate::domain::{Command, JobId, JobStatus};
+use crate::domain::{Command, JobId, JobStatus, ManifestSource};
 use crate::objects::manifest;
 use crate::store::{PreparedCount, StoreError, jobs, tasks};
 
@@ -55,12 +55,14 @@ async fn prepare(engine: &Engine, id: JobId) -> Result<(), StoreError> {
     info!(job_id = %id, "preparing job");
     let chunk_size = engine.config.chunk_size;
     let outcome = async {
-        let mut batches = manifest::open(
-            &engine.operations.buckets,
-            &job.spec.manifest,
-            chunk_size * CHUNKS_PER_BATCH,
-        )
-        .await?;
+        let buckets = &engine.operations.buckets;
+        let batch_size = chunk_size * CHUNKS_PER_BATCH;
+        let mut batches = match &job.spec.manifest {
+            ManifestSource::Manifest(spec) => manifest::open(buckets, spec, batch_size).await?,
+            ManifestSource::Generator(spec) => {
+                manifest::generate(buckets, spec, batch_size).await?
+            }
+        };
         let mut prepared = PreparedCount::default();
         while let Some(batch) = batches.next().await {
             prepared = tasks::copy_tasks(&tx, id, prepared, &batch?, chunk_size).await?;

@@ -5,14 +5,16 @@
 
 use std::io::Read;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::GetOptions;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::{Buckets, is_valid_bucket};
-use crate::domain::{FailureReason, ManifestField, ManifestFormat, ManifestSpec, ObjectLocation};
+use crate::domain::{
+    FailureReason, GeneratorSpec, ManifestField, ManifestFormat, ManifestSpec, ObjectLocation,
+};
 use crate::store::TaskRow;
 
 /// Why a manifest cannot be turned into tasks. Each maps to a failure code.
@@ -34,6 +36,8 @@ pub enum ManifestError {
     Unreadable(String),
     #[error("inventory manifest: {0}")]
     InvalidInventory(String),
+    #[error("manifest generator: {0}")]
+    InvalidGenerator(String),
 }
 
 impl ManifestError {
@@ -44,7 +48,8 @@ impl ManifestError {
             ManifestError::ETagMismatch { .. } => "ManifestETagMismatch",
             ManifestError::Invalid { .. }
             | ManifestError::InvalidFields(_)
-            | ManifestError::InvalidInventory(_) => "ManifestInvalid",
+            | ManifestError::InvalidInventory(_)
+            | ManifestError::InvalidGenerator(_) => "ManifestInvalid",
             ManifestError::Unreadable(_) => "ManifestUnreadable",
         };
         FailureReason::new(code, self.to_string())
@@ -103,6 +108,57 @@ pub async fn open(
             ));
         }
     }
+    Ok(ManifestBatches { receiver })
+}
+
+/// Lists the generator's bucket and streams the selected objects as task
+/// rows, in listing order.
+pub async fn generate(
+    buckets: &Buckets,
+    spec: &GeneratorSpec,
+    batch_size: usize,
+) -> Result<ManifestBatches, ManifestError> {
+    let listing = buckets
+        .listing(&spec.source_bucket, &spec.prefix)
+        .map_err(|error| ManifestError::InvalidGenerator(error.to_string()))?;
+    let (sender, receiver) = mpsc::channel(2);
+    let spec = spec.clone();
+    tokio::spawn(async move {
+        let mut objects = listing.store.list(listing.directory.as_ref());
+        let mut batch = Vec::with_capacity(batch_size);
+        while let Some(meta) = objects.next().await {
+            let meta = match meta {
+                Ok(meta) => meta,
+                // A directory that does not exist lists nothing.
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(error) => {
+                    let _ = sender
+                        .send(Err(ManifestError::Unreadable(error.to_string())))
+                        .await;
+                    return;
+                }
+            };
+            let Some(key) = meta.location.as_ref().get(listing.strip..) else {
+                continue;
+            };
+            if !spec.selects(key, meta.size, meta.last_modified) {
+                continue;
+            }
+            batch.push(TaskRow {
+                bucket: spec.source_bucket.clone(),
+                key: key.to_owned(),
+                version_id: None,
+            });
+            if batch.len() == batch_size
+                && sender.send(Ok(std::mem::take(&mut batch))).await.is_err()
+            {
+                return;
+            }
+        }
+        if !batch.is_empty() {
+            let _ = sender.send(Ok(batch)).await;
+        }
+    });
     Ok(ManifestBatches { receiver })
 }
 

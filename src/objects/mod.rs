@@ -93,6 +93,55 @@ impl Buckets {
     }
 }
 
+/// Where to list the keys of `bucket` that start with `key_prefix`: the
+/// store, the path of the deepest directory the prefix names, and how many
+/// leading bytes of a listed location are not part of the key.
+pub struct Listing {
+    pub store: Arc<dyn ObjectStore>,
+    pub directory: Option<Path>,
+    pub strip: usize,
+}
+
+impl Buckets {
+    /// The listing of `bucket` under `key_prefix`. Store listings go by whole
+    /// path segments, so the caller filters keys by the prefix itself.
+    pub fn listing(&self, bucket: &str, key_prefix: &str) -> Result<Listing, InvalidKey> {
+        if !is_valid_bucket(bucket) {
+            return Err(InvalidKey::Bucket(bucket.to_owned()));
+        }
+        let directory = key_prefix
+            .rsplit_once('/')
+            .map(|(dir, _)| dir)
+            .unwrap_or("");
+        let bad_segment = |s: &str| s.is_empty() || s == "." || s == "..";
+        if !directory.is_empty() && directory.split('/').any(bad_segment) {
+            return Err(InvalidKey::Key(key_prefix.to_owned()));
+        }
+        let parse =
+            |text: String| Path::parse(text).map_err(|_| InvalidKey::Key(key_prefix.to_owned()));
+        match &self.backend {
+            Backend::Directory(store) => Ok(Listing {
+                store: store.clone(),
+                directory: Some(if directory.is_empty() {
+                    parse(bucket.to_owned())?
+                } else {
+                    parse(format!("{bucket}/{directory}"))?
+                }),
+                strip: bucket.len() + 1,
+            }),
+            Backend::S3(clients) => Ok(Listing {
+                store: s3_client(clients, bucket)?,
+                directory: if directory.is_empty() {
+                    None
+                } else {
+                    Some(parse(directory.to_owned())?)
+                },
+                strip: 0,
+            }),
+        }
+    }
+}
+
 fn s3_client(
     clients: &Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
     bucket: &str,

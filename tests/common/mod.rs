@@ -320,6 +320,7 @@ pub fn checksum_job(token: &str, confirmation_required: Option<bool>) -> pb::Cre
         report: None,
         tags: vec![],
         failure_threshold: None,
+        manifest_generator: None,
     }
 }
 
@@ -599,31 +600,62 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// Starts the binary on port 0 and reads the address it bound from its
+    /// JSON "serving" log line, so no other process can take the port first.
     pub fn start(
         db: &TestDb,
         object_store: &str,
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> ServerProcess {
-        let address = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_batchops"))
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_batchops"))
             .args([
                 "serve",
                 "--listen",
-                &address.to_string(),
+                "127.0.0.1:0",
                 "--database-url",
                 &db.url,
+                "--log-format",
+                "json",
             ])
             .args(["--object-store", object_store, "--poll-interval-ms", "20"])
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::inherit())
+            .stderr(std::process::Stdio::piped())
             .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (found, address) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut found = Some(found);
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                if entry["fields"]["message"] == "serving"
+                    && let Some(sender) = found.take()
+                {
+                    let _ = sender.send(
+                        entry["fields"]["address"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    );
+                } else if entry["level"] == "WARN" || entry["level"] == "ERROR" {
+                    eprintln!("server: {line}");
+                }
+            }
+        });
+        let address = address
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server did not report its address")
+            .parse()
             .unwrap();
         ServerProcess { child, address }
     }
