@@ -2,7 +2,7 @@
 //! serves gRPC until the shutdown future resolves; then stops accepting
 //! calls, lets in-flight chunks finish and returns.
 
-use std::future::Future;
+use std::{future::Future, sync::Arc};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -11,7 +11,7 @@ use tracing::info;
 
 use crate::api::JobApi;
 use crate::config::{ConfigError, DatabaseConfig, ServeConfig};
-use crate::engine::Engine;
+use crate::engine::{Engine, Wakers};
 use crate::objects::{Buckets, StoreUrlError, operations::OperationContext};
 use crate::proto::job_service_server::JobServiceServer;
 use crate::store::{Store, StoreError};
@@ -47,13 +47,20 @@ pub async fn serve(
     let allowlist = config.invoke_allowlist()?;
     let operations = OperationContext::new(buckets, allowlist);
     let stop_engine = CancellationToken::new();
-    let engine = Engine::new(store.clone(), operations.clone(), config.engine());
+    let wakers = Arc::new(Wakers::default());
+    let engine = Engine::new(
+        store.clone(),
+        operations.clone(),
+        config.engine(),
+        wakers.clone(),
+    );
     let engine = tokio::spawn(engine.run(stop_engine.clone()));
     info!(address = %listener.local_addr().map_err(|e| ServeError::Store(StoreError::Unavailable(Box::new(e))))?, "serving");
     let served = tonic::transport::Server::builder()
         .add_service(JobServiceServer::new(JobApi::new(
             store,
             operations.invoke_allowlist.clone(),
+            wakers,
         )))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;

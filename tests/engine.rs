@@ -129,14 +129,18 @@ async fn a_higher_priority_job_pauses_a_running_one_which_resumes_and_completes_
 }
 
 #[tokio::test]
-async fn raising_a_waiting_jobs_priority_gives_it_the_slot() {
+async fn raising_a_waiting_jobs_priority_gives_it_the_slot_at_once() {
+    // The engine polls only hourly: everything below happens because
+    // commands and finished steps wake the engine loops.
     let mut server = TestServer::start_with(Settings {
         max_active_jobs: 1,
         chunk_size: 2,
         task_concurrency: 2,
+        poll_interval_ms: 3_600_000,
         ..Settings::default()
     })
     .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     server.put_object("data", "a", b"a");
     write_manifest(&server, &vec!["data,a".to_string(); 20]);
     let lock = TableLock::take(&server.db, "task_results").await;
@@ -295,5 +299,27 @@ async fn a_job_left_suspended_past_the_limit_fails_saying_so() {
         status_path(&mut server.client, &job_id).await,
         vec![S::New, S::Preparing, S::Suspended, S::Failing, S::Failed]
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn jobs_run_to_the_end_without_waiting_for_polls() {
+    let mut server = TestServer::idle().await;
+    server.put_object("data", "a", b"a");
+    write_manifest(&server, &vec!["data,a".to_string(); 25]);
+    let done = create(&mut server, checksum_job("fast", None)).await;
+    wait_for(&mut server.client, &done, S::Suspended).await;
+    server
+        .client
+        .update_job_status(pb::UpdateJobStatusRequest {
+            account_id: ACCOUNT.into(),
+            job_id: done.clone(),
+            requested_job_status: S::Ready as i32,
+            status_update_reason: String::new(),
+        })
+        .await
+        .unwrap();
+    let job = wait_for(&mut server.client, &done, S::Complete).await;
+    assert_eq!(job.progress_summary.unwrap().number_of_tasks_succeeded, 25);
     server.stop().await;
 }

@@ -11,6 +11,7 @@ use tracing::{info, instrument};
 
 use super::{ApiError, convert};
 use crate::domain::{Command, JobId, JobStatus};
+use crate::engine::Wakers;
 use crate::objects::invoke::Allowlist;
 use crate::proto::{self as pb, job_service_server::JobService};
 use crate::store::{Store, jobs};
@@ -23,13 +24,15 @@ const HISTORY_PAGE: usize = 500;
 pub struct JobApi {
     store: Store,
     invoke_allowlist: Arc<Allowlist>,
+    wakers: Arc<Wakers>,
 }
 
 impl JobApi {
-    pub fn new(store: Store, invoke_allowlist: Arc<Allowlist>) -> JobApi {
+    pub fn new(store: Store, invoke_allowlist: Arc<Allowlist>, wakers: Arc<Wakers>) -> JobApi {
         JobApi {
             store,
             invoke_allowlist,
+            wakers,
         }
     }
 
@@ -80,6 +83,7 @@ impl JobService for JobApi {
         .map_err(ApiError::from)?;
         if created {
             info!(job_id = %id, "job created");
+            Wakers::wake(&self.wakers.preparer);
         }
         Ok(Response::new(pb::CreateJobResponse {
             job_id: id.to_string(),
@@ -154,6 +158,8 @@ impl JobService for JobApi {
             .run(&request.account_id, &request.job_id, command)
             .await?;
         info!(job_id = %job.id, status = %job.status, "job status updated");
+        Wakers::wake(&self.wakers.scheduler);
+        Wakers::wake(&self.wakers.finisher);
         Ok(Response::new(pb::UpdateJobStatusResponse {
             job_id: job.id.to_string(),
             status: convert::status_to_proto(job.status) as i32,
@@ -175,6 +181,7 @@ impl JobService for JobApi {
                 Command::ChangePriority { priority },
             )
             .await?;
+        Wakers::wake(&self.wakers.scheduler);
         Ok(Response::new(pb::UpdateJobPriorityResponse {
             job_id: job.id.to_string(),
             priority: job.priority,

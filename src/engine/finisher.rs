@@ -7,15 +7,21 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::{Engine, Round, run_rounds};
+use super::{Engine, Round, Wakers, run_rounds};
 use crate::domain::{Command, JobStatus};
 use crate::store::{StoreError, tasks};
 
 pub(super) async fn run(engine: Engine, shutdown: CancellationToken) {
-    run_rounds(&engine, "finisher", &shutdown, || async {
-        finish_once(&engine).await?;
-        Ok(Round::Idle)
-    })
+    run_rounds(
+        &engine,
+        "finisher",
+        &engine.wakers.finisher,
+        &shutdown,
+        || async {
+            finish_once(&engine).await?;
+            Ok(Round::Idle)
+        },
+    )
     .await;
 }
 
@@ -29,6 +35,7 @@ async fn finish_once(engine: &Engine) -> Result<(), StoreError> {
     for id in tasks::jobs_in(&client, &draining, 64).await? {
         if let Some(job) = tasks::finish_draining(&mut client, id, Utc::now()).await? {
             info!(job_id = %id, status = %job.status, "draining finished");
+            Wakers::wake(&engine.wakers.scheduler);
         }
     }
     let limit = chrono::TimeDelta::from_std(engine.config.suspension_limit)
@@ -49,6 +56,7 @@ async fn finish_once(engine: &Engine) -> Result<(), StoreError> {
             tasks::try_execute(&mut client, id, &Command::FinishCompletion, Utc::now()).await?
         {
             info!(job_id = %id, status = %job.status, "job completed");
+            Wakers::wake(&engine.wakers.scheduler);
         }
     }
     Ok(())

@@ -11,6 +11,7 @@ mod worker;
 
 use std::{sync::Arc, time::Duration};
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -58,20 +59,46 @@ impl Default for EngineConfig {
     }
 }
 
+/// Wake-ups for the engine loops of this process, so work moves on at once
+/// instead of at the next poll. Polling stays as the fallback (and is how
+/// other processes notice).
+#[derive(Debug, Default)]
+pub struct Wakers {
+    pub preparer: Notify,
+    pub scheduler: Notify,
+    pub workers: Notify,
+    pub finisher: Notify,
+}
+
+impl Wakers {
+    /// Wakes a loop now, or its next wait if it is busy.
+    pub fn wake(notify: &Notify) {
+        notify.notify_waiters();
+        notify.notify_one();
+    }
+}
+
 /// The engine of one process.
 #[derive(Clone)]
 pub struct Engine {
     store: Store,
     operations: OperationContext,
     config: EngineConfig,
+    wakers: Arc<Wakers>,
 }
 
 impl Engine {
-    pub fn new(store: Store, operations: OperationContext, config: EngineConfig) -> Engine {
+    pub fn new(
+        store: Store,
+        operations: OperationContext,
+        config: EngineConfig,
+        wakers: Arc<Wakers>,
+    ) -> Engine {
         Engine {
             store,
             operations,
             config,
+            wakers,
         }
     }
 
@@ -94,15 +121,20 @@ impl Engine {
 
 /// Runs `round` until shutdown: after a round that found no more work, waits
 /// the poll interval; after a failed one, logs it and backs off.
-async fn run_rounds<F, Fut>(engine: &Engine, name: &str, shutdown: &CancellationToken, mut round: F)
-where
+async fn run_rounds<F, Fut>(
+    engine: &Engine,
+    name: &str,
+    wake: &Notify,
+    shutdown: &CancellationToken,
+    mut round: F,
+) where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Round, StoreError>>,
 {
     loop {
         let keep_going = match round().await {
             Ok(Round::MoreWork) if !shutdown.is_cancelled() => true,
-            Ok(_) => idle(engine, shutdown).await,
+            Ok(_) => idle(engine, wake, shutdown).await,
             Err(error) => back_off(name, error, shutdown).await,
         };
         if !keep_going {
@@ -119,10 +151,11 @@ enum Round {
     Idle,
 }
 
-/// Waits for the poll interval, or returns false when shutting down.
-async fn idle(engine: &Engine, shutdown: &CancellationToken) -> bool {
+/// Waits for a wake-up or the poll interval, or returns false when shutting down.
+async fn idle(engine: &Engine, wake: &Notify, shutdown: &CancellationToken) -> bool {
     tokio::select! {
         _ = shutdown.cancelled() => false,
+        _ = wake.notified() => true,
         _ = tokio::time::sleep(engine.config.poll_interval) => true,
     }
 }

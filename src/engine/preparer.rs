@@ -7,7 +7,7 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Engine, Round, run_rounds};
+use super::{Engine, Round, Wakers, run_rounds};
 use crate::domain::{Command, JobId, JobStatus, ManifestSource};
 use crate::objects::manifest;
 use crate::store::{PreparedCount, StoreError, jobs, tasks};
@@ -16,10 +16,16 @@ use crate::store::{PreparedCount, StoreError, jobs, tasks};
 const CHUNKS_PER_BATCH: usize = 16;
 
 pub(super) async fn run(engine: Engine, shutdown: CancellationToken) {
-    run_rounds(&engine, "preparer", &shutdown, || async {
-        prepare_waiting(&engine, &shutdown).await?;
-        Ok(Round::Idle)
-    })
+    run_rounds(
+        &engine,
+        "preparer",
+        &engine.wakers.preparer,
+        &shutdown,
+        || async {
+            prepare_waiting(&engine, &shutdown).await?;
+            Ok(Round::Idle)
+        },
+    )
     .await;
 }
 
@@ -95,6 +101,7 @@ async fn prepare(engine: &Engine, id: JobId) -> Result<(), StoreError> {
     let (job, _) = jobs::record(&tx, job, &command, Utc::now()).await?;
     tx.commit().await?;
     info!(job_id = %id, status = %job.status, tasks = job.progress.total, "preparation finished");
+    Wakers::wake(&engine.wakers.scheduler);
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::{Engine, Round, run_rounds};
+use super::{Engine, Round, Wakers, run_rounds};
 use crate::domain::{Command, JobId, JobStatus};
 use crate::store::{StoreError, jobs, tasks};
 
@@ -95,10 +95,16 @@ pub fn plan_slots(candidates: &[SlotCandidate], max_active_jobs: usize) -> SlotP
 }
 
 pub(super) async fn run(engine: Engine, shutdown: CancellationToken) {
-    run_rounds(&engine, "scheduler", &shutdown, || async {
-        schedule_once(&engine).await?;
-        Ok(Round::Idle)
-    })
+    run_rounds(
+        &engine,
+        "scheduler",
+        &engine.wakers.scheduler,
+        &shutdown,
+        || async {
+            schedule_once(&engine).await?;
+            Ok(Round::Idle)
+        },
+    )
     .await;
 }
 
@@ -108,6 +114,7 @@ async fn schedule_once(engine: &Engine) -> Result<(), StoreError> {
     tasks::take_scheduler_lock(&tx).await?;
     let candidates = tasks::slot_candidates(&tx).await?;
     let plan = plan_slots(&candidates, engine.config.max_active_jobs);
+    let changed = !plan.pause.is_empty() || !plan.activate.is_empty();
     let now = Utc::now();
     for (ids, command) in [
         (plan.pause, Command::Pause),
@@ -120,6 +127,10 @@ async fn schedule_once(engine: &Engine) -> Result<(), StoreError> {
         }
     }
     tx.commit().await?;
+    if changed {
+        Wakers::wake(&engine.wakers.workers);
+        Wakers::wake(&engine.wakers.finisher);
+    }
     Ok(())
 }
 

@@ -11,19 +11,26 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-use super::{Engine, Round, run_rounds};
+use super::{Engine, Round, Wakers, run_rounds};
+use crate::domain::JobStatus;
 use crate::objects::operations::TaskOperation;
 use crate::store::{ClaimedChunk, StoreError, Task, TaskResult, tasks};
 
 pub(super) async fn run(engine: Engine, permits: Arc<Semaphore>, shutdown: CancellationToken) {
     let owner = Uuid::new_v4();
-    run_rounds(&engine, "worker", &shutdown, || async {
-        Ok(if work_once(&engine, owner, &permits).await? {
-            Round::MoreWork
-        } else {
-            Round::Idle
-        })
-    })
+    run_rounds(
+        &engine,
+        "worker",
+        &engine.wakers.workers,
+        &shutdown,
+        || async {
+            Ok(if work_once(&engine, owner, &permits).await? {
+                Round::MoreWork
+            } else {
+                Round::Idle
+            })
+        },
+    )
     .await;
 }
 
@@ -41,11 +48,12 @@ async fn work_once(engine: &Engine, owner: Uuid, permits: &Semaphore) -> Result<
             return Ok(true);
         }
     };
-    if tasks::complete_chunk(&mut client, &chunk, owner, &results, Utc::now())
-        .await?
-        .is_none()
-    {
-        warn!(job_id = %chunk.job_id, chunk = chunk.chunk_number, "chunk lease lost before its results were recorded");
+    match tasks::complete_chunk(&mut client, &chunk, owner, &results, Utc::now()).await? {
+        Some(job) if job.status != JobStatus::Active => Wakers::wake(&engine.wakers.finisher),
+        Some(_) => {}
+        None => {
+            warn!(job_id = %chunk.job_id, chunk = chunk.chunk_number, "chunk lease lost before its results were recorded");
+        }
     }
     Ok(true)
 }
