@@ -266,14 +266,16 @@ async fn no_task_starts_after_cancellation_and_in_flight_calls_are_recorded() {
         ..Reply::result(event, "Succeeded", "slowly")
     })
     .await;
+    // Chunks of 10 tasks, 2 at a time: a claimed chunk holds seconds of work
+    // that must not start once the job is cancelled.
     let mut server = TestServer::start_with(Settings {
         invoke_allowlist: endpoint.url.clone(),
-        chunk_size: 2,
+        chunk_size: 10,
         task_concurrency: 2,
         ..Settings::default()
     })
     .await;
-    let lines: Vec<String> = (0..30).map(|i| format!("data,k{i}")).collect();
+    let lines: Vec<String> = (0..40).map(|i| format!("data,k{i}")).collect();
     write_manifest(&server, &lines);
     let job_id = server
         .client
@@ -315,17 +317,14 @@ async fn no_task_starts_after_cancellation_and_in_flight_calls_are_recorded() {
         .unwrap()
         .get(0);
     let calls = endpoint.calls();
-    // A task already claimed may still start right at the cancel instant, but
-    // none later than one chunk's worth of in-flight work.
+    // Workers notice the cancellation within their status check (≤ 100 ms):
+    // nothing starts after that, although claimed chunks held more work.
     let late: Vec<_> = calls
         .iter()
-        .filter(|c| c.started > cancelled_at + chrono::TimeDelta::milliseconds(50))
+        .filter(|c| c.started > cancelled_at + chrono::TimeDelta::milliseconds(500))
+        .map(|c| c.key.clone())
         .collect();
-    assert!(
-        late.len() <= 2,
-        "{} calls started after the cancel: {late:?}",
-        late.len()
-    );
+    assert!(late.is_empty(), "calls started after the cancel: {late:?}");
     let progress = job.progress_summary.unwrap();
     let recorded = progress.number_of_tasks_succeeded + progress.number_of_tasks_failed;
     assert_eq!(
@@ -333,6 +332,6 @@ async fn no_task_starts_after_cancellation_and_in_flight_calls_are_recorded() {
         calls.len(),
         "every call that started was recorded"
     );
-    assert!(recorded < 30);
+    assert!(recorded < 20, "{recorded} tasks ran");
     server.stop().await;
 }

@@ -6,7 +6,9 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use tokio::sync::Semaphore;
+use futures::{StreamExt, stream::FuturesUnordered};
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use uuid::Uuid;
@@ -41,14 +43,20 @@ async fn work_once(engine: &Engine, owner: Uuid, permits: &Semaphore) -> Result<
         return Ok(false);
     };
     debug!(job_id = %chunk.job_id, chunk = chunk.chunk_number, tasks = chunk.tasks.len(), "chunk claimed");
-    let results = tokio::select! {
-        results = run_tasks(engine, &chunk, permits) => results,
+    let stop = AtomicBool::new(false);
+    let run = tokio::select! {
+        run = run_tasks(engine, &chunk, permits, &stop) => run,
         lost = renew_lease(engine, &chunk, owner) => {
             warn!(job_id = %chunk.job_id, chunk = chunk.chunk_number, lost = ?lost.err(), "chunk lease lost; abandoning it");
             return Ok(true);
         }
+        () = watch_status(engine, &chunk, &stop) => unreachable!("the status watch never returns"),
     };
-    match tasks::complete_chunk(&mut client, &chunk, owner, &results, Utc::now()).await? {
+    let unstarted = &chunk.tasks[run.started..];
+    let rest = unstarted
+        .first()
+        .map(|first| (first.number, unstarted.len()));
+    match tasks::complete_chunk(&mut client, &chunk, owner, &run.results, rest, Utc::now()).await? {
         Some(job) if job.status != JobStatus::Active => Wakers::wake(&engine.wakers.finisher),
         Some(_) => {}
         None => {
@@ -58,41 +66,86 @@ async fn work_once(engine: &Engine, owner: Uuid, permits: &Semaphore) -> Result<
     Ok(true)
 }
 
-async fn run_tasks(engine: &Engine, chunk: &ClaimedChunk, permits: &Semaphore) -> Vec<TaskResult> {
+/// What running a chunk produced: the results of the tasks that started,
+/// which are always the first `started` tasks of the chunk.
+struct ChunkRun {
+    results: Vec<TaskResult>,
+    started: usize,
+}
+
+/// Starts the chunk's tasks strictly in order, each once a process-wide
+/// permit is free (at most `task_concurrency` run at once), and stops
+/// starting them once `stop` is set; tasks already started finish.
+async fn run_tasks(
+    engine: &Engine,
+    chunk: &ClaimedChunk,
+    permits: &Semaphore,
+    stop: &AtomicBool,
+) -> ChunkRun {
     let operation = engine
         .operations
         .for_operation(chunk.job_id, &chunk.operation);
-    let runs = chunk
-        .tasks
-        .iter()
-        .map(|task| run_task(engine, operation.as_ref(), task, permits));
-    futures::future::join_all(runs).await
+    let mut running = FuturesUnordered::new();
+    let mut results = Vec::with_capacity(chunk.tasks.len());
+    let mut started = 0;
+    loop {
+        let may_start = started < chunk.tasks.len() && !stop.load(Ordering::SeqCst);
+        tokio::select! {
+            permit = permits.acquire(), if may_start => {
+                let Ok(permit) = permit else { break };
+                if stop.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let task = &chunk.tasks[started];
+                running.push(run_task(engine, operation.as_ref(), task, permits, permit));
+                started += 1;
+            }
+            Some(result) = running.next(), if !running.is_empty() => results.push(result),
+            else => break,
+        }
+    }
+    ChunkRun { results, started }
 }
 
-/// Runs one task, retrying transient failures with exponential backoff and
-/// full jitter; the last attempt's outcome is the result. A task holds one of
-/// the process-wide `task_concurrency` permits only while it runs.
+/// Sets `stop` once the chunk's job is no longer Active (cancelled, failing,
+/// pausing), checking every poll interval (at most every 100 ms).
+async fn watch_status(engine: &Engine, chunk: &ClaimedChunk, stop: &AtomicBool) {
+    let every = engine.config.poll_interval.min(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(every).await;
+        let status = match engine.store.client().await {
+            Ok(client) => tasks::status(&**client, chunk.job_id).await,
+            Err(error) => Err(error),
+        };
+        if matches!(status, Ok(status) if status != JobStatus::Active) {
+            stop.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Runs one task on `permit`, retrying transient failures with exponential
+/// backoff and full jitter (each retry waits for a permit of its own); the
+/// last attempt's outcome is the result.
 async fn run_task(
     engine: &Engine,
     operation: &dyn TaskOperation,
     task: &Task,
     permits: &Semaphore,
+    permit: SemaphorePermit<'_>,
 ) -> TaskResult {
     let config = &engine.config;
+    let mut outcome = operation.run(task).await;
+    drop(permit);
     let mut attempt = 1;
-    loop {
-        let outcome = {
-            let _permit = permits.acquire().await;
-            operation.run(task).await
-        };
-        if !outcome.retryable || attempt >= config.task_max_attempts {
-            return outcome.into_result(task);
-        }
+    while outcome.retryable && attempt < config.task_max_attempts {
         let delay = retry_delay(attempt, config.retry_base_delay, config.retry_max_delay);
         debug!(task = task.number, attempt, ?delay, error = ?outcome.error_code, "retrying task");
         tokio::time::sleep(delay).await;
+        let _permit = permits.acquire().await;
+        outcome = operation.run(task).await;
         attempt += 1;
     }
+    outcome.into_result(task)
 }
 
 /// A random delay up to `base × 2^(attempt-1)`, capped at `max`.

@@ -61,6 +61,10 @@ const EXTEND_LEASE: &str = "
     WHERE job_id = $1 AND chunk_number = $2 AND lease_owner = $3";
 const RELEASE_CHUNK: &str = "
     DELETE FROM task_chunks WHERE job_id = $1 AND chunk_number = $2 AND lease_owner = $3";
+const SHRINK_CHUNK: &str = "
+    UPDATE task_chunks
+    SET first_task = $4, task_count = $5, lease_owner = NULL, lease_expires_at = NULL
+    WHERE job_id = $1 AND chunk_number = $2 AND lease_owner = $3";
 const LIVE_CHUNKS: &str = "
     SELECT count(*) FROM task_chunks
     WHERE job_id = $1 AND lease_expires_at IS NOT NULL AND lease_expires_at >= now()";
@@ -263,22 +267,28 @@ pub async fn extend_lease(
 
 /// Records a chunk's results in one transaction: releases the chunk, appends
 /// one result row per task and records the counts on the job (which may
-/// finish or fail it). Returns `None` when the lease was lost, in which case
-/// nothing is written.
+/// finish or fail it). `unstarted` (first task, count) are the chunk's last
+/// tasks that never started: the chunk shrinks to them and is released for a
+/// later claim instead of being deleted. Returns `None` when the lease was
+/// lost, in which case nothing is written.
 pub async fn complete_chunk(
     client: &mut Client,
     chunk: &ClaimedChunk,
     owner: Uuid,
     results: &[TaskResult],
+    unstarted: Option<(i64, usize)>,
     now: DateTime<Utc>,
 ) -> Result<Option<Job>, StoreError> {
     let tx = client.transaction().await?;
-    let released = tx
-        .execute(
-            RELEASE_CHUNK,
-            &[&chunk.job_id.0, &chunk.chunk_number, &owner],
-        )
-        .await?;
+    let (id, number) = (&chunk.job_id.0, &chunk.chunk_number);
+    let released = match unstarted {
+        None => tx.execute(RELEASE_CHUNK, &[id, number, &owner]).await?,
+        Some((first_task, count)) => {
+            let count = count as i32;
+            tx.execute(SHRINK_CHUNK, &[id, number, &owner, &first_task, &count])
+                .await?
+        }
+    };
     if released == 0 {
         return Ok(None);
     }
