@@ -101,6 +101,10 @@ pub struct ServeConfig {
     /// Comma-separated URL prefixes that Invoke jobs may call; empty allows none.
     #[arg(long, env = "BATCHOPS_INVOKE_ALLOWLIST", default_value = "")]
     pub invoke_allowlist: String,
+    /// Serve the API only and run no engine loops (preparer, scheduler,
+    /// workers, finisher): for API-only replicas next to engine processes.
+    #[arg(long, env = "BATCHOPS_NO_ENGINE")]
+    pub no_engine: bool,
     /// Milliseconds between looks for work when idle.
     #[arg(long, env = "BATCHOPS_POLL_INTERVAL_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub poll_interval_ms: u64,

@@ -54,7 +54,7 @@ pub async fn serve(
         config.engine(),
         wakers.clone(),
     );
-    let engine = tokio::spawn(engine.run(stop_engine.clone()));
+    let engine = (!config.no_engine).then(|| tokio::spawn(engine.run(stop_engine.clone())));
     info!(address = %listener.local_addr().map_err(|e| ServeError::Store(StoreError::Unavailable(Box::new(e))))?, "serving");
     let served = tonic::transport::Server::builder()
         .add_service(JobServiceServer::new(JobApi::new(
@@ -66,7 +66,9 @@ pub async fn serve(
         .await;
     info!("shutting down");
     stop_engine.cancel();
-    let _ = engine.await;
+    if let Some(engine) = engine {
+        let _ = engine.await;
+    }
     served?;
     Ok(())
 }

@@ -7,16 +7,6 @@ use batchops::proto as pb;
 use common::*;
 use pb::JobStatus as S;
 
-async fn create(server: &mut TestServer, request: pb::CreateJobRequest) -> String {
-    server
-        .client
-        .create_job(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .job_id
-}
-
 /// (recorded_at, event_type) of a job's events, from the log.
 async fn event_times(
     server: &TestServer,
@@ -70,13 +60,13 @@ async fn a_higher_priority_job_pauses_a_running_one_which_resumes_and_completes_
     let lock = TableLock::take(&server.db, "task_results").await;
     let mut low = checksum_job("low", Some(false));
     low.priority = 1;
-    let low = create(&mut server, low).await;
+    let low = server.create(low).await;
     wait_for(&mut server.client, &low, S::Active).await;
 
     // When a higher-priority job becomes Ready
     let mut high = checksum_job("high", Some(false));
     high.priority = 10;
-    let high = create(&mut server, high).await;
+    let high = server.create(high).await;
 
     // Then the running job stops starting tasks and drains
     wait_for(&mut server.client, &low, S::Pausing).await;
@@ -144,9 +134,9 @@ async fn raising_a_waiting_jobs_priority_gives_it_the_slot_at_once() {
     server.put_object("data", "a", b"a");
     write_manifest(&server, &vec!["data,a".to_string(); 20]);
     let lock = TableLock::take(&server.db, "task_results").await;
-    let first = create(&mut server, checksum_job("first", Some(false))).await;
+    let first = server.create(checksum_job("first", Some(false))).await;
     wait_for(&mut server.client, &first, S::Active).await;
-    let second = create(&mut server, checksum_job("second", Some(false))).await;
+    let second = server.create(checksum_job("second", Some(false))).await;
     wait_for(&mut server.client, &second, S::Ready).await;
     // Equal priority never preempts.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -201,7 +191,7 @@ async fn sixty_percent_failures_over_1200_tasks_fail_the_job_with_the_counts() {
     })
     .await;
     threshold_manifest(&server, 1200, 60);
-    let job_id = create(&mut server, checksum_job("fail", Some(false))).await;
+    let job_id = server.create(checksum_job("fail", Some(false))).await;
     let job = wait_for(&mut server.client, &job_id, S::Failed).await;
     let reason = &job.failure_reasons[0];
     assert_eq!(reason.failure_code, "TaskFailureThresholdExceeded");
@@ -237,7 +227,7 @@ async fn forty_percent_failures_over_1200_tasks_complete_the_job() {
     })
     .await;
     threshold_manifest(&server, 1200, 40);
-    let job_id = create(&mut server, checksum_job("pass", Some(false))).await;
+    let job_id = server.create(checksum_job("pass", Some(false))).await;
     let job = wait_for(&mut server.client, &job_id, S::Complete).await;
     let progress = job.progress_summary.unwrap();
     assert_eq!(
@@ -260,7 +250,7 @@ async fn a_job_may_lower_its_own_failure_threshold() {
         minimum_tasks_run: Some(10),
         max_failure_percent: Some(10),
     });
-    let job_id = create(&mut server, request).await;
+    let job_id = server.create(request).await;
     let job = wait_for(&mut server.client, &job_id, S::Failed).await;
     assert_eq!(
         job.failure_reasons[0].failure_code,
@@ -283,7 +273,7 @@ async fn a_job_left_suspended_past_the_limit_fails_saying_so() {
     .await;
     server.put_object("data", "a", b"a");
     write_manifest(&server, &["data,a".into()]);
-    let job_id = create(&mut server, checksum_job("wait", None)).await;
+    let job_id = server.create(checksum_job("wait", None)).await;
     wait_for(&mut server.client, &job_id, S::Suspended).await;
     let job = wait_for(&mut server.client, &job_id, S::Failed).await;
     assert_eq!(
@@ -304,10 +294,15 @@ async fn a_job_left_suspended_past_the_limit_fails_saying_so() {
 
 #[tokio::test]
 async fn jobs_run_to_the_end_without_waiting_for_polls() {
-    let mut server = TestServer::idle().await;
+    // The engine polls only hourly: the job moves because steps wake it.
+    let mut server = TestServer::start_with(Settings {
+        poll_interval_ms: 3_600_000,
+        ..Settings::default()
+    })
+    .await;
     server.put_object("data", "a", b"a");
     write_manifest(&server, &vec!["data,a".to_string(); 25]);
-    let done = create(&mut server, checksum_job("fast", None)).await;
+    let done = server.create(checksum_job("fast", None)).await;
     wait_for(&mut server.client, &done, S::Suspended).await;
     server
         .client

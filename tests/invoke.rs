@@ -11,25 +11,6 @@ use common::*;
 use pb::JobStatus as S;
 use tonic::Code;
 
-async fn results(
-    server: &TestServer,
-    job_id: &str,
-) -> Vec<(bool, i32, Option<String>, Option<String>)> {
-    let client = server.db.client().await;
-    let id = uuid::Uuid::parse_str(job_id).unwrap();
-    client
-        .query(
-            "SELECT succeeded, http_status_code, error_code, result_message FROM task_results
-             WHERE job_id = $1 ORDER BY task_number",
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-        .collect()
-}
-
 fn behave(event: &serde_json::Value, key: &str, previous: usize) -> Reply {
     let kind = key.split('/').next().unwrap();
     match kind {
@@ -100,7 +81,7 @@ async fn invoke_maps_replies_to_results_and_retries_only_transient_failures() {
         (3, 6)
     );
 
-    let rows = results(&server, &job_id).await;
+    let rows = server.results(&job_id).await;
     let expect = |i: usize, succeeded: bool, http: i32, code: Option<&str>| {
         assert_eq!(
             (rows[i].0, rows[i].1, rows[i].2.as_deref()),
@@ -186,7 +167,7 @@ async fn schema_1_0_names_the_bucket_by_arn_and_a_slow_endpoint_times_out() {
         .into_inner()
         .job_id;
     wait_for(&mut server.client, &job_id, S::Complete).await;
-    let rows = results(&server, &job_id).await;
+    let rows = server.results(&job_id).await;
     assert!(rows[0].0);
     assert_eq!(
         (rows[1].0, rows[1].2.as_deref()),

@@ -15,54 +15,6 @@ fn checksum_message(content: &[u8]) -> String {
     hex::encode(Sha256::digest(content))
 }
 
-async fn create(server: &mut TestServer, request: pb::CreateJobRequest) -> String {
-    server
-        .client
-        .create_job(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .job_id
-}
-
-async fn update_status(
-    server: &mut TestServer,
-    job_id: &str,
-    status: S,
-    reason: &str,
-) -> Result<pb::UpdateJobStatusResponse, tonic::Status> {
-    server
-        .client
-        .update_job_status(pb::UpdateJobStatusRequest {
-            account_id: ACCOUNT.into(),
-            job_id: job_id.into(),
-            requested_job_status: status as i32,
-            status_update_reason: reason.into(),
-        })
-        .await
-        .map(|r| r.into_inner())
-}
-
-/// Result rows of a job: (task number, succeeded, http status, error code, message).
-async fn results(
-    server: &TestServer,
-    job_id: &str,
-) -> Vec<(i64, bool, i32, Option<String>, Option<String>)> {
-    let client = server.db.client().await;
-    let id = uuid::Uuid::parse_str(job_id).unwrap();
-    client
-        .query(
-            "SELECT task_number, succeeded, http_status_code, error_code, result_message
-             FROM task_results WHERE job_id = $1 ORDER BY task_number",
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
-        .collect()
-}
-
 #[tokio::test]
 async fn confirmed_job_goes_from_suspended_to_complete_with_correct_counts_and_checksums() {
     // Given five objects and a manifest listing them
@@ -78,7 +30,7 @@ async fn confirmed_job_goes_from_suspended_to_complete_with_correct_counts_and_c
     write_manifest(&server, &lines);
 
     // When a job is created without saying whether it needs confirmation
-    let job_id = create(&mut server, checksum_job("t1", None)).await;
+    let job_id = server.create(checksum_job("t1", None)).await;
 
     // Then it waits in Suspended with its tasks counted
     let job = wait_for(&mut server.client, &job_id, S::Suspended).await;
@@ -96,7 +48,8 @@ async fn confirmed_job_goes_from_suspended_to_complete_with_correct_counts_and_c
     );
 
     // When it is confirmed, it runs to Complete
-    let response = update_status(&mut server, &job_id, S::Ready, "go ahead")
+    let response = server
+        .update_status(&job_id, S::Ready, "go ahead")
         .await
         .unwrap();
     assert_eq!(response.status, S::Ready as i32);
@@ -115,9 +68,9 @@ async fn confirmed_job_goes_from_suspended_to_complete_with_correct_counts_and_c
     assert_eq!(job.status_update_reason, "go ahead");
 
     // And every task's result carries the object's SHA-256
-    let rows = results(&server, &job_id).await;
+    let rows = server.results(&job_id).await;
     assert_eq!(rows.len(), 5);
-    for (number, succeeded, http, error, message) in rows {
+    for (number, (succeeded, http, error, message)) in rows.into_iter().enumerate() {
         assert!(succeeded);
         assert_eq!(http, 200);
         assert_eq!(error, None);
@@ -155,7 +108,7 @@ async fn job_without_confirmation_runs_straight_through_and_failed_tasks_are_cou
             "data,..%2F..%2Fetc%2Fpasswd".into(),
         ],
     );
-    let job_id = create(&mut server, checksum_job("t2", Some(false))).await;
+    let job_id = server.create(checksum_job("t2", Some(false))).await;
     let job = wait_for(&mut server.client, &job_id, S::Complete).await;
     let progress = job.progress_summary.unwrap();
     assert_eq!(
@@ -176,9 +129,9 @@ async fn job_without_confirmation_runs_straight_through_and_failed_tasks_are_cou
             S::Complete
         ]
     );
-    let rows = results(&server, &job_id).await;
-    assert_eq!((rows[1].2, rows[1].3.as_deref()), (404, Some("NoSuchKey")));
-    assert_eq!((rows[2].2, rows[2].3.as_deref()), (400, Some("InvalidKey")));
+    let rows = server.results(&job_id).await;
+    assert_eq!((rows[1].1, rows[1].2.as_deref()), (404, Some("NoSuchKey")));
+    assert_eq!((rows[2].1, rows[2].2.as_deref()), (400, Some("InvalidKey")));
     server.stop().await;
 }
 
@@ -195,7 +148,7 @@ async fn delete_object_deletes_each_listed_object_and_nothing_else() {
             pb::DeleteObjectOperation {},
         )),
     });
-    let job_id = create(&mut server, request).await;
+    let job_id = server.create(request).await;
     wait_for(&mut server.client, &job_id, S::Complete).await;
     assert!(!server.object_exists("data", "x/1"));
     assert!(!server.object_exists("data", "x/2"));
@@ -207,7 +160,7 @@ async fn delete_object_deletes_each_listed_object_and_nothing_else() {
 async fn bad_manifests_fail_the_job_with_a_reason() {
     let mut server = TestServer::start().await;
     // Missing manifest
-    let missing = create(&mut server, checksum_job("missing", Some(false))).await;
+    let missing = server.create(checksum_job("missing", Some(false))).await;
     let job = wait_for(&mut server.client, &missing, S::Failed).await;
     assert_eq!(job.failure_reasons[0].failure_code, "ManifestNotFound");
     assert!(
@@ -225,7 +178,7 @@ async fn bad_manifests_fail_the_job_with_a_reason() {
         &server,
         &["data,a".into(), "data,b".into(), "just-one-column".into()],
     );
-    let malformed = create(&mut server, checksum_job("malformed", Some(false))).await;
+    let malformed = server.create(checksum_job("malformed", Some(false))).await;
     let job = wait_for(&mut server.client, &malformed, S::Failed).await;
     assert_eq!(job.failure_reasons[0].failure_code, "ManifestInvalid");
     assert!(
@@ -240,7 +193,7 @@ async fn bad_manifests_fail_the_job_with_a_reason() {
     server.put_object("data", "a", b"a");
     let mut pinned = checksum_job("etag-wrong", Some(false));
     pinned.manifest.as_mut().unwrap().etag = "\"not-the-etag\"".into();
-    let wrong = create(&mut server, pinned).await;
+    let wrong = server.create(pinned).await;
     let job = wait_for(&mut server.client, &wrong, S::Failed).await;
     assert_eq!(job.failure_reasons[0].failure_code, "ManifestETagMismatch");
 
@@ -255,12 +208,12 @@ async fn bad_manifests_fail_the_job_with_a_reason() {
         .unwrap();
     let mut pinned = checksum_job("etag-right", Some(false));
     pinned.manifest.as_mut().unwrap().etag = format!("\"{etag}\"");
-    let right = create(&mut server, pinned).await;
+    let right = server.create(pinned).await;
     wait_for(&mut server.client, &right, S::Complete).await;
 
     // An empty manifest
     write_manifest(&server, &[]);
-    let empty = create(&mut server, checksum_job("empty", Some(false))).await;
+    let empty = server.create(checksum_job("empty", Some(false))).await;
     let job = wait_for(&mut server.client, &empty, S::Failed).await;
     assert_eq!(job.failure_reasons[0].failure_code, "ManifestEmpty");
     server.stop().await;
@@ -277,9 +230,10 @@ async fn cancelling_idle_jobs_lands_in_cancelled_at_once() {
     server.put_object("data", "a", b"a");
     write_manifest(&server, &["data,a".into()]);
 
-    let suspended = create(&mut server, checksum_job("s", None)).await;
+    let suspended = server.create(checksum_job("s", None)).await;
     wait_for(&mut server.client, &suspended, S::Suspended).await;
-    let response = update_status(&mut server, &suspended, S::Cancelled, "No longer needed")
+    let response = server
+        .update_status(&suspended, S::Cancelled, "No longer needed")
         .await
         .unwrap();
     assert_eq!(response.status, S::Cancelled as i32);
@@ -288,9 +242,10 @@ async fn cancelling_idle_jobs_lands_in_cancelled_at_once() {
     assert_eq!(job.status, S::Cancelled as i32);
     assert!(job.termination_time.is_some());
 
-    let ready = create(&mut server, checksum_job("r", Some(false))).await;
+    let ready = server.create(checksum_job("r", Some(false))).await;
     wait_for(&mut server.client, &ready, S::Ready).await;
-    let response = update_status(&mut server, &ready, S::Cancelled, "")
+    let response = server
+        .update_status(&ready, S::Cancelled, "")
         .await
         .unwrap();
     assert_eq!(response.status, S::Cancelled as i32);
@@ -304,12 +259,13 @@ async fn cancelling_idle_jobs_lands_in_cancelled_at_once() {
 #[tokio::test]
 async fn cancelling_a_new_job_lands_in_cancelled_at_once() {
     let mut server = TestServer::idle().await;
-    let job_id = create(&mut server, checksum_job("n", None)).await;
+    let job_id = server.create(checksum_job("n", None)).await;
     assert_eq!(
         describe(&mut server.client, &job_id).await.status,
         S::New as i32
     );
-    let response = update_status(&mut server, &job_id, S::Cancelled, "")
+    let response = server
+        .update_status(&job_id, S::Cancelled, "")
         .await
         .unwrap();
     assert_eq!(response.status, S::Cancelled as i32);
@@ -323,9 +279,10 @@ async fn cancelling_a_preparing_job_drains_through_cancelling_and_keeps_no_tasks
     write_manifest(&server, &["data,a".into(), "data,a".into()]);
     // The preparer blocks writing tasks while this lock is held.
     let lock = TableLock::take(&server.db, "tasks").await;
-    let job_id = create(&mut server, checksum_job("p", None)).await;
+    let job_id = server.create(checksum_job("p", None)).await;
     wait_for(&mut server.client, &job_id, S::Preparing).await;
-    let response = update_status(&mut server, &job_id, S::Cancelled, "stop")
+    let response = server
+        .update_status(&job_id, S::Cancelled, "stop")
         .await
         .unwrap();
     assert_eq!(response.status, S::Cancelling as i32);
@@ -359,11 +316,12 @@ async fn cancelling_an_active_job_records_in_flight_tasks_and_starts_no_more() {
     write_manifest(&server, &vec!["data,a".to_string(); 40]);
     // Workers block recording results while this lock is held.
     let lock = TableLock::take(&server.db, "task_results").await;
-    let job_id = create(&mut server, checksum_job("act", Some(false))).await;
+    let job_id = server.create(checksum_job("act", Some(false))).await;
     wait_for(&mut server.client, &job_id, S::Active).await;
     // Give both workers time to claim a chunk and block on the lock.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let response = update_status(&mut server, &job_id, S::Cancelled, "")
+    let response = server
+        .update_status(&job_id, S::Cancelled, "")
         .await
         .unwrap();
     assert_eq!(response.status, S::Cancelling as i32);
@@ -378,9 +336,9 @@ async fn cancelling_an_active_job_records_in_flight_tasks_and_starts_no_more() {
     let run = progress.number_of_tasks_succeeded + progress.number_of_tasks_failed;
     // The chunks in flight (two workers × two tasks) were recorded; no others ran.
     assert!(run > 0 && run <= 4, "{run} tasks recorded");
-    assert_eq!(results(&server, &job_id).await.len() as u64, run);
+    assert_eq!(server.results(&job_id).await.len() as u64, run);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(results(&server, &job_id).await.len() as u64, run);
+    assert_eq!(server.results(&job_id).await.len() as u64, run);
     server.stop().await;
 }
 
@@ -389,13 +347,14 @@ async fn refused_transitions_are_failed_precondition_and_change_nothing() {
     let mut server = TestServer::start().await;
     server.put_object("data", "a", b"a");
     write_manifest(&server, &["data,a".into()]);
-    let job_id = create(&mut server, checksum_job("c", Some(false))).await;
+    let job_id = server.create(checksum_job("c", Some(false))).await;
     wait_for(&mut server.client, &job_id, S::Complete).await;
     let before = describe(&mut server.client, &job_id).await;
     let history_before = history(&mut server.client, &job_id, 0).await;
 
     for (requested, named) in [(S::Ready, "Ready"), (S::Cancelled, "Cancelled")] {
-        let error = update_status(&mut server, &job_id, requested, "")
+        let error = server
+            .update_status(&job_id, requested, "")
             .await
             .unwrap_err();
         assert_eq!(error.code(), Code::FailedPrecondition);
@@ -423,9 +382,10 @@ async fn refused_transitions_are_failed_precondition_and_change_nothing() {
     // Confirming a job that needs no confirmation is refused too.
     let mut request = checksum_job("c2", Some(false));
     request.manifest.as_mut().unwrap().key = "none.csv".into();
-    let failed = create(&mut server, request).await;
+    let failed = server.create(request).await;
     wait_for(&mut server.client, &failed, S::Failed).await;
-    let error = update_status(&mut server, &failed, S::Ready, "")
+    let error = server
+        .update_status(&failed, S::Ready, "")
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::FailedPrecondition);
@@ -438,7 +398,7 @@ async fn history_lists_every_event_in_order_and_resumes_after_a_sequence() {
     let mut server = TestServer::start().await;
     server.put_object("data", "a", b"a");
     write_manifest(&server, &["data,a".into()]);
-    let job_id = create(&mut server, checksum_job("h", None)).await;
+    let job_id = server.create(checksum_job("h", None)).await;
     wait_for(&mut server.client, &job_id, S::Suspended).await;
     server
         .client
@@ -461,9 +421,7 @@ async fn history_lists_every_event_in_order_and_resumes_after_a_sequence() {
         })
         .await
         .unwrap();
-    update_status(&mut server, &job_id, S::Ready, "")
-        .await
-        .unwrap();
+    server.update_status(&job_id, S::Ready, "").await.unwrap();
     wait_for(&mut server.client, &job_id, S::Complete).await;
 
     let events = history(&mut server.client, &job_id, 0).await;
@@ -516,8 +474,8 @@ async fn history_lists_every_event_in_order_and_resumes_after_a_sequence() {
 #[tokio::test]
 async fn create_job_is_idempotent_on_its_token() {
     let mut server = TestServer::idle().await;
-    let first = create(&mut server, checksum_job("same", None)).await;
-    let again = create(&mut server, checksum_job("same", None)).await;
+    let first = server.create(checksum_job("same", None)).await;
+    let again = server.create(checksum_job("same", None)).await;
     assert_eq!(first, again);
     let mut different = checksum_job("same", None);
     different.priority = 99;
@@ -527,7 +485,7 @@ async fn create_job_is_idempotent_on_its_token() {
     // The same token in another account is another job.
     let mut other_account = checksum_job("same", None);
     other_account.account_id = "444455556666".into();
-    let other = create(&mut server, other_account).await;
+    let other = server.create(other_account).await;
     assert_ne!(other, first);
     let listed = server
         .client
@@ -547,12 +505,14 @@ async fn list_jobs_filters_by_status_and_pages_newest_first() {
     let mut server = TestServer::idle().await;
     let mut created = Vec::new();
     for i in 0..5 {
-        created.push(create(&mut server, checksum_job(&format!("l{i}"), None)).await);
+        created.push(server.create(checksum_job(&format!("l{i}"), None)).await);
     }
-    update_status(&mut server, &created[1], S::Cancelled, "")
+    server
+        .update_status(&created[1], S::Cancelled, "")
         .await
         .unwrap();
-    update_status(&mut server, &created[3], S::Cancelled, "")
+    server
+        .update_status(&created[3], S::Cancelled, "")
         .await
         .unwrap();
 
@@ -608,7 +568,7 @@ async fn list_jobs_filters_by_status_and_pages_newest_first() {
 #[tokio::test]
 async fn tags_are_put_read_and_deleted() {
     let mut server = TestServer::start().await;
-    let job_id = create(&mut server, checksum_job("tags", None)).await;
+    let job_id = server.create(checksum_job("tags", None)).await;
     let tags = vec![
         pb::Tag {
             key: "team".into(),

@@ -29,20 +29,7 @@ async fn run(
         .into_inner()
         .job_id;
     let job = wait_for(&mut server.client, &job_id, S::Complete).await;
-    let client = server.db.client().await;
-    let id = uuid::Uuid::parse_str(&job_id).unwrap();
-    let rows = client
-        .query(
-            "SELECT succeeded, http_status_code, error_code, result_message FROM task_results
-             WHERE job_id = $1 ORDER BY task_number",
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-        .collect();
-    (job, rows)
+    (job, server.results(&job_id).await)
 }
 
 #[tokio::test]

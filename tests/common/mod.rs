@@ -160,6 +160,7 @@ pub struct Settings {
     pub suspension_limit_seconds: u64,
     pub task_max_attempts: u32,
     pub invoke_allowlist: String,
+    pub run_engine: bool,
 }
 
 impl Default for Settings {
@@ -172,6 +173,7 @@ impl Default for Settings {
             suspension_limit_seconds: 30 * 24 * 3600,
             task_max_attempts: 3,
             invoke_allowlist: String::new(),
+            run_engine: true,
         }
     }
 }
@@ -192,16 +194,13 @@ impl TestServer {
         TestServer::start_with(Settings::default()).await
     }
 
-    /// A server whose engine looks for work once at start and then only
-    /// hourly, so jobs created afterwards stay New.
+    /// A server that runs no engine (`--no-engine`), so jobs stay New.
     pub async fn idle() -> TestServer {
-        let server = TestServer::start_with(Settings {
-            poll_interval_ms: 3_600_000,
+        TestServer::start_with(Settings {
+            run_engine: false,
             ..Settings::default()
         })
-        .await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        server
+        .await
     }
 
     pub async fn start_with(settings: Settings) -> TestServer {
@@ -232,6 +231,39 @@ impl TestServer {
     /// Writes an object under `bucket/key`.
     pub fn put_object(&self, bucket: &str, key: &str, content: &[u8]) -> PathBuf {
         put_object(self.objects.path(), bucket, key, content)
+    }
+
+    /// Creates a job and returns its id.
+    pub async fn create(&mut self, request: pb::CreateJobRequest) -> String {
+        self.client
+            .create_job(request)
+            .await
+            .unwrap()
+            .into_inner()
+            .job_id
+    }
+
+    /// UpdateJobStatus for this test's account.
+    pub async fn update_status(
+        &mut self,
+        job_id: &str,
+        status: pb::JobStatus,
+        reason: &str,
+    ) -> Result<pb::UpdateJobStatusResponse, tonic::Status> {
+        self.client
+            .update_job_status(pb::UpdateJobStatusRequest {
+                account_id: ACCOUNT.into(),
+                job_id: job_id.into(),
+                requested_job_status: status as i32,
+                status_update_reason: reason.into(),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// The job's task results in task order.
+    pub async fn results(&self, job_id: &str) -> Vec<ResultRow> {
+        task_results(&self.db, job_id).await
     }
 
     pub fn object_exists(&self, bucket: &str, key: &str) -> bool {
@@ -273,6 +305,7 @@ pub async fn spawn_server(
         task_max_attempts: settings.task_max_attempts,
         retry_base_delay_ms: 10,
         invoke_allowlist: settings.invoke_allowlist.clone(),
+        no_engine: !settings.run_engine,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
@@ -666,4 +699,24 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One stored task result: succeeded, HTTP status code, error code, message.
+pub type ResultRow = (bool, i32, Option<String>, Option<String>);
+
+/// A job's task results, read from the database in task order.
+pub async fn task_results(db: &TestDb, job_id: &str) -> Vec<ResultRow> {
+    let client = db.client().await;
+    let id = uuid::Uuid::parse_str(job_id).unwrap();
+    client
+        .query(
+            "SELECT succeeded, http_status_code, error_code, result_message FROM task_results
+             WHERE job_id = $1 ORDER BY task_number",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect()
 }
