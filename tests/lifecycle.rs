@@ -76,10 +76,7 @@ async fn confirmed_job_goes_from_suspended_to_complete_with_correct_counts_and_c
         assert_eq!(error, None);
         let message: serde_json::Value = serde_json::from_str(&message.unwrap()).unwrap();
         assert_eq!(message["checksumAlgorithm"], "SHA256");
-        assert_eq!(
-            message["checksumHex"],
-            checksum_message(&contents[number as usize])
-        );
+        assert_eq!(message["checksumHex"], checksum_message(&contents[number]));
     }
     assert_eq!(
         status_path(&mut server.client, &job_id).await,
