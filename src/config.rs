@@ -98,6 +98,9 @@ pub struct ServeConfig {
     /// doubles per attempt up to 10 s.
     #[arg(long, env = "BATCHOPS_RETRY_BASE_DELAY_MS", default_value_t = 100)]
     pub retry_base_delay_ms: u64,
+    /// Rows per completion report CSV file; larger reports are split.
+    #[arg(long, env = "BATCHOPS_REPORT_ROWS_PER_FILE", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub report_rows_per_file: u64,
     /// Comma-separated URL prefixes that Invoke jobs may call; empty allows none.
     #[arg(long, env = "BATCHOPS_INVOKE_ALLOWLIST", default_value = "")]
     pub invoke_allowlist: String,
@@ -122,6 +125,7 @@ impl ServeConfig {
             task_max_attempts: self.task_max_attempts,
             retry_base_delay: Duration::from_millis(self.retry_base_delay_ms),
             retry_max_delay: Duration::from_secs(10),
+            report_rows_per_file: self.report_rows_per_file,
         }
     }
 

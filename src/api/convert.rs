@@ -710,6 +710,7 @@ fn progress_to_proto(job: &Job, now: DateTime<Utc>) -> pb::JobProgressSummary {
 /// The whole descriptor of a job as of `now` (for the Active timer).
 pub fn job_to_proto(job: &Job, now: DateTime<Utc>) -> pb::JobDescriptor {
     pb::JobDescriptor {
+        report_location: job.report_location.as_ref().map(report_location_to_proto),
         job_id: job.id.to_string(),
         account_id: job.spec.account_id.0.clone(),
         description: job.spec.description.clone(),
@@ -854,8 +855,42 @@ fn change_to_proto(
         D::TagsReplaced { tags } => E::TagsChanged(pb::TagsChangedEvent {
             tags: tags_to_proto(tags),
         }),
+        D::ReportWritten { location } => E::ReportWritten(pb::ReportWrittenEvent {
+            location: Some(report_location_to_proto(location)),
+        }),
+        D::ReportFailed { failure_reason } => E::ReportFailed(pb::ReportFailedEvent {
+            failure_reason: failure_reasons_to_proto(std::slice::from_ref(failure_reason)).pop(),
+        }),
         D::TaskResultsRecorded { .. } => return None,
     })
+}
+
+fn report_location_to_proto(location: &ObjectLocation) -> pb::ReportLocation {
+    pb::ReportLocation {
+        bucket: location.bucket.clone(),
+        manifest_key: location.key.clone(),
+    }
+}
+
+/// One task result as the API shows it.
+pub fn task_result_to_proto(
+    object: &crate::store::TaskRow,
+    result: &crate::store::TaskResult,
+) -> pb::TaskResult {
+    pb::TaskResult {
+        bucket: object.bucket.clone(),
+        key: object.key.clone(),
+        version_id: object.version_id.clone().unwrap_or_default(),
+        task_status: if result.succeeded {
+            pb::TaskStatus::Succeeded
+        } else {
+            pb::TaskStatus::Failed
+        } as i32,
+        http_status_code: result.http_status_code,
+        error_code: result.error_code.clone().unwrap_or_default(),
+        result_message: result.result_message.clone().unwrap_or_default(),
+        task_number: result.task_number,
+    }
 }
 
 /// Encodes the ListJobs cursor (creation time and id of the last job shown).

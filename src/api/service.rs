@@ -14,7 +14,7 @@ use crate::domain::{Command, JobId, JobStatus};
 use crate::engine::Wakers;
 use crate::objects::invoke::Allowlist;
 use crate::proto::{self as pb, job_service_server::JobService};
-use crate::store::{Store, jobs};
+use crate::store::{Store, jobs, tasks};
 
 /// Events read per page while streaming a history.
 const HISTORY_PAGE: usize = 500;
@@ -62,6 +62,11 @@ impl JobApi {
 }
 
 type HistoryStream = Pin<Box<dyn Stream<Item = Result<pb::GetJobHistoryResponse, Status>> + Send>>;
+type ResultsStream =
+    Pin<Box<dyn Stream<Item = Result<pb::ListJobTaskResultsResponse, Status>> + Send>>;
+
+/// Task results read per page while streaming them.
+const RESULTS_PAGE: usize = 1000;
 
 #[tonic::async_trait]
 impl JobService for JobApi {
@@ -237,6 +242,26 @@ impl JobService for JobApi {
         }))
     }
 
+    type ListJobTaskResultsStream = ResultsStream;
+
+    #[instrument(skip_all, fields(job_id = %request.get_ref().job_id))]
+    async fn list_job_task_results(
+        &self,
+        request: Request<pb::ListJobTaskResultsRequest>,
+    ) -> Result<Response<Self::ListJobTaskResultsStream>, Status> {
+        let request = request.into_inner();
+        // Refuses unknown jobs and other accounts' jobs before the stream starts.
+        let job = self.describe(&request.account_id, &request.job_id).await?;
+        let (sender, receiver) = mpsc::channel(64);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(error) = stream_results(store, job.id, request.only_failed, &sender).await {
+                let _ = sender.send(Err(error.into())).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
     type GetJobHistoryStream = HistoryStream;
 
     #[instrument(skip_all, fields(job_id = %request.get_ref().job_id))]
@@ -260,6 +285,33 @@ impl JobService for JobApi {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
+
+/// Sends a job's task results in task order, a page at a time.
+async fn stream_results(
+    store: Store,
+    id: JobId,
+    only_failed: bool,
+    sender: &mpsc::Sender<Result<pb::ListJobTaskResultsResponse, Status>>,
+) -> Result<(), ApiError> {
+    let client = store.client().await?;
+    let filter = only_failed.then_some(false);
+    let mut after = -1;
+    loop {
+        let page = tasks::results_page(&client, id, after, filter, RESULTS_PAGE).await?;
+        for (object, result) in &page {
+            let message = pb::ListJobTaskResultsResponse {
+                result: Some(convert::task_result_to_proto(object, result)),
+            };
+            if sender.send(Ok(message)).await.is_err() {
+                return Ok(());
+            }
+        }
+        match page.last() {
+            Some((_, last)) if page.len() == RESULTS_PAGE => after = last.task_number,
+            _ => return Ok(()),
+        }
     }
 }
 

@@ -14,6 +14,8 @@ pub const TASK_FAILURE_THRESHOLD_EXCEEDED: &str = "TaskFailureThresholdExceeded"
 pub const MANIFEST_EMPTY: &str = "ManifestEmpty";
 /// The failure code of a job left Suspended past the limit.
 pub const SUSPENSION_LIMIT_EXCEEDED: &str = "SuspensionLimitExceeded";
+/// The failure code of a completion report that could not be written.
+pub const REPORT_WRITE_FAILED: &str = "ReportWriteFailed";
 /// The cause recorded when a job waits for confirmation.
 pub const AWAITING_CONFIRMATION: &str = "The job requires confirmation before it runs";
 
@@ -40,6 +42,7 @@ pub fn created(id: JobId, created: &JobCreated, at: DateTime<Utc>) -> Job {
         termination_time: None,
         active_since: None,
         elapsed_active_millis: 0,
+        report_location: None,
         version: 1,
         spec,
     }
@@ -105,6 +108,9 @@ pub fn decide(job: &Job, command: &Command, now: DateTime<Utc>) -> Result<Vec<Ev
             record_task_results(job, *succeeded, *failed)?
         }
         Command::FinishDraining => match status {
+            JobStatus::Cancelling | JobStatus::Failing if job.needs_report() => {
+                return Err(refused(status, "end before its completion report"));
+            }
             JobStatus::Cancelling => vec![Event::JobCancelled],
             JobStatus::Failing => vec![Event::JobFailed],
             JobStatus::Pausing => vec![Event::JobPaused],
@@ -112,6 +118,9 @@ pub fn decide(job: &Job, command: &Command, now: DateTime<Utc>) -> Result<Vec<Ev
         },
         Command::FinishCompletion => {
             require(status, JobStatus::Completing, "complete")?;
+            if job.needs_report() {
+                return Err(refused(status, "end before its completion report"));
+            }
             vec![Event::JobCompleted]
         }
         Command::ExpireSuspension { limit } => {
@@ -128,6 +137,21 @@ pub fn decide(job: &Job, command: &Command, now: DateTime<Utc>) -> Result<Vec<Ev
                 ),
             ))
         }
+        Command::RecordReport { outcome } => match status {
+            JobStatus::Completing | JobStatus::Cancelling | JobStatus::Failing
+                if !job.report_recorded() =>
+            {
+                vec![match outcome {
+                    Ok(location) => Event::ReportWritten {
+                        location: location.clone(),
+                    },
+                    Err(reason) => Event::ReportFailed {
+                        failure_reason: reason.clone(),
+                    },
+                }]
+            }
+            _ => return Err(refused(status, "record a completion report")),
+        },
         Command::ChangePriority { priority } => {
             if status.is_terminal() {
                 return Err(refused(status, "change priority"));
@@ -298,6 +322,8 @@ pub fn apply(job: &mut Job, event: &Event, at: DateTime<Utc>) {
             job.failure_reasons.extend(failure_reasons.iter().cloned());
         }
         Event::PriorityChanged { priority, .. } => job.priority = *priority,
+        Event::ReportWritten { location } => job.report_location = Some(location.clone()),
+        Event::ReportFailed { failure_reason } => job.failure_reasons.push(failure_reason.clone()),
         Event::TagsReplaced { tags } => job.tags = tags.clone(),
         Event::PreparationStarted
         | Event::JobActivated

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{FailureReason, JobSpec, JobStatus, Tag};
+use super::{FailureReason, JobSpec, JobStatus, ObjectLocation, Tag};
 
 /// The schema version written with every new event payload. Bump it when an
 /// event's shape changes and teach the store's decoder the older shape.
@@ -44,6 +44,10 @@ pub enum Command {
     FinishCompletion,
     /// Fail the job if it has been Suspended for at least `limit`.
     ExpireSuspension { limit: chrono::TimeDelta },
+    /// The completion report was written, or could not be.
+    RecordReport {
+        outcome: Result<ObjectLocation, FailureReason>,
+    },
     /// UpdateJobPriority.
     ChangePriority { priority: i32 },
     /// PutJobTagging (and DeleteJobTagging with no tags).
@@ -84,6 +88,14 @@ pub enum Event {
         previous: i32,
         priority: i32,
     },
+    /// The completion report's `manifest.json` is at `location`.
+    ReportWritten {
+        location: ObjectLocation,
+    },
+    /// The completion report could not be written.
+    ReportFailed {
+        failure_reason: FailureReason,
+    },
     TagsReplaced {
         tags: Vec<Tag>,
     },
@@ -108,6 +120,8 @@ impl Event {
             Event::JobFailed => "JobFailed",
             Event::PriorityChanged { .. } => "PriorityChanged",
             Event::TagsReplaced { .. } => "TagsReplaced",
+            Event::ReportWritten { .. } => "ReportWritten",
+            Event::ReportFailed { .. } => "ReportFailed",
         }
     }
 
@@ -135,7 +149,9 @@ impl Event {
             Event::JobFailed => Some(JobStatus::Failed),
             Event::TaskResultsRecorded { .. }
             | Event::PriorityChanged { .. }
-            | Event::TagsReplaced { .. } => None,
+            | Event::TagsReplaced { .. }
+            | Event::ReportWritten { .. }
+            | Event::ReportFailed { .. } => None,
         }
     }
 

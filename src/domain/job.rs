@@ -315,11 +315,29 @@ pub struct Job {
     pub active_since: Option<DateTime<Utc>>,
     /// Milliseconds spent Active in completed intervals.
     pub elapsed_active_millis: i64,
+    /// Where the completion report's `manifest.json` was written.
+    #[serde(default)]
+    pub report_location: Option<ObjectLocation>,
     /// The sequence number of the job's latest logged event.
     pub version: u64,
 }
 
 impl Job {
+    /// Whether the job needs a completion report: one was asked for, at least
+    /// one task ran, and none has been written (or failed) yet.
+    pub fn needs_report(&self) -> bool {
+        self.spec.report.is_some() && self.progress.run() > 0 && !self.report_recorded()
+    }
+
+    /// Whether a report outcome (written or failed) is already recorded.
+    pub fn report_recorded(&self) -> bool {
+        self.report_location.is_some()
+            || self
+                .failure_reasons
+                .iter()
+                .any(|r| r.failure_code == super::REPORT_WRITE_FAILED)
+    }
+
     /// Seconds spent Active up to `now`, counting a current Active interval.
     pub fn elapsed_active_seconds(&self, now: DateTime<Utc>) -> i64 {
         let current = self

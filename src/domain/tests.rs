@@ -555,6 +555,64 @@ fn suspension_expires_only_after_the_limit() {
 }
 
 #[test]
+fn a_job_owing_a_report_ends_only_once_its_outcome_is_recorded() {
+    let report = ReportSpec {
+        bucket: "reports".into(),
+        prefix: String::new(),
+        scope: ReportScope::AllTasks,
+    };
+    for status in [Completing, Cancelling, Failing] {
+        let mut job = job_in(status);
+        job.spec.report = Some(report.clone());
+        job.progress.succeeded = job.progress.succeeded.max(1);
+        let finish = if status == Completing {
+            Command::FinishCompletion
+        } else {
+            Command::FinishDraining
+        };
+        assert!(
+            decide(&job, &finish, t0()).is_err(),
+            "{status} ended without its report"
+        );
+        let location = ObjectLocation {
+            bucket: "reports".into(),
+            key: "job-x/manifest.json".into(),
+        };
+        run(
+            &mut job,
+            Command::RecordReport {
+                outcome: Ok(location.clone()),
+            },
+        );
+        assert_eq!(job.report_location, Some(location));
+        assert!(
+            decide(
+                &job,
+                &Command::RecordReport {
+                    outcome: Err(FailureReason::new(REPORT_WRITE_FAILED, "x"))
+                },
+                t0()
+            )
+            .is_err()
+        );
+        run(&mut job, finish);
+        assert!(job.status.is_terminal());
+    }
+    // A report that cannot be written still lets the job end, saying why.
+    let mut job = job_in(Completing);
+    job.spec.report = Some(report);
+    run(
+        &mut job,
+        Command::RecordReport {
+            outcome: Err(FailureReason::new(REPORT_WRITE_FAILED, "disk full")),
+        },
+    );
+    run(&mut job, Command::FinishCompletion);
+    assert_eq!(job.status, Complete);
+    assert_eq!(job.failure_reasons[0].failure_code, REPORT_WRITE_FAILED);
+}
+
+#[test]
 fn elapsed_active_time_sums_active_intervals() {
     let mut job = job_in(Ready);
     let start = t0();

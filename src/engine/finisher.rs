@@ -7,9 +7,9 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::{Engine, Round, Wakers, run_rounds};
+use super::{Engine, Round, Wakers, reporter, run_rounds};
 use crate::domain::{Command, JobStatus};
-use crate::store::{StoreError, tasks};
+use crate::store::{StoreError, jobs, tasks};
 
 pub(super) async fn run(engine: Engine, shutdown: CancellationToken) {
     run_rounds(
@@ -33,9 +33,22 @@ async fn finish_once(engine: &Engine) -> Result<(), StoreError> {
         JobStatus::Pausing,
     ];
     for id in tasks::jobs_in(&client, &draining, 64).await? {
-        if let Some(job) = tasks::finish_draining(&mut client, id, Utc::now()).await? {
-            info!(job_id = %id, status = %job.status, "draining finished");
-            Wakers::wake(&engine.wakers.scheduler);
+        // Twice: results recorded between reading the job and ending its
+        // drain may make a report due, which the domain then insists on.
+        for _ in 0..2 {
+            let job = jobs::load(&client, id, None).await?;
+            if job.needs_report() && job.status != JobStatus::Pausing {
+                // The report lists every result: wait until nothing is in flight.
+                if !tasks::is_drained(&mut client, id).await? {
+                    break;
+                }
+                reporter::report(engine, &mut client, &job).await?;
+            }
+            if let Some(job) = tasks::finish_draining(&mut client, id, Utc::now()).await? {
+                info!(job_id = %id, status = %job.status, "draining finished");
+                Wakers::wake(&engine.wakers.scheduler);
+                break;
+            }
         }
     }
     let limit = chrono::TimeDelta::from_std(engine.config.suspension_limit)
@@ -52,6 +65,8 @@ async fn finish_once(engine: &Engine) -> Result<(), StoreError> {
         }
     }
     for id in tasks::jobs_in(&client, &[JobStatus::Completing], 64).await? {
+        let job = jobs::load(&client, id, None).await?;
+        reporter::report(engine, &mut client, &job).await?;
         if let Some(job) =
             tasks::try_execute(&mut client, id, &Command::FinishCompletion, Utc::now()).await?
         {

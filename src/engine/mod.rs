@@ -6,6 +6,7 @@
 
 mod finisher;
 mod preparer;
+mod reporter;
 mod scheduler;
 mod worker;
 
@@ -41,6 +42,8 @@ pub struct EngineConfig {
     /// long as the one before, capped at `retry_max_delay` (full jitter).
     pub retry_base_delay: Duration,
     pub retry_max_delay: Duration,
+    /// Rows per completion report CSV file.
+    pub report_rows_per_file: u64,
 }
 
 impl Default for EngineConfig {
@@ -55,6 +58,7 @@ impl Default for EngineConfig {
             task_max_attempts: 5,
             retry_base_delay: Duration::from_millis(100),
             retry_max_delay: Duration::from_secs(10),
+            report_rows_per_file: 1_000_000,
         }
     }
 }

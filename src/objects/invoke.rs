@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::encode_key;
 use super::operations::{TaskOperation, TaskOutcome};
 use crate::domain::{InvocationSchema, InvokeSpec, JobId};
 use crate::store::Task;
@@ -176,18 +177,6 @@ pub fn event(
             }],
         }),
     }
-}
-
-/// Percent-encodes a key as S3 does in events: everything but unreserved
-/// characters and `/`.
-pub fn encode_key(key: &str) -> String {
-    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~')
-        .remove(b'/');
-    percent_encoding::utf8_percent_encode(key, KEEP).to_string()
 }
 
 #[derive(Debug, Deserialize)]

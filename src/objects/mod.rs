@@ -7,6 +7,7 @@
 pub mod invoke;
 pub mod manifest;
 pub mod operations;
+pub mod report;
 
 use std::{
     collections::HashMap,
@@ -160,6 +161,18 @@ fn s3_client(
     );
     clients.insert(bucket.to_owned(), client.clone());
     Ok(client)
+}
+
+/// Percent-encodes a key as S3 does in events and reports: everything but
+/// unreserved characters and `/`.
+pub fn encode_key(key: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/');
+    percent_encoding::utf8_percent_encode(key, KEEP).to_string()
 }
 
 /// Why a bucket or key cannot name an object.

@@ -73,6 +73,14 @@ const SUSPENDED_SINCE_BEFORE: &str = "
     SELECT job_id FROM jobs
     WHERE status = 'Suspended' AND (state ->> 'suspended_time')::timestamptz <= $1
     LIMIT $2";
+const RESULTS_PAGE: &str = "
+    SELECT r.task_number, t.bucket, t.key, t.version_id, r.succeeded, r.http_status_code,
+           r.error_code, r.result_message
+    FROM task_results r
+    JOIN tasks t ON t.job_id = r.job_id AND t.task_number = r.task_number
+    WHERE r.job_id = $1 AND r.task_number > $2 AND ($3::boolean IS NULL OR r.succeeded = $3)
+    ORDER BY r.task_number
+    LIMIT $4";
 const DELETE_TASKS: &str = "DELETE FROM tasks WHERE job_id = $1";
 /// Names the lock under which slot decisions are made.
 const SCHEDULER_LOCK: i64 = 0x6261_7463_6873_6368;
@@ -357,7 +365,12 @@ pub async fn finish_draining(
     if live > 0 {
         return Ok(None);
     }
-    let (job, _) = jobs::record(&tx, job, &Command::FinishDraining, now).await?;
+    let job = match jobs::record(&tx, job, &Command::FinishDraining, now).await {
+        Ok((job, _)) => job,
+        // Its completion report is due first.
+        Err(StoreError::Domain(_)) => return Ok(None),
+        Err(other) => return Err(other),
+    };
     if job.status.is_terminal() {
         tx.execute(DELETE_CHUNKS, &[&id.0]).await?;
     }
@@ -422,4 +435,48 @@ pub async fn suspended_before(
         .query(SUSPENDED_SINCE_BEFORE, &[&cutoff, &(limit as i64)])
         .await?;
     rows.iter().map(|row| Ok(JobId(row.try_get(0)?))).collect()
+}
+
+/// Up to `limit` task results of a job with a task number above `after`, in
+/// task order, with their objects; only successes or only failures when
+/// `succeeded` says so.
+pub async fn results_page(
+    client: &Client,
+    id: JobId,
+    after: i64,
+    succeeded: Option<bool>,
+    limit: usize,
+) -> Result<Vec<(TaskRow, TaskResult)>, StoreError> {
+    let rows = client
+        .query(RESULTS_PAGE, &[&id.0, &after, &succeeded, &(limit as i64)])
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                TaskRow {
+                    bucket: row.try_get(1)?,
+                    key: row.try_get(2)?,
+                    version_id: row.try_get(3)?,
+                },
+                TaskResult {
+                    task_number: row.try_get(0)?,
+                    succeeded: row.try_get(4)?,
+                    http_status_code: row.try_get(5)?,
+                    error_code: row.try_get(6)?,
+                    result_message: row.try_get(7)?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Whether nothing of a draining job is in flight: no preparer holds it and
+/// no chunk has a live lease.
+pub async fn is_drained(client: &mut Client, id: JobId) -> Result<bool, StoreError> {
+    let tx = client.transaction().await?;
+    if !try_lock_job(&tx, id).await? {
+        return Ok(false);
+    }
+    let live: i64 = tx.query_one(LIVE_CHUNKS, &[&id.0]).await?.try_get(0)?;
+    Ok(live == 0)
 }

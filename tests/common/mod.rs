@@ -161,6 +161,7 @@ pub struct Settings {
     pub task_max_attempts: u32,
     pub invoke_allowlist: String,
     pub run_engine: bool,
+    pub report_rows_per_file: u64,
 }
 
 impl Default for Settings {
@@ -174,6 +175,7 @@ impl Default for Settings {
             task_max_attempts: 3,
             invoke_allowlist: String::new(),
             run_engine: true,
+            report_rows_per_file: 1_000_000,
         }
     }
 }
@@ -306,6 +308,7 @@ pub async fn spawn_server(
         retry_base_delay_ms: 10,
         invoke_allowlist: settings.invoke_allowlist.clone(),
         no_engine: !settings.run_engine,
+        report_rows_per_file: settings.report_rows_per_file,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {

@@ -1,0 +1,95 @@
+//! Writes a job's completion report (see `objects::report`) once its tasks
+//! are done or drained, and records where it went, or why it could not be
+//! written, before the job ends.
+
+use chrono::Utc;
+use tokio_postgres::Client;
+use tracing::{info, warn};
+
+use super::Engine;
+use crate::domain::{
+    Command, FailureReason, Job, ObjectLocation, REPORT_WRITE_FAILED, ReportScope,
+};
+use crate::objects::report::{ReportError, ReportWriter};
+use crate::store::{StoreError, tasks};
+
+/// Result rows read per page while writing a report.
+const PAGE: usize = 5000;
+
+/// Writes and records the report of a job that needs one. A store error is
+/// returned (and the step retried later); a report that cannot be written is
+/// recorded as a failure reason and the job ends anyway.
+pub(super) async fn report(
+    engine: &Engine,
+    client: &mut Client,
+    job: &Job,
+) -> Result<(), StoreError> {
+    let Some(spec) = &job.spec.report else {
+        return Ok(());
+    };
+    if !job.needs_report() {
+        return Ok(());
+    }
+    let outcome = match write(engine, client, job).await? {
+        Ok(location) => {
+            info!(job_id = %job.id, bucket = %location.bucket, key = %location.key, "completion report written");
+            Ok(location)
+        }
+        Err(error) => {
+            warn!(job_id = %job.id, error = %error, "completion report could not be written");
+            Err(FailureReason::new(
+                REPORT_WRITE_FAILED,
+                format!(
+                    "the completion report could not be written to {}/{}: {error}",
+                    spec.bucket, spec.prefix
+                ),
+            ))
+        }
+    };
+    tasks::try_execute(
+        client,
+        job.id,
+        &Command::RecordReport { outcome },
+        Utc::now(),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn write(
+    engine: &Engine,
+    client: &Client,
+    job: &Job,
+) -> Result<Result<ObjectLocation, ReportError>, StoreError> {
+    let Some(spec) = &job.spec.report else {
+        unreachable!("checked by the caller");
+    };
+    let mut writer = ReportWriter::new(
+        &engine.operations.buckets,
+        &spec.bucket,
+        &spec.prefix,
+        &job.id.to_string(),
+        engine.config.report_rows_per_file,
+    );
+    let filters: &[bool] = match spec.scope {
+        ReportScope::AllTasks => &[false, true],
+        ReportScope::FailedTasksOnly => &[false],
+    };
+    for succeeded in filters {
+        let mut after = -1;
+        loop {
+            let page = tasks::results_page(client, job.id, after, Some(*succeeded), PAGE).await?;
+            if let Err(error) = writer.write_rows(&page).await {
+                return Ok(Err(error));
+            }
+            match page.last() {
+                Some((_, last)) if page.len() == PAGE => after = last.task_number,
+                _ => break,
+            }
+        }
+    }
+    Ok(writer
+        .finish(Utc::now())
+        .await
+        .map(|(location, _)| location))
+}

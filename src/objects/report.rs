@@ -1,0 +1,232 @@
+//! Completion reports in AWS's `Report_CSV_20180820` format, streamed into
+//! CSV files of bounded size and described by a `manifest.json`:
+//!
+//! ```text
+//! <prefix>/job-<job_id>/manifest.json
+//! <prefix>/job-<job_id>/results/<uuid>.csv
+//! ```
+//!
+//! Rows have no header and follow AWS's actual order: bucket, URL-encoded key,
+//! version id, `succeeded`/`failed`, HTTP status code, error code, result
+//! message. Failed and succeeded tasks go to separate files, each listed in the
+//! manifest with its MD5.
+
+use chrono::{DateTime, Utc};
+use md5::{Digest, Md5};
+use object_store::{PutPayload, WriteMultipart};
+use serde_json::json;
+
+use super::{Buckets, encode_key};
+use crate::domain::ObjectLocation;
+use crate::store::{TaskResult, TaskRow};
+
+/// The `ReportSchema` line AWS writes (its rows put the HTTP status first).
+pub const REPORT_SCHEMA: &str =
+    "Bucket, Key, VersionId, TaskStatus, ErrorCode, HTTPStatusCode, ResultMessage";
+
+/// Why a report could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("report location {0}")]
+    Location(#[from] super::InvalidKey),
+    #[error("{0}")]
+    Store(#[from] object_store::Error),
+    #[error("{0}")]
+    Rows(String),
+}
+
+/// A results file written so far.
+#[derive(Debug, Clone)]
+pub struct ReportFile {
+    pub key: String,
+    pub succeeded: bool,
+    pub md5: String,
+    pub rows: u64,
+}
+
+/// Writes one report: files for failed tasks, then (unless only failures are
+/// wanted) files for succeeded ones, then the manifest.
+pub struct ReportWriter<'a> {
+    buckets: &'a Buckets,
+    bucket: String,
+    base: String,
+    rows_per_file: u64,
+    files: Vec<ReportFile>,
+    current: Option<OpenFile>,
+}
+
+struct OpenFile {
+    upload: WriteMultipart,
+    md5: Md5,
+    file: ReportFile,
+}
+
+impl<'a> ReportWriter<'a> {
+    /// A writer for `<bucket>/<prefix>/job-<job_id>/`.
+    pub fn new(
+        buckets: &'a Buckets,
+        bucket: &str,
+        prefix: &str,
+        job_id: &str,
+        rows_per_file: u64,
+    ) -> ReportWriter<'a> {
+        let base = if prefix.is_empty() {
+            format!("job-{job_id}")
+        } else {
+            format!("{}/job-{job_id}", prefix.trim_matches('/'))
+        };
+        ReportWriter {
+            buckets,
+            bucket: bucket.to_owned(),
+            base,
+            rows_per_file: rows_per_file.max(1),
+            files: Vec::new(),
+            current: None,
+        }
+    }
+
+    /// Appends rows of one status (the caller passes failed rows first, then
+    /// succeeded ones), opening a new file when the status changes or the
+    /// current file is full.
+    pub async fn write_rows(&mut self, rows: &[(TaskRow, TaskResult)]) -> Result<(), ReportError> {
+        for (object, result) in rows {
+            let needs_new = match &self.current {
+                Some(open) => {
+                    open.file.succeeded != result.succeeded || open.file.rows >= self.rows_per_file
+                }
+                None => true,
+            };
+            if needs_new {
+                self.close_file().await?;
+                self.open_file(result.succeeded).await?;
+            }
+            let line = csv_row(object, result)?;
+            let open = self.current.as_mut().expect("a file was just opened");
+            open.md5.update(&line);
+            open.upload.write(&line);
+            open.file.rows += 1;
+        }
+        Ok(())
+    }
+
+    async fn open_file(&mut self, succeeded: bool) -> Result<(), ReportError> {
+        let key = format!("{}/results/{}.csv", self.base, uuid::Uuid::new_v4());
+        let target = self.buckets.locate(&self.bucket, &key)?;
+        let upload = target.store.put_multipart(&target.path).await?;
+        self.current = Some(OpenFile {
+            upload: WriteMultipart::new(upload),
+            md5: Md5::new(),
+            file: ReportFile {
+                key,
+                succeeded,
+                md5: String::new(),
+                rows: 0,
+            },
+        });
+        Ok(())
+    }
+
+    async fn close_file(&mut self) -> Result<(), ReportError> {
+        if let Some(open) = self.current.take() {
+            open.upload.finish().await?;
+            let mut file = open.file;
+            file.md5 = hex::encode(open.md5.finalize());
+            self.files.push(file);
+        }
+        Ok(())
+    }
+
+    /// Closes the last file and writes `manifest.json`; returns its location.
+    pub async fn finish(
+        mut self,
+        created: DateTime<Utc>,
+    ) -> Result<(ObjectLocation, Vec<ReportFile>), ReportError> {
+        self.close_file().await?;
+        let results: Vec<serde_json::Value> = self
+            .files
+            .iter()
+            .map(|file| {
+                json!({
+                    "TaskExecutionStatus": if file.succeeded { "succeeded" } else { "failed" },
+                    "Bucket": self.bucket,
+                    "MD5Checksum": file.md5,
+                    "Key": file.key,
+                })
+            })
+            .collect();
+        let manifest = json!({
+            "Format": "Report_CSV_20180820",
+            "ReportCreationDate": created.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            "Results": results,
+            "ReportSchema": REPORT_SCHEMA,
+        });
+        let key = format!("{}/manifest.json", self.base);
+        let target = self.buckets.locate(&self.bucket, &key)?;
+        target
+            .store
+            .put(
+                &target.path,
+                PutPayload::from(manifest.to_string().into_bytes()),
+            )
+            .await?;
+        Ok((
+            ObjectLocation {
+                bucket: self.bucket,
+                key,
+            },
+            self.files,
+        ))
+    }
+}
+
+/// One report row, RFC 4180 quoted, ending in `\n`.
+fn csv_row(object: &TaskRow, result: &TaskResult) -> Result<Vec<u8>, ReportError> {
+    let mut writer = csv::WriterBuilder::new()
+        .has_headers(false)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::with_capacity(128));
+    writer
+        .write_record([
+            object.bucket.as_str(),
+            &encode_key(&object.key),
+            object.version_id.as_deref().unwrap_or(""),
+            if result.succeeded {
+                "succeeded"
+            } else {
+                "failed"
+            },
+            &result.http_status_code.to_string(),
+            result.error_code.as_deref().unwrap_or(""),
+            result.result_message.as_deref().unwrap_or(""),
+        ])
+        .map_err(|error| ReportError::Rows(error.to_string()))?;
+    writer
+        .into_inner()
+        .map_err(|error| ReportError::Rows(error.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_follow_aws_order_and_quote_as_rfc_4180() {
+        let object = TaskRow {
+            bucket: "bkt".into(),
+            key: "dir/a b,c.txt".into(),
+            version_id: Some("v1".into()),
+        };
+        let result = TaskResult {
+            task_number: 0,
+            succeeded: false,
+            http_status_code: 404,
+            error_code: Some("NoSuchKey".into()),
+            result_message: Some("says \"no\", twice".into()),
+        };
+        let line = String::from_utf8(csv_row(&object, &result).unwrap()).unwrap();
+        assert_eq!(
+            line,
+            "bkt,dir/a%20b%2Cc.txt,v1,failed,404,NoSuchKey,\"says \"\"no\"\", twice\"\n"
+        );
+    }
+}
