@@ -104,6 +104,9 @@ pub struct ServeConfig {
     /// Comma-separated URL prefixes that Invoke jobs may call; empty allows none.
     #[arg(long, env = "BATCHOPS_INVOKE_ALLOWLIST", default_value = "")]
     pub invoke_allowlist: String,
+    /// Milliseconds between heartbeats on an idle WatchJobs stream.
+    #[arg(long, env = "BATCHOPS_WATCH_HEARTBEAT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub watch_heartbeat_ms: u64,
     /// Serve the API only and run no engine loops (preparer, scheduler,
     /// workers, finisher): for API-only replicas next to engine processes.
     #[arg(long, env = "BATCHOPS_NO_ENGINE")]

@@ -6,6 +6,7 @@
 //! - [`store`]: the event log, the `jobs` projection and task tables (all SQL).
 //! - [`engine`]: preparer, scheduler, workers and finisher loops.
 //! - [`objects`]: object stores, manifest readers and task operations.
+//! - [`notify`]: LISTEN fan-out and WatchJobs streams.
 //! - [`api`]: the tonic `JobService`, proto ↔ domain conversion, error codes.
 //! - [`server`] and [`config`]: process start-up, flags and shutdown.
 
@@ -13,6 +14,7 @@ pub mod api;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod notify;
 pub mod objects;
 pub mod server;
 pub mod store;

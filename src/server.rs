@@ -2,7 +2,7 @@
 //! serves gRPC until the shutdown future resolves; then stops accepting
 //! calls, lets in-flight chunks finish and returns.
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -12,6 +12,7 @@ use tracing::info;
 use crate::api::JobApi;
 use crate::config::{ConfigError, DatabaseConfig, ServeConfig};
 use crate::engine::{Engine, Wakers};
+use crate::notify::Notifier;
 use crate::objects::{Buckets, StoreUrlError, operations::OperationContext};
 use crate::proto::job_service_server::JobServiceServer;
 use crate::store::{Store, StoreError};
@@ -47,6 +48,7 @@ pub async fn serve(
     let allowlist = config.invoke_allowlist()?;
     let operations = OperationContext::new(buckets, allowlist);
     let stop_engine = CancellationToken::new();
+    let stopping = CancellationToken::new();
     let wakers = Arc::new(Wakers::default());
     let engine = Engine::new(
         store.clone(),
@@ -58,11 +60,19 @@ pub async fn serve(
     info!(address = %listener.local_addr().map_err(|e| ServeError::Store(StoreError::Unavailable(Box::new(e))))?, "serving");
     let served = tonic::transport::Server::builder()
         .add_service(JobServiceServer::new(JobApi::new(
-            store,
+            store.clone(),
             operations.invoke_allowlist.clone(),
             wakers,
+            Notifier::start(store, stop_engine.clone()),
+            Duration::from_millis(config.watch_heartbeat_ms),
+            stopping.clone(),
         )))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            shutdown.await;
+            // Watch streams never end on their own: end them so that the
+            // graceful shutdown can finish.
+            stopping.cancel();
+        })
         .await;
     info!("shutting down");
     stop_engine.cancel();

@@ -1,17 +1,22 @@
 //! The tonic implementation of `batchops.v1.JobService`.
 
-use std::{pin::Pin, sync::Arc};
+use std::{pin::Pin, sync::Arc, time::Duration};
 
 use chrono::Utc;
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::{info, instrument};
 
 use super::{ApiError, convert};
 use crate::domain::{Command, JobId, JobStatus};
 use crate::engine::Wakers;
+use crate::notify::{
+    Notifier,
+    watch::{self, WatchRequest},
+};
 use crate::objects::invoke::Allowlist;
 use crate::proto::{self as pb, job_service_server::JobService};
 use crate::store::{Store, jobs, tasks};
@@ -25,14 +30,27 @@ pub struct JobApi {
     store: Store,
     invoke_allowlist: Arc<Allowlist>,
     wakers: Arc<Wakers>,
+    notifier: Notifier,
+    watch_heartbeat: Duration,
+    stopping: CancellationToken,
 }
 
 impl JobApi {
-    pub fn new(store: Store, invoke_allowlist: Arc<Allowlist>, wakers: Arc<Wakers>) -> JobApi {
+    pub fn new(
+        store: Store,
+        invoke_allowlist: Arc<Allowlist>,
+        wakers: Arc<Wakers>,
+        notifier: Notifier,
+        watch_heartbeat: Duration,
+        stopping: CancellationToken,
+    ) -> JobApi {
         JobApi {
             store,
             invoke_allowlist,
             wakers,
+            notifier,
+            watch_heartbeat,
+            stopping,
         }
     }
 
@@ -62,6 +80,7 @@ impl JobApi {
 }
 
 type HistoryStream = Pin<Box<dyn Stream<Item = Result<pb::GetJobHistoryResponse, Status>> + Send>>;
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchJobsResponse, Status>> + Send>>;
 type ResultsStream =
     Pin<Box<dyn Stream<Item = Result<pb::ListJobTaskResultsResponse, Status>> + Send>>;
 
@@ -240,6 +259,48 @@ impl JobService for JobApi {
         Ok(Response::new(pb::DeleteJobTaggingResponse {
             tags: convert::tags_to_proto(&job.tags),
         }))
+    }
+
+    type WatchJobsStream = WatchStream;
+
+    #[instrument(skip_all, fields(account_id = %request.get_ref().account_id))]
+    async fn watch_jobs(
+        &self,
+        request: Request<pb::WatchJobsRequest>,
+    ) -> Result<Response<Self::WatchJobsStream>, Status> {
+        let request = request.into_inner();
+        let account = convert::account_id(&request.account_id)?;
+        if request.job_ids.len() > 100 {
+            return Err(ApiError::invalid("job_ids", "at most 100 job ids").into());
+        }
+        let job_ids = request
+            .job_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                convert::job_id(id).map_err(|_| {
+                    ApiError::invalid(format!("job_ids[{i}]"), format!("{id:?} is not a UUID"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if request.after_position.is_some_and(|p| p < 0) {
+            return Err(ApiError::invalid("after_position", "must be ≥ 0").into());
+        }
+        let watch = WatchRequest {
+            account,
+            job_ids,
+            after: request.after_position,
+            heartbeat: self.watch_heartbeat,
+            stopping: self.stopping.clone(),
+        };
+        let (sender, receiver) = mpsc::channel(64);
+        tokio::spawn(watch::run(
+            self.store.clone(),
+            self.notifier.clone(),
+            watch,
+            sender,
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
     type ListJobTaskResultsStream = ResultsStream;

@@ -44,6 +44,14 @@ const LIST_JOBS: &str = "
 const RESULT_COUNTS: &str = "
     SELECT count(*) FILTER (WHERE succeeded), count(*) FILTER (WHERE NOT succeeded)
     FROM task_results WHERE job_id = $1";
+const ACCOUNT_EVENTS_AFTER: &str = "
+    SELECT e.job_id, e.sequence, e.position, e.event_type, e.schema_version, e.payload, e.recorded_at
+    FROM job_events e JOIN jobs j ON j.job_id = e.job_id
+    WHERE e.position > $1 AND j.account_id = $2
+      AND (cardinality($3::uuid[]) = 0 OR e.job_id = ANY($3))
+    ORDER BY e.position
+    LIMIT $4";
+const LAST_POSITION: &str = "SELECT coalesce(max(position), 0) FROM job_events";
 const EVENTS_AFTER: &str = "
     SELECT job_id, sequence, position, event_type, schema_version, payload, recorded_at
     FROM job_events
@@ -379,4 +387,29 @@ pub async fn replay(client: &Client, id: JobId) -> Result<Option<Job>, StoreErro
         job.progress.failed = row.try_get::<_, i64>(1)? as u64;
     }
     Ok(job)
+}
+
+/// Up to `limit` events of an account's jobs (or only of `job_ids`) after
+/// log position `after`, in position order. Appends commit in position order
+/// (see the module doc), so a reader never skips an event committed later.
+pub async fn account_events_after(
+    client: &Client,
+    account: &AccountId,
+    job_ids: &[JobId],
+    after: i64,
+    limit: usize,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let ids: Vec<Uuid> = job_ids.iter().map(|id| id.0).collect();
+    let rows = client
+        .query(
+            ACCOUNT_EVENTS_AFTER,
+            &[&after, &account.0, &ids, &(limit as i64)],
+        )
+        .await?;
+    rows.iter().map(decode_event).collect()
+}
+
+/// The position of the newest committed event (0 for an empty log).
+pub async fn last_position(client: &Client) -> Result<i64, StoreError> {
+    Ok(client.query_one(LAST_POSITION, &[]).await?.try_get(0)?)
 }

@@ -27,10 +27,14 @@ pub use tasks::{ClaimedChunk, PreparedCount, Task, TaskResult, TaskRow};
 /// The channel NOTIFY wakes listeners on after job events commit.
 pub const EVENTS_CHANNEL: &str = "batchops_job_events";
 
+/// The channel NOTIFY wakes listeners on after a chunk's results commit.
+pub const PROGRESS_CHANNEL: &str = "batchops_job_progress";
+
 /// A pool of connections to the batchops database.
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    config: tokio_postgres::Config,
 }
 
 impl Store {
@@ -42,7 +46,7 @@ impl Store {
             .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         create_database_if_missing(&config).await?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -55,7 +59,38 @@ impl Store {
             .create_timeout(Some(Duration::from_secs(5)))
             .build()
             .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-        Ok(Store { pool })
+        Ok(Store { pool, config })
+    }
+
+    /// A dedicated connection that LISTENs on `channels` and hands every
+    /// notification's payload to `on_notify`, until the connection ends.
+    pub async fn listen(
+        &self,
+        channels: &[&str],
+        mut on_notify: impl FnMut(&str, &str) + Send,
+    ) -> Result<(), StoreError> {
+        let (client, mut connection) = self.config.connect(NoTls).await?;
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        let listening = async {
+            for channel in channels {
+                client.batch_execute(&format!("LISTEN {channel}")).await?;
+            }
+            futures::future::pending::<Result<(), tokio_postgres::Error>>().await
+        };
+        tokio::pin!(listening);
+        loop {
+            tokio::select! {
+                outcome = &mut listening => return outcome.map_err(StoreError::from),
+                message = futures::StreamExt::next(&mut messages) => match message {
+                    Some(Ok(tokio_postgres::AsyncMessage::Notification(note))) => {
+                        on_notify(note.channel(), note.payload());
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => return Err(error.into()),
+                    None => return Err(StoreError::Unavailable("listen connection closed".into())),
+                },
+            }
+        }
     }
 
     /// Applies pending migrations under the migration lock.

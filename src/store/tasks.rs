@@ -15,7 +15,7 @@ use postgres_types::{Json, Type};
 use tokio_postgres::{Client, GenericClient, Transaction, binary_copy::BinaryCopyInWriter};
 use uuid::Uuid;
 
-use super::{StoreError, jobs};
+use super::{PROGRESS_CHANNEL, StoreError, jobs};
 use crate::domain::{Command, Job, JobId, JobStatus, Operation};
 use crate::engine::SlotCandidate;
 
@@ -81,6 +81,7 @@ const RESULTS_PAGE: &str = "
     WHERE r.job_id = $1 AND r.task_number > $2 AND ($3::boolean IS NULL OR r.succeeded = $3)
     ORDER BY r.task_number
     LIMIT $4";
+const NOTIFY_PROGRESS: &str = "SELECT pg_notify($1, $2)";
 const DELETE_TASKS: &str = "DELETE FROM tasks WHERE job_id = $1";
 /// Names the lock under which slot decisions are made.
 const SCHEDULER_LOCK: i64 = 0x6261_7463_6873_6368;
@@ -338,6 +339,11 @@ pub async fn complete_chunk(
         job,
         &Command::RecordTaskResults { succeeded, failed },
         now,
+    )
+    .await?;
+    tx.execute(
+        NOTIFY_PROGRESS,
+        &[&PROGRESS_CHANNEL, &chunk.job_id.to_string()],
     )
     .await?;
     tx.commit().await?;

@@ -309,6 +309,7 @@ pub async fn spawn_server(
         invoke_allowlist: settings.invoke_allowlist.clone(),
         no_engine: !settings.run_engine,
         report_rows_per_file: settings.report_rows_per_file,
+        watch_heartbeat_ms: 200,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {

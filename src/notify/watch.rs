@@ -1,0 +1,194 @@
+//! One WatchJobs stream: catch up from the log after the client's position,
+//! say `caught_up`, then follow live. Every message carries its log position.
+//! The stream never buffers without bound: it reads a page of the log only
+//! when the client has taken the previous messages, so a slow client simply
+//! stays behind in the log and catches up later.
+
+use std::collections::{HashMap, HashSet, hash_map::Entry};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use super::{Notice, Notifier};
+use crate::api::{
+    ApiError,
+    convert::{self, HistoryFolder},
+};
+use crate::domain::{AccountId, JobId};
+use crate::proto as pb;
+use crate::store::{Store, jobs};
+
+/// Log events read per page.
+const PAGE: usize = 500;
+/// Progress of one job is sent at most this often.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// What a client asked to watch.
+pub struct WatchRequest {
+    pub account: AccountId,
+    pub job_ids: Vec<JobId>,
+    /// Resume after this position; `None`: from now.
+    pub after: Option<i64>,
+    pub heartbeat: Duration,
+    /// Ends the stream when the server shuts down.
+    pub stopping: CancellationToken,
+}
+
+type Sender = mpsc::Sender<Result<pb::WatchJobsResponse, Status>>;
+
+/// Runs the stream until the client goes away.
+pub async fn run(store: Store, notifier: Notifier, request: WatchRequest, sender: Sender) {
+    if let Err(error) = follow(&store, &notifier, &request, &sender).await {
+        let _ = sender.send(Err(error.into())).await;
+    }
+}
+
+async fn follow(
+    store: &Store,
+    notifier: &Notifier,
+    request: &WatchRequest,
+    sender: &Sender,
+) -> Result<(), ApiError> {
+    // Subscribed before the first read, so nothing committed after it is missed.
+    let mut notices = notifier.subscribe();
+    let client = store.client().await?;
+    let mut cursor = match request.after {
+        Some(position) => position,
+        None => jobs::last_position(&client).await?,
+    };
+    let mut folders: HashMap<JobId, HistoryFolder> = HashMap::new();
+    let mut caught_up = false;
+    let mut pending_progress: HashSet<JobId> = HashSet::new();
+    let mut progress_sent: HashMap<JobId, Instant> = HashMap::new();
+    loop {
+        let page =
+            jobs::account_events_after(&client, &request.account, &request.job_ids, cursor, PAGE)
+                .await?;
+        for recorded in &page {
+            // A job first seen mid-stream is folded up to this event, so its
+            // status changes can name the status they came from.
+            let folder = match folders.entry(recorded.job_id) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(slot) => {
+                    let before = recorded.sequence.saturating_sub(1) as usize;
+                    let earlier = jobs::events_after(&client, recorded.job_id, 0, before).await?;
+                    let mut folder = HistoryFolder::new();
+                    for event in &earlier {
+                        folder.convert(event);
+                    }
+                    slot.insert(folder)
+                }
+            };
+            let event = Some(folder.convert(recorded));
+            cursor = recorded.position;
+            if !send(
+                sender,
+                cursor,
+                event.map(pb::watch_jobs_response::Message::Event),
+            )
+            .await
+            {
+                return Ok(());
+            }
+        }
+        if page.len() == PAGE {
+            continue;
+        }
+        if !caught_up {
+            caught_up = true;
+            if !send(
+                sender,
+                cursor,
+                Some(pb::watch_jobs_response::Message::CaughtUp(pb::CaughtUp {})),
+            )
+            .await
+            {
+                return Ok(());
+            }
+        }
+        // Progress that waited for its throttle.
+        let due: Vec<JobId> = pending_progress
+            .iter()
+            .filter(|id| {
+                progress_sent
+                    .get(id)
+                    .is_none_or(|at| at.elapsed() >= PROGRESS_EVERY)
+            })
+            .copied()
+            .collect();
+        for id in due {
+            pending_progress.remove(&id);
+            progress_sent.insert(id, Instant::now());
+            if let Some(progress) = progress_of(store, request, id).await?
+                && !send(
+                    sender,
+                    cursor,
+                    Some(pb::watch_jobs_response::Message::Progress(progress)),
+                )
+                .await
+            {
+                return Ok(());
+            }
+        }
+        let tick = if pending_progress.is_empty() {
+            request.heartbeat
+        } else {
+            Duration::from_millis(250)
+        };
+        tokio::select! {
+            notice = notices.recv() => match notice {
+                Ok(Notice::Progress(id)) => {
+                    if request.job_ids.is_empty() || request.job_ids.contains(&id) {
+                        pending_progress.insert(id);
+                    }
+                }
+                Ok(Notice::Events) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => tokio::time::sleep(request.heartbeat).await,
+            },
+            _ = tokio::time::sleep(tick) => {
+                if pending_progress.is_empty()
+                    && !send(sender, cursor, Some(pb::watch_jobs_response::Message::Heartbeat(pb::Heartbeat {}))).await
+                {
+                    return Ok(());
+                }
+            }
+            _ = sender.closed() => return Ok(()),
+            _ = request.stopping.cancelled() => return Ok(()),
+        }
+    }
+}
+
+/// The progress message of a job of the watched account, if it is one.
+async fn progress_of(
+    store: &Store,
+    request: &WatchRequest,
+    id: JobId,
+) -> Result<Option<pb::JobProgress>, ApiError> {
+    let client = store.client().await?;
+    match jobs::load(&client, id, Some(&request.account)).await {
+        Ok(job) => {
+            let descriptor = convert::job_to_list_proto(&job, chrono::Utc::now());
+            Ok(Some(pb::JobProgress {
+                job_id: job.id.to_string(),
+                status: descriptor.status,
+                progress_summary: descriptor.progress_summary,
+            }))
+        }
+        Err(crate::store::StoreError::NotFound(_)) => Ok(None),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// Sends one message; false when the client went away.
+async fn send(
+    sender: &Sender,
+    position: i64,
+    message: Option<pb::watch_jobs_response::Message>,
+) -> bool {
+    sender
+        .send(Ok(pb::WatchJobsResponse { position, message }))
+        .await
+        .is_ok()
+}

@@ -1,0 +1,305 @@
+//! WatchJobs: catch-up from the log, the caught_up marker, live events,
+//! heartbeats, gap-safe positions under concurrent writers, and delivery
+//! across server processes.
+
+mod common;
+
+use std::time::Duration;
+
+use batchops::domain::{Command, JobId};
+use batchops::proto as pb;
+use batchops::store::{Store, jobs};
+use common::*;
+use pb::watch_jobs_response::Message;
+use tonic::Streaming;
+
+async fn watch(
+    client: &mut pb::job_service_client::JobServiceClient<tonic::transport::Channel>,
+    after: Option<i64>,
+) -> Streaming<pb::WatchJobsResponse> {
+    client
+        .watch_jobs(pb::WatchJobsRequest {
+            account_id: ACCOUNT.into(),
+            job_ids: vec![],
+            after_position: after,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn next(stream: &mut Streaming<pb::WatchJobsResponse>) -> pb::WatchJobsResponse {
+    tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("a message within 10 s")
+        .unwrap()
+        .expect("the stream is open")
+}
+
+/// Messages up to (not including) the first of another kind than events.
+async fn events_until_caught_up(
+    stream: &mut Streaming<pb::WatchJobsResponse>,
+) -> (Vec<pb::JobEvent>, i64) {
+    let mut events = Vec::new();
+    loop {
+        let message = next(stream).await;
+        match message.message {
+            Some(Message::Event(event)) => {
+                assert_eq!(event.position, message.position);
+                events.push(event);
+            }
+            Some(Message::CaughtUp(_)) => return (events, message.position),
+            other => panic!("unexpected {other:?} before caught_up"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_watch_catches_up_from_the_log_then_streams_live_events_and_heartbeats() {
+    let mut server = TestServer::idle().await;
+    let first = server.create(checksum_job("w1", None)).await;
+    let second = server.create(checksum_job("w2", None)).await;
+    let mut other_account = checksum_job("w3", None);
+    other_account.account_id = "444455556666".into();
+    server.create(other_account).await;
+
+    let mut stream = watch(&mut server.client, Some(0)).await;
+    let (events, caught_up_at) = events_until_caught_up(&mut stream).await;
+    let jobs: Vec<&str> = events.iter().map(|e| e.job_id.as_str()).collect();
+    assert_eq!(
+        jobs,
+        vec![first.as_str(), second.as_str()],
+        "only this account's jobs"
+    );
+    assert!(events.iter().all(|e| e.event_type == "JobCreated"));
+    assert_eq!(caught_up_at, events[1].position);
+
+    // Live: a cancellation arrives as two status changes, in order.
+    server
+        .update_status(&first, pb::JobStatus::Cancelled, "live")
+        .await
+        .unwrap();
+    let mut live = Vec::new();
+    while live.len() < 2 {
+        if let Some(Message::Event(event)) = next(&mut stream).await.message {
+            live.push(event);
+        }
+    }
+    let statuses: Vec<i32> = live
+        .iter()
+        .map(|e| match &e.event {
+            Some(pb::job_event::Event::StatusChanged(change)) => change.status,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            pb::JobStatus::Cancelling as i32,
+            pb::JobStatus::Cancelled as i32
+        ]
+    );
+    let Some(pb::job_event::Event::StatusChanged(change)) = &live[0].event else {
+        unreachable!()
+    };
+    assert_eq!(change.previous_status, pb::JobStatus::New as i32);
+    assert!(live[0].position > caught_up_at && live[1].position > live[0].position);
+
+    // Idle: heartbeats carry the current position.
+    let heartbeat = next(&mut stream).await;
+    assert!(
+        matches!(heartbeat.message, Some(Message::Heartbeat(_))),
+        "{heartbeat:?}"
+    );
+    assert_eq!(heartbeat.position, live[1].position);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_watch_without_a_position_starts_from_now() {
+    let mut server = TestServer::idle().await;
+    let old = server.create(checksum_job("old", None)).await;
+    let mut stream = watch(&mut server.client, None).await;
+    let (events, _) = events_until_caught_up(&mut stream).await;
+    assert!(events.is_empty());
+    server
+        .update_status(&old, pb::JobStatus::Cancelled, "")
+        .await
+        .unwrap();
+    loop {
+        if let Some(Message::Event(event)) = next(&mut stream).await.message {
+            assert_eq!(event.job_id, old);
+            assert_eq!(event.event_type, "CancellationRequested");
+            break;
+        }
+    }
+    let error = server
+        .client
+        .watch_jobs(pb::WatchJobsRequest {
+            account_id: ACCOUNT.into(),
+            job_ids: vec!["x".into()],
+            after_position: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        error.message().starts_with("job_ids[0]"),
+        "{}",
+        error.message()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn watchers_resuming_anywhere_see_every_later_event_exactly_once_in_order_under_concurrent_writers()
+ {
+    let mut server = TestServer::idle().await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(JobId(
+            uuid::Uuid::parse_str(&server.create(checksum_job(&format!("c{i}"), None)).await)
+                .unwrap(),
+        ));
+    }
+    let store = Store::connect(&server.db.url, 16).await.unwrap();
+    let start = jobs::last_position(&store.client().await.unwrap())
+        .await
+        .unwrap();
+
+    // Watchers resume from spread-out positions, including the very start.
+    let mut watchers = Vec::new();
+    for (i, after) in [0, 1, start / 2, start, start].into_iter().enumerate() {
+        let mut client = connect(server.address).await;
+        let mut stream = watch(&mut client, Some(after)).await;
+        watchers.push((
+            i,
+            after,
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut last_position = after;
+                loop {
+                    let message =
+                        match tokio::time::timeout(Duration::from_secs(20), stream.message()).await
+                        {
+                            Ok(Ok(Some(message))) => message,
+                            _ => return seen,
+                        };
+                    assert!(message.position >= last_position, "positions never go back");
+                    last_position = message.position;
+                    if let Some(Message::Event(event)) = message.message {
+                        seen.push(event.position);
+                        if event.event_type == "TagsReplaced" && event.job_id == "stop" {
+                            return seen;
+                        }
+                    }
+                    if seen.len() >= 6 * 40 + 6
+                        && message.position > 0
+                        && seen.last() == Some(&message.position)
+                    {
+                        // Keep reading until the writers are done (checked below).
+                    }
+                }
+            }),
+        ));
+    }
+
+    // Several connections change several jobs at once.
+    let mut writers = Vec::new();
+    for w in 0..6 {
+        let store = store.clone();
+        let ids = ids.clone();
+        writers.push(tokio::spawn(async move {
+            let mut client = store.client().await.unwrap();
+            for n in 0..40 {
+                let id = ids[(w + n) % ids.len()];
+                let priority = (w * 1000 + n) as i32;
+                jobs::execute(
+                    &mut client,
+                    id,
+                    None,
+                    &Command::ChangePriority { priority },
+                    chrono::Utc::now(),
+                )
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let client = store.client().await.unwrap();
+    let end = jobs::last_position(&client).await.unwrap();
+    let all: Vec<i64> = client
+        .query("SELECT position FROM job_events ORDER BY position", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(all.len(), 6 + 6 * 40);
+    // Give the watchers time to reach the end, then close them.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.stop().await;
+    for (i, after, watcher) in watchers {
+        let seen = watcher.await.unwrap();
+        let expected: Vec<i64> = all
+            .iter()
+            .copied()
+            .filter(|p| *p > after && *p <= end)
+            .collect();
+        assert_eq!(seen, expected, "watcher {i} resuming after {after}");
+    }
+}
+
+#[tokio::test]
+async fn a_change_through_one_process_reaches_a_watcher_on_another_within_a_second() {
+    let db = TestDb::new().await;
+    let objects = tempfile::tempdir().unwrap();
+    let a = ServerProcess::start(
+        &db,
+        &objects.path().display().to_string(),
+        &["--no-engine"],
+        &[],
+    );
+    let b = ServerProcess::start(
+        &db,
+        &objects.path().display().to_string(),
+        &["--no-engine"],
+        &[],
+    );
+    let mut client_a = connect(a.address).await;
+    let mut client_b = connect(b.address).await;
+    let job_id = client_a
+        .create_job(checksum_job("x", None))
+        .await
+        .unwrap()
+        .into_inner()
+        .job_id;
+    let mut stream = watch(&mut client_b, None).await;
+    let (_, _) = events_until_caught_up(&mut stream).await;
+    for round in 0..3 {
+        let priority = 20 + round;
+        client_a
+            .update_job_priority(pb::UpdateJobPriorityRequest {
+                account_id: ACCOUNT.into(),
+                job_id: job_id.clone(),
+                priority,
+            })
+            .await
+            .unwrap();
+        // Heartbeats are 5 s apart here: only the NOTIFY can deliver this in time.
+        let delivered = tokio::time::timeout(Duration::from_secs(1), async {
+            loop {
+                if let Some(Message::Event(event)) = next(&mut stream).await.message {
+                    return event;
+                }
+            }
+        })
+        .await
+        .expect("delivered within a second");
+        assert!(
+            matches!(delivered.event, Some(pb::job_event::Event::PriorityChanged(p)) if p.priority == priority)
+        );
+    }
+}
