@@ -34,6 +34,19 @@ pub enum CommandLine {
     Serve(ServeConfig),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseConfig),
+    /// Rebuild every job's projection from the event log and report any
+    /// difference from what is stored (exit code 1 when there is one).
+    Replay(ReplayConfig),
+}
+
+/// What `batchops replay` takes.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayConfig {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// Rewrite differing projections from the log.
+    #[arg(long)]
+    pub repair: bool,
 }
 
 /// Where the database is.

@@ -8,9 +8,11 @@
 //! - [`objects`]: object stores, manifest readers and task operations.
 //! - [`notify`]: LISTEN fan-out and WatchJobs streams.
 //! - [`api`]: the tonic `JobService`, proto ↔ domain conversion, error codes.
+//! - [`audit`]: rebuilds projections from the log and reports differences.
 //! - [`server`] and [`config`]: process start-up, flags and shutdown.
 
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod domain;
 pub mod engine;

@@ -22,6 +22,7 @@ async fn main() -> ExitCode {
             .await
             .map(|_| ())
             .map_err(|e| e.to_string()),
+        CommandLine::Replay(config) => return replay(config).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -40,5 +41,44 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Runs `batchops replay` and prints what it found; exit code 1 on differences.
+async fn replay(config: batchops::config::ReplayConfig) -> ExitCode {
+    let report = match server::open_store(&config.database).await {
+        Ok(store) => batchops::audit::replay(&store, config.repair)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    match report {
+        Err(message) => {
+            eprintln!("batchops: {message}");
+            ExitCode::from(2)
+        }
+        Ok(report) => {
+            for (job, fields) in &report.differences {
+                println!(
+                    "job {job}: stored projection differs from the log in {}",
+                    fields.join(", ")
+                );
+            }
+            for job in &report.missing_projections {
+                println!("job {job}: has events but no projection");
+            }
+            println!(
+                "{} jobs replayed, {} differ, {} without projection, {} repaired",
+                report.jobs_checked,
+                report.differences.len(),
+                report.missing_projections.len(),
+                report.repaired
+            );
+            if report.is_clean() || (config.repair && report.missing_projections.is_empty()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
     }
 }

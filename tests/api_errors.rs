@@ -314,6 +314,7 @@ async fn job_rpcs_name_invalid_fields_and_hide_other_accounts_jobs() {
                 account_id: ACCOUNT.into(),
                 job_id: job_id.clone(),
                 after_sequence: -1,
+                include_task_results: false,
             })
             .await,
         "after_sequence",
@@ -323,6 +324,7 @@ async fn job_rpcs_name_invalid_fields_and_hide_other_accounts_jobs() {
             account_id: "999999999999".into(),
             job_id: job_id.clone(),
             after_sequence: 0,
+            include_task_results: false,
         })
         .await
         .unwrap_err();

@@ -316,7 +316,12 @@ impl JobService for JobApi {
         let (sender, receiver) = mpsc::channel(64);
         let store = self.store.clone();
         tokio::spawn(async move {
-            if let Err(error) = stream_results(store, job.id, request.only_failed, &sender).await {
+            let wrap = |result| pb::ListJobTaskResultsResponse {
+                result: Some(result),
+            };
+            if let Err(error) =
+                stream_results(store, job.id, request.only_failed, wrap, &sender).await
+            {
                 let _ = sender.send(Err(error.into())).await;
             }
         });
@@ -340,8 +345,23 @@ impl JobService for JobApi {
         let after = request.after_sequence as u64;
         let (sender, receiver) = mpsc::channel(64);
         let store = self.store.clone();
+        let include_task_results = request.include_task_results;
         tokio::spawn(async move {
-            if let Err(error) = stream_history(store, id, after, &sender).await {
+            let mut outcome = stream_history(store.clone(), id, after, &sender).await;
+            if outcome.is_ok() && include_task_results {
+                outcome = stream_results(
+                    store,
+                    id,
+                    false,
+                    |result| pb::GetJobHistoryResponse {
+                        event: None,
+                        task_result: Some(result),
+                    },
+                    &sender,
+                )
+                .await;
+            }
+            if let Err(error) = outcome {
                 let _ = sender.send(Err(error.into())).await;
             }
         });
@@ -350,11 +370,12 @@ impl JobService for JobApi {
 }
 
 /// Sends a job's task results in task order, a page at a time.
-async fn stream_results(
+async fn stream_results<M>(
     store: Store,
     id: JobId,
     only_failed: bool,
-    sender: &mpsc::Sender<Result<pb::ListJobTaskResultsResponse, Status>>,
+    wrap: impl Fn(pb::TaskResult) -> M,
+    sender: &mpsc::Sender<Result<M, Status>>,
 ) -> Result<(), ApiError> {
     let client = store.client().await?;
     let filter = only_failed.then_some(false);
@@ -362,9 +383,7 @@ async fn stream_results(
     loop {
         let page = tasks::results_page(&client, id, after, filter, RESULTS_PAGE).await?;
         for (object, result) in &page {
-            let message = pb::ListJobTaskResultsResponse {
-                result: Some(convert::task_result_to_proto(object, result)),
-            };
+            let message = wrap(convert::task_result_to_proto(object, result));
             if sender.send(Ok(message)).await.is_err() {
                 return Ok(());
             }
@@ -398,7 +417,10 @@ async fn stream_history(
             if recorded.sequence <= after {
                 continue;
             }
-            let message = pb::GetJobHistoryResponse { event: Some(event) };
+            let message = pb::GetJobHistoryResponse {
+                event: Some(event),
+                task_result: None,
+            };
             if sender.send(Ok(message)).await.is_err() {
                 return Ok(());
             }

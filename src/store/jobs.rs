@@ -52,6 +52,13 @@ const ACCOUNT_EVENTS_AFTER: &str = "
     ORDER BY e.position
     LIMIT $4";
 const LAST_POSITION: &str = "SELECT coalesce(max(position), 0) FROM job_events";
+const JOB_IDS_AFTER: &str = "
+    SELECT job_id FROM jobs WHERE job_id > $1 ORDER BY job_id LIMIT $2";
+const ORPHAN_STREAMS: &str = "
+    SELECT DISTINCT e.job_id FROM job_events e
+    WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = e.job_id)";
+const REPLACE_STATE: &str = "
+    UPDATE jobs SET status = $2, priority = $3, version = $4, state = $5 WHERE job_id = $1";
 const EVENTS_AFTER: &str = "
     SELECT job_id, sequence, position, event_type, schema_version, payload, recorded_at
     FROM job_events
@@ -412,4 +419,39 @@ pub async fn account_events_after(
 /// The position of the newest committed event (0 for an empty log).
 pub async fn last_position(client: &Client) -> Result<i64, StoreError> {
     Ok(client.query_one(LAST_POSITION, &[]).await?.try_get(0)?)
+}
+
+/// Up to `limit` job ids above `after`, in id order.
+pub async fn job_ids_after(
+    client: &Client,
+    after: Uuid,
+    limit: usize,
+) -> Result<Vec<JobId>, StoreError> {
+    let rows = client
+        .query(JOB_IDS_AFTER, &[&after, &(limit as i64)])
+        .await?;
+    rows.iter().map(|row| Ok(JobId(row.try_get(0)?))).collect()
+}
+
+/// Jobs that have events but no projection row.
+pub async fn orphan_streams(client: &Client) -> Result<Vec<JobId>, StoreError> {
+    let rows = client.query(ORPHAN_STREAMS, &[]).await?;
+    rows.iter().map(|row| Ok(JobId(row.try_get(0)?))).collect()
+}
+
+/// Overwrites a job's projection with `job` (a replay of its log).
+pub async fn replace_projection(client: &Client, job: &Job) -> Result<(), StoreError> {
+    client
+        .execute(
+            REPLACE_STATE,
+            &[
+                &job.id.0,
+                &job.status.as_str(),
+                &job.priority,
+                &(job.version as i64),
+                &Json(job),
+            ],
+        )
+        .await?;
+    Ok(())
 }

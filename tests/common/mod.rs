@@ -407,6 +407,7 @@ pub async fn history(
             account_id: ACCOUNT.into(),
             job_id: job_id.into(),
             after_sequence: after,
+            include_task_results: false,
         })
         .await
         .unwrap()
