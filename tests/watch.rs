@@ -303,3 +303,88 @@ async fn a_change_through_one_process_reaches_a_watcher_on_another_within_a_seco
         );
     }
 }
+
+#[tokio::test]
+async fn a_slow_watcher_falls_behind_without_losing_or_repeating_events() {
+    let mut server = TestServer::idle().await;
+    let job =
+        JobId(uuid::Uuid::parse_str(&server.create(checksum_job("slow", None)).await).unwrap());
+    let mut stream = watch(&mut server.client, Some(0)).await;
+    let (events, _) = events_until_caught_up(&mut stream).await;
+    assert_eq!(events.len(), 1);
+
+    // 1,500 events while the watcher reads nothing: more than its stream
+    // buffer and more than the notification channel holds.
+    let store = Store::connect(&server.db.url, 2).await.unwrap();
+    let mut client = store.client().await.unwrap();
+    for priority in 1..=1500 {
+        jobs::execute(
+            &mut client,
+            job,
+            None,
+            &Command::ChangePriority { priority },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    }
+    let mut priorities = Vec::new();
+    while priorities.len() < 1500 {
+        if let Some(Message::Event(event)) = next(&mut stream).await.message
+            && let Some(pb::job_event::Event::PriorityChanged(change)) = event.event
+        {
+            priorities.push(change.priority);
+        }
+    }
+    assert_eq!(priorities, (1..=1500).collect::<Vec<i32>>());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn progress_updates_arrive_throttled_with_growing_counts() {
+    let endpoint = TestEndpoint::start(|event, _, _| Reply {
+        delay: Duration::from_millis(20),
+        ..Reply::result(event, "Succeeded", "ok")
+    })
+    .await;
+    let mut server = TestServer::start_with(Settings {
+        invoke_allowlist: endpoint.url.clone(),
+        chunk_size: 2,
+        task_concurrency: 2,
+        ..Settings::default()
+    })
+    .await;
+    let lines: Vec<String> = (0..120).map(|i| format!("data,k{i}")).collect();
+    write_manifest(&server, &lines);
+    let mut stream = watch(&mut server.client, None).await;
+    events_until_caught_up(&mut stream).await;
+    let started = std::time::Instant::now();
+    let job_id = server
+        .create(invoke_job(
+            "progress",
+            &endpoint.url,
+            pb::InvocationSchemaVersion::InvocationSchemaVersion10,
+        ))
+        .await;
+    let mut progress = Vec::new();
+    loop {
+        match next(&mut stream).await.message {
+            Some(Message::Progress(update)) => {
+                assert_eq!(update.job_id, job_id);
+                progress.push(update.progress_summary.unwrap().number_of_tasks_succeeded);
+            }
+            Some(Message::Event(event)) if event.event_type == "JobCompleted" => break,
+            _ => {}
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(!progress.is_empty(), "no progress update in {seconds:.1} s");
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+    // About one per second: never more than one per started second, plus one.
+    assert!(
+        (progress.len() as f64) <= seconds.ceil() + 1.0,
+        "{} updates in {seconds:.1} s",
+        progress.len()
+    );
+    server.stop().await;
+}
