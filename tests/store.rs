@@ -242,3 +242,62 @@ proptest! {
         });
     }
 }
+
+/// Events exactly as schema version 1 stores them. If a change to the event
+/// types breaks this test, bump the schema version and teach the decoder the
+/// old shape instead: stored events are never rewritten.
+const SCHEMA_V1_EVENTS: &[(&str, &str)] = &[
+    (
+        "JobCreated",
+        r#"{"spec":{"account_id":"acct","client_request_token":"golden","description":"v1","priority":3,
+            "confirmation_required":true,"manifest":{"format":"S3BatchOperationsCsv20180820","fields":[],
+            "location":{"bucket":"data","key":"m.csv"},"etag":null},
+            "operation":{"ComputeObjectChecksum":{"algorithm":"Sha256"}},"report":null,"tags":[],
+            "failure_threshold":{"minimum_tasks_run":1000,"max_failure_percent":50}}}"#,
+    ),
+    ("PreparationStarted", r#"{"type":"PreparationStarted"}"#),
+    (
+        "ManifestPrepared",
+        r#"{"type":"ManifestPrepared","total_number_of_tasks":2,"awaiting_confirmation":true}"#,
+    ),
+    (
+        "PriorityChanged",
+        r#"{"type":"PriorityChanged","previous":3,"priority":7}"#,
+    ),
+    ("JobConfirmed", r#"{"type":"JobConfirmed","reason":"ok"}"#),
+    ("JobActivated", r#"{"type":"JobActivated"}"#),
+    (
+        "CancellationRequested",
+        r#"{"type":"CancellationRequested","reason":"stop"}"#,
+    ),
+    ("JobCancelled", r#"{"type":"JobCancelled"}"#),
+];
+
+#[tokio::test]
+async fn events_stored_in_schema_version_1_still_replay() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let id = uuid::Uuid::new_v4();
+    for (sequence, (event_type, payload)) in SCHEMA_V1_EVENTS.iter().enumerate() {
+        let payload: serde_json::Value = serde_json::from_str(payload).unwrap();
+        client
+            .execute(
+                "INSERT INTO job_events (job_id, sequence, event_type, schema_version, payload, recorded_at)
+                 VALUES ($1, $2, $3, 1, $4, '2026-01-01T00:00:00Z'::timestamptz + make_interval(secs => $2::bigint))",
+                &[&id, &(sequence as i64 + 1), event_type, &payload],
+            )
+            .await
+            .unwrap();
+    }
+    let store = store(&db).await;
+    let job = jobs::replay(&store.client().await.unwrap(), JobId(id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.status, batchops::domain::JobStatus::Cancelled);
+    assert_eq!(job.priority, 7);
+    assert_eq!(job.progress.total, 2);
+    assert_eq!(job.status_update_reason.as_deref(), Some("stop"));
+    assert_eq!(job.version, SCHEMA_V1_EVENTS.len() as u64);
+    assert!(job.confirmed && job.termination_time.is_some());
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use batchops::domain::{Command, JobId};
 use batchops::proto as pb;
-use batchops::store::{Store, jobs};
+use batchops::store::{Store, StoreError, jobs};
 use common::*;
 use pb::watch_jobs_response::Message;
 use tonic::Streaming;
@@ -208,20 +208,32 @@ async fn watchers_resuming_anywhere_see_every_later_event_exactly_once_in_order_
     for w in 0..6 {
         let store = store.clone();
         let ids = ids.clone();
+        // Each writer changes "its" job; all six jobs change at once.
         writers.push(tokio::spawn(async move {
             let mut client = store.client().await.unwrap();
             for n in 0..40 {
                 let id = ids[(w + n) % ids.len()];
-                let priority = (w * 1000 + n) as i32;
-                jobs::execute(
-                    &mut client,
-                    id,
-                    None,
-                    &Command::ChangePriority { priority },
-                    chrono::Utc::now(),
-                )
-                .await
-                .unwrap();
+                // Status changes too: halfway, each writer cancels one job.
+                let (id, command) = if n == 20 {
+                    (
+                        ids[w],
+                        Command::Cancel {
+                            reason: Some(format!("writer {w}")),
+                        },
+                    )
+                } else {
+                    (
+                        id,
+                        Command::ChangePriority {
+                            priority: (w * 1000 + n) as i32,
+                        },
+                    )
+                };
+                match jobs::execute(&mut client, id, None, &command, chrono::Utc::now()).await {
+                    // A cancelled job's priority no longer changes.
+                    Ok(_) | Err(StoreError::Domain(_)) => {}
+                    Err(other) => panic!("{other}"),
+                }
             }
         }));
     }
@@ -237,7 +249,9 @@ async fn watchers_resuming_anywhere_see_every_later_event_exactly_once_in_order_
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(all.len(), 6 + 6 * 40);
+    // Six creations, six cancellations (two events each) and the priority
+    // changes that reached a job before its cancellation.
+    assert!(all.len() > 6 + 12, "{} events", all.len());
     // Give the watchers time to reach the end, then close them.
     tokio::time::sleep(Duration::from_secs(2)).await;
     server.stop().await;
@@ -302,6 +316,32 @@ async fn a_change_through_one_process_reaches_a_watcher_on_another_within_a_seco
             matches!(delivered.event, Some(pb::job_event::Event::PriorityChanged(p)) if p.priority == priority)
         );
     }
+    // A status change, too.
+    client_a
+        .update_job_status(pb::UpdateJobStatusRequest {
+            account_id: ACCOUNT.into(),
+            job_id: job_id.clone(),
+            requested_job_status: pb::JobStatus::Cancelled as i32,
+            status_update_reason: "from a".into(),
+        })
+        .await
+        .unwrap();
+    let delivered = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            if let Some(Message::Event(event)) = next(&mut stream).await.message {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("delivered within a second");
+    let Some(pb::job_event::Event::StatusChanged(change)) = delivered.event else {
+        panic!("{delivered:?}");
+    };
+    assert_eq!(
+        (change.status, change.status_update_reason.as_str()),
+        (pb::JobStatus::Cancelling as i32, "from a")
+    );
 }
 
 #[tokio::test]
