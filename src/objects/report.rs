@@ -101,7 +101,9 @@ impl<'a> ReportWriter<'a> {
                 self.open_file(result.succeeded).await?;
             }
             let line = csv_row(object, result)?;
-            let open = self.current.as_mut().expect("a file was just opened");
+            let Some(open) = self.current.as_mut() else {
+                return Err(ReportError::Rows("no report file is open".into()));
+            };
             open.md5.update(&line);
             open.upload.write(&line);
             open.file.rows += 1;
