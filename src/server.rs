@@ -9,11 +9,12 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::api::JobApi;
+use crate::api::{self, JobApi};
 use crate::config::{ConfigError, DatabaseConfig, ServeConfig};
 use crate::engine::{Engine, Wakers};
 use crate::notify::Notifier;
 use crate::objects::{Buckets, StoreUrlError, operations::OperationContext};
+use crate::proto;
 use crate::proto::job_service_server::JobServiceServer;
 use crate::store::{Store, StoreError};
 
@@ -27,6 +28,8 @@ pub enum ServeError {
     ObjectStore(#[from] StoreUrlError),
     #[error("server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("reflection: {0}")]
+    Reflection(#[source] tonic_reflection::server::Error),
 }
 
 /// Connects to the database and applies pending migrations.
@@ -58,7 +61,20 @@ pub async fn serve(
     );
     let engine = (!config.no_engine).then(|| tokio::spawn(engine.run(stop_engine.clone())));
     info!(address = %listener.local_addr().map_err(|e| ServeError::Store(StoreError::Unavailable(Box::new(e))))?, "serving");
+    let (reporter, health) = tonic_health::server::health_reporter();
+    api::health::start(reporter, store.clone(), stopping.clone()).await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(ServeError::Reflection)?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(ServeError::Reflection)?;
     let served = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(JobServiceServer::new(JobApi::new(
             store.clone(),
             operations.invoke_allowlist.clone(),

@@ -354,10 +354,35 @@ async fn a_lost_database_is_unavailable_without_leaking_sql() {
         tokio::spawn(connection);
         client
     };
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.address))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let check = || tonic_health::pb::HealthCheckRequest {
+        service: "batchops.v1.JobService".into(),
+    };
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    assert_eq!(
+        health.check(check()).await.unwrap().into_inner().status,
+        serving
+    );
     admin
         .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", server.db.name))
         .await
         .unwrap();
+    // The health check notices within its 2 s period.
+    let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+    let mut status = serving;
+    for _ in 0..100 {
+        status = health.check(check()).await.unwrap().into_inner().status;
+        if status == not_serving {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, not_serving);
     for _ in 0..3 {
         let status = server
             .client

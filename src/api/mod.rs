@@ -3,6 +3,7 @@
 
 pub mod convert;
 mod error;
+pub mod health;
 mod service;
 
 pub use error::ApiError;
