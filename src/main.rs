@@ -2,14 +2,20 @@
 
 use std::process::ExitCode;
 
-use batchops::config::{Cli, CommandLine, LogFormat};
+use batchops::config::{CommandLine, LogFormat};
 use batchops::server;
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match batchops::config::parse() {
+        Ok(cli) => cli,
+        Err(batchops::config::ConfigError::Arguments(error)) => error.exit(),
+        Err(error) => {
+            eprintln!("batchops: {error}");
+            return ExitCode::from(2);
+        }
+    };
     init_logging(cli.log_format);
     let outcome = match cli.command {
         CommandLine::Serve(config) => match tokio::net::TcpListener::bind(config.listen).await {

@@ -67,3 +67,83 @@ fn serve_without_a_database_says_what_is_missing() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--database-url"), "{stderr}");
 }
+
+async fn database_exists(name: &str) -> bool {
+    let (admin, connection) = tokio_postgres::connect(&format!("{BASE}/postgres"), NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .unwrap()
+        .is_some()
+}
+
+async fn drop_database(name: &str) {
+    let (admin, connection) = tokio_postgres::connect(&format!("{BASE}/postgres"), NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let _ = admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await;
+}
+
+#[tokio::test]
+async fn settings_come_from_flags_then_environment_then_the_config_file() {
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let [from_file, from_env, from_flag] =
+        ["file", "env", "flag"].map(|source| format!("batchops_cfg_{source}_{unique}"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("batchops.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "database_url = \"{BASE}/{from_file}\"\ndatabase_pool_size = 3\nmax_active_jobs = 8\n"
+        ),
+    )
+    .unwrap();
+    let migrate = |env: Option<&str>, flag: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_batchops"));
+        command
+            .args(["migrate", "--config", file.to_str().unwrap()])
+            .env_remove("BATCHOPS_DATABASE_URL");
+        if let Some(env) = env {
+            command.env("BATCHOPS_DATABASE_URL", format!("{BASE}/{env}"));
+        }
+        if let Some(flag) = flag {
+            command.args(["--database-url", &format!("{BASE}/{flag}")]);
+        }
+        command.output().unwrap()
+    };
+    // The file alone.
+    assert!(migrate(None, None).status.success());
+    assert!(database_exists(&from_file).await);
+    // The environment wins over the file.
+    assert!(migrate(Some(&from_env), None).status.success());
+    assert!(database_exists(&from_env).await);
+    // The flag wins over both.
+    assert!(migrate(Some(&from_env), Some(&from_flag)).status.success());
+    assert!(database_exists(&from_flag).await);
+    for name in [from_file, from_env, from_flag] {
+        drop_database(&name).await;
+    }
+
+    // A key that names no setting is refused, naming it.
+    std::fs::write(&file, "max_actve_jobs = 8\n").unwrap();
+    let output = migrate(None, None);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("unknown setting \"max_actve_jobs\""),
+        "{stderr}"
+    );
+    // As is a file that is not TOML.
+    std::fs::write(&file, "max_active_jobs = = 8\n").unwrap();
+    let stderr = String::from_utf8_lossy(&migrate(None, None).stderr).into_owned();
+    assert!(
+        stderr.contains("config file") && stderr.contains("batchops.toml"),
+        "{stderr}"
+    );
+}
