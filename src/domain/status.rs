@@ -47,19 +47,6 @@ impl JobStatus {
         )
     }
 
-    /// Whether the job may be running tasks in this status. Cancelling a job in
-    /// such a status goes through Cancelling while in-flight tasks drain.
-    pub fn may_have_tasks_in_flight(self) -> bool {
-        matches!(
-            self,
-            JobStatus::Preparing
-                | JobStatus::Active
-                | JobStatus::Pausing
-                | JobStatus::Cancelling
-                | JobStatus::Failing
-        )
-    }
-
     /// The transition table of DESIGN.md section 1. Cancellation of an idle job
     /// passes through Cancelling within one command, so every cancel goes
     /// `… → Cancelling → Cancelled`.
