@@ -25,6 +25,11 @@ fn behave(event: &serde_json::Value, key: &str, previous: usize) -> Reply {
         "http404" => Reply::raw(404, "no such function"),
         "garbage" => Reply::raw(200, "<html>not json</html>"),
         "missing" => Reply::raw(200, r#"{"invocationSchemaVersion":"2.0","results":[]}"#),
+        "hostile" => Reply::result(
+            event,
+            "Succeeded",
+            &format!("nul\u{0}{}", "x".repeat(10_000)),
+        ),
         _ => Reply::raw(400, "unexpected key"),
     }
 }
@@ -48,6 +53,7 @@ async fn invoke_maps_replies_to_results_and_retries_only_transient_failures() {
         "http404/t",
         "garbage/v",
         "missing/u",
+        "hostile/r",
     ];
     let lines: Vec<String> = keys
         .iter()
@@ -78,7 +84,7 @@ async fn invoke_maps_replies_to_results_and_retries_only_transient_failures() {
             progress.number_of_tasks_succeeded,
             progress.number_of_tasks_failed
         ),
-        (3, 6)
+        (4, 6)
     );
 
     let rows = server.results(&job_id).await;
@@ -103,10 +109,18 @@ async fn invoke_maps_replies_to_results_and_retries_only_transient_failures() {
     expect(6, false, 404, Some("InvokeHttpError"));
     expect(7, false, 200, Some("InvalidResponse"));
     expect(8, false, 200, Some("PermanentFailure"));
+    // A reply with a NUL character and 10 kB of text is stored, cut and cleaned.
+    expect(9, true, 200, None);
+    let hostile = rows[9].3.as_deref().unwrap();
+    assert!(
+        hostile.starts_with("nul\u{fffd}x") && hostile.len() <= 4096,
+        "{}",
+        hostile.len()
+    );
 
     // Transient failures were retried up to the limit; the rest were not.
     let attempts: Vec<usize> = keys.iter().map(|k| endpoint.calls_for(k)).collect();
-    assert_eq!(attempts, vec![1, 1, 2, 3, 3, 2, 1, 1, 1]);
+    assert_eq!(attempts, vec![1, 1, 2, 3, 3, 2, 1, 1, 1, 1]);
 
     // The event is AWS's schema 2.0, with the key URL-encoded.
     let call = endpoint

@@ -508,10 +508,18 @@ fn parse_row(
     if key.is_empty() {
         return Err(invalid("key is empty".into()));
     }
+    if key.contains('\0') {
+        return Err(invalid(format!(
+            "key {encoded:?} decodes to a NUL character"
+        )));
+    }
     let version_id = match layout.version_id {
         Some(column) if empty_version_is_none && record[column].trim().is_empty() => None,
         Some(column) => {
             let value = record[column].trim();
+            if value.contains('\0') {
+                return Err(invalid("version id contains a NUL character".into()));
+            }
             if value.is_empty() {
                 return Err(invalid(
                     "version id is empty; version ids must be on all rows or none".into(),
@@ -631,6 +639,8 @@ mod tests {
             error.to_string().contains("not URL-encoded UTF-8"),
             "{error}"
         );
+        let error = parse("bkt,a%00b\n", &[]).unwrap_err();
+        assert!(error.to_string().contains("NUL"), "{error}");
         let error = parse("a,b,c,d\n", &[]).unwrap_err();
         assert!(error.to_string().contains("found 4"), "{error}");
     }

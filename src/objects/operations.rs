@@ -55,16 +55,38 @@ impl TaskOutcome {
         self
     }
 
-    /// The stored result of `task`.
+    /// The stored result of `task`. Texts from outside (an Invoke reply, an
+    /// error) are made storable: NUL characters, which PostgreSQL text cannot
+    /// hold, are replaced, and messages are cut at `MAX_RESULT_MESSAGE` bytes.
     pub fn into_result(self, task: &Task) -> TaskResult {
         TaskResult {
             task_number: task.number,
             succeeded: self.succeeded,
             http_status_code: self.http_status_code,
-            error_code: self.error_code,
-            result_message: self.result_message,
+            error_code: self.error_code.map(|code| storable(code, 64)),
+            result_message: self.result_message.map(|m| storable(m, MAX_RESULT_MESSAGE)),
         }
     }
+}
+
+/// The longest result message kept, in bytes.
+pub const MAX_RESULT_MESSAGE: usize = 4096;
+
+/// `text` without NUL characters, cut at a character boundary to `max` bytes.
+fn storable(text: String, max: usize) -> String {
+    let mut text = if text.contains('\0') {
+        text.replace('\0', "\u{fffd}")
+    } else {
+        text
+    };
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 /// Something that can be run on one task's object.
@@ -374,6 +396,13 @@ impl Checksummer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn results_are_made_storable() {
+        assert_eq!(storable("a\0b".into(), 100), "a\u{fffd}b");
+        assert_eq!(storable("é".repeat(10), 5), "éé");
+        assert_eq!(storable("short".into(), 100), "short");
+    }
 
     fn hex_of(algorithm: ChecksumAlgorithm, input: &[u8]) -> String {
         let mut checksum = Checksummer::new(algorithm);
