@@ -58,21 +58,32 @@ pub struct ReplayConfig {
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseConfig {
     /// PostgreSQL URL, e.g. postgres://postgres@127.0.0.1/batchops. The database
-    /// is created if missing. Falls back to DATABASE_URL.
+    /// is created if missing. Falls back to DATABASE_URL; with neither,
+    /// batchops runs a private cluster under --data-dir.
     #[arg(long, env = "BATCHOPS_DATABASE_URL")]
     pub database_url: Option<String>,
     /// Connections in the pool.
     #[arg(long, env = "BATCHOPS_DATABASE_POOL_SIZE", default_value_t = 16)]
     pub database_pool_size: usize,
+    /// Where batchops keeps its private PostgreSQL cluster when no database
+    /// URL is given (created on first use; needs PostgreSQL's server
+    /// programs installed).
+    #[arg(long, env = "BATCHOPS_DATA_DIR", default_value = "batchops-data")]
+    pub data_dir: std::path::PathBuf,
+    /// Directory of PostgreSQL's initdb and pg_ctl for the private cluster
+    /// (default: found on PATH, by pg_config, or in the usual install places).
+    #[arg(long, env = "BATCHOPS_POSTGRES_BIN_DIR")]
+    pub postgres_bin_dir: Option<std::path::PathBuf>,
 }
 
 impl DatabaseConfig {
-    /// The flag, else BATCHOPS_DATABASE_URL, else DATABASE_URL.
-    pub fn url(&self) -> Result<String, ConfigError> {
+    /// The flag, else BATCHOPS_DATABASE_URL, else DATABASE_URL; `None` means
+    /// the private cluster under `data_dir`.
+    pub fn url(&self) -> Option<String> {
         self.database_url
             .clone()
             .or_else(|| std::env::var("DATABASE_URL").ok())
-            .ok_or(ConfigError::MissingDatabaseUrl)
+            .filter(|url| !url.is_empty())
     }
 }
 
@@ -245,8 +256,6 @@ pub enum ConfigError {
     Arguments(clap::Error),
     #[error("config file {path}: {problem}")]
     File { path: String, problem: String },
-    #[error("no database: pass --database-url or set BATCHOPS_DATABASE_URL or DATABASE_URL")]
-    MissingDatabaseUrl,
     #[error("object store path {0:?} cannot be used")]
     ObjectStorePath(String),
     #[error("--invoke-allowlist: {0}")]

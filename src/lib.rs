@@ -9,10 +9,12 @@
 //! - [`notify`]: LISTEN fan-out and WatchJobs streams.
 //! - [`api`]: the tonic `JobService`, proto ↔ domain conversion, error codes.
 //! - [`audit`]: rebuilds projections from the log and reports differences.
-//! - [`server`] and [`config`]: process start-up, flags and shutdown.
+//! - [`server`] and [`config`]: process start-up, flags and shutdown;
+//!   [`cluster`]: the private PostgreSQL used when no database URL is given.
 
 pub mod api;
 pub mod audit;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod engine;

@@ -2,8 +2,9 @@
 
 use std::process::ExitCode;
 
+use batchops::cluster::Ownership;
 use batchops::config::{CommandLine, LogFormat};
-use batchops::server;
+use batchops::server::{self, Database};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -24,10 +25,12 @@ async fn main() -> ExitCode {
                 .map_err(|e| e.to_string()),
             Err(error) => Err(format!("cannot listen on {}: {error}", config.listen)),
         },
-        CommandLine::Migrate(database) => server::open_store(&database)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
+        CommandLine::Migrate(database) => {
+            match Database::open(&database, Ownership::Shared).await {
+                Ok(database) => database.close().await.map_err(|e| e.to_string()),
+                Err(error) => Err(error.to_string()),
+            }
+        }
         CommandLine::Replay(config) => return replay(config).await,
     };
     match outcome {
@@ -43,7 +46,8 @@ fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -52,10 +56,14 @@ fn init_logging(format: LogFormat) {
 
 /// Runs `batchops replay` and prints what it found; exit code 1 on differences.
 async fn replay(config: batchops::config::ReplayConfig) -> ExitCode {
-    let report = match server::open_store(&config.database).await {
-        Ok(store) => batchops::audit::replay(&store, config.repair)
-            .await
-            .map_err(|e| e.to_string()),
+    let report = match Database::open(&config.database, Ownership::Shared).await {
+        Ok(database) => {
+            let report = batchops::audit::replay(&database.store, config.repair)
+                .await
+                .map_err(|e| e.to_string());
+            let _ = database.close().await;
+            report
+        }
         Err(error) => Err(error.to_string()),
     };
     match report {

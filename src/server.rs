@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::api::{self, JobApi};
+use crate::cluster::{ClusterError, Ownership, PrivateCluster};
 use crate::config::{ConfigError, DatabaseConfig, ServeConfig};
 use crate::engine::{Engine, Wakers};
 use crate::notify::Notifier;
@@ -22,6 +23,8 @@ use crate::store::{Store, StoreError};
 pub enum ServeError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     #[error("database: {0}")]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -32,12 +35,63 @@ pub enum ServeError {
     Reflection(#[source] tonic_reflection::server::Error),
 }
 
-/// Connects to the database and applies pending migrations.
-pub async fn open_store(config: &DatabaseConfig) -> Result<Store, ServeError> {
-    let store = Store::connect(&config.url()?, config.database_pool_size.max(2)).await?;
-    let applied = store.migrate().await?;
-    info!(applied, "database migrated");
-    Ok(store)
+/// The migrated database and, when no URL was given, the private cluster
+/// that holds it.
+pub struct Database {
+    pub store: Store,
+    cluster: Option<PrivateCluster>,
+}
+
+impl Database {
+    /// Connects to the configured database, or starts the private cluster
+    /// under the data directory when there is no URL, and applies pending
+    /// migrations.
+    pub async fn open(
+        config: &DatabaseConfig,
+        ownership: Ownership,
+    ) -> Result<Database, ServeError> {
+        let (url, cluster) = match config.url() {
+            Some(url) => (url, None),
+            None => {
+                let (data_dir, bin_dir) =
+                    (config.data_dir.clone(), config.postgres_bin_dir.clone());
+                let cluster = tokio::task::spawn_blocking(move || {
+                    PrivateCluster::start(&data_dir, bin_dir.as_deref(), ownership)
+                })
+                .await
+                .map_err(|e| {
+                    ServeError::Cluster(ClusterError::Program {
+                        program: "cluster start".into(),
+                        output: e.to_string(),
+                    })
+                })??;
+                (cluster.database_url(), Some(cluster))
+            }
+        };
+        let database = Database {
+            store: Store::connect(&url, config.database_pool_size.max(2)).await?,
+            cluster,
+        };
+        let applied = database.store.migrate().await?;
+        info!(applied, "database migrated");
+        Ok(database)
+    }
+
+    /// Closes the pool and stops the private cluster if this process runs it.
+    pub async fn close(self) -> Result<(), ServeError> {
+        drop(self.store);
+        if let Some(cluster) = self.cluster {
+            tokio::task::spawn_blocking(move || cluster.stop())
+                .await
+                .map_err(|e| {
+                    ServeError::Cluster(ClusterError::Program {
+                        program: "cluster stop".into(),
+                        output: e.to_string(),
+                    })
+                })??;
+        }
+        Ok(())
+    }
 }
 
 /// Serves on `listener` until `shutdown` resolves.
@@ -46,7 +100,18 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let store = open_store(&config.database).await?;
+    let database = Database::open(&config.database, Ownership::Exclusive).await?;
+    let outcome = serve_on(config, database.store.clone(), listener, shutdown).await;
+    let closed = database.close().await;
+    outcome.and(closed)
+}
+
+async fn serve_on(
+    config: ServeConfig,
+    store: Store,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
     let buckets = Buckets::open(&config.object_store_url()?)?;
     let allowlist = config.invoke_allowlist()?;
     let operations = OperationContext::new(buckets, allowlist);

@@ -296,6 +296,8 @@ pub async fn spawn_server(
         database: DatabaseConfig {
             database_url: Some(database_url.to_owned()),
             database_pool_size: 8,
+            data_dir: objects.join("unused-data-dir"),
+            postgres_bin_dir: None,
         },
         object_store: objects.display().to_string(),
         max_active_jobs: settings.max_active_jobs,
