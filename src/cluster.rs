@@ -415,7 +415,7 @@ mod tests {
 
     #[test]
     fn newest_install_is_preferred() {
-        let mut dirs = vec![
+        let mut dirs = [
             PathBuf::from("/usr/lib/postgresql/13/bin"),
             PathBuf::from("/usr/pgsql-16/bin"),
             PathBuf::from("/usr/lib/postgresql/15/bin"),
