@@ -16,9 +16,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("batchops_descriptor.bin"),
         prost::Message::encode_to_vec(&descriptors),
     )?;
+    // Type names (`prost::Name`) let the CLI find each message's descriptor
+    // for proto3 JSON.
+    let mut config = tonic_prost_build::Config::new();
+    config.enable_type_names();
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
-        .compile_fds(descriptors)?;
+        .compile_fds_with_config(descriptors, config)?;
     Ok(())
 }

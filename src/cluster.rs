@@ -361,11 +361,15 @@ fn find_binaries(bin_dir: Option<&Path>) -> Result<PathBuf, ClusterError> {
     }
     installed.push(PathBuf::from("/usr/local/pgsql/bin"));
     installed.sort_by_key(|dir| std::cmp::Reverse(version_of(dir)));
-    from_path
-        .into_iter()
-        .chain(from_pg_config)
-        .chain(installed)
-        .find(|dir| has_both(dir))
+    first_with_programs(from_path.into_iter().chain(from_pg_config).chain(installed))
+}
+
+/// The first directory holding both `initdb` and `pg_ctl`.
+fn first_with_programs(
+    mut candidates: impl Iterator<Item = PathBuf>,
+) -> Result<PathBuf, ClusterError> {
+    candidates
+        .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
         .ok_or(ClusterError::NotInstalled)
 }
 
@@ -425,6 +429,15 @@ mod tests {
         assert_eq!(dirs[0], PathBuf::from("/usr/pgsql-16/bin"));
         assert_eq!(dirs[1], PathBuf::from("/usr/lib/postgresql/15/bin"));
         assert_eq!(dirs[3], PathBuf::from("/usr/local/pgsql/bin"));
+    }
+
+    #[test]
+    fn no_installation_is_explained_with_what_to_install() {
+        let empty = tempfile::tempdir().unwrap();
+        let error = first_with_programs([empty.path().to_path_buf()].into_iter()).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("apt install postgresql"), "{message}");
+        assert!(message.contains("--database-url"), "{message}");
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub enum CommandLine {
     /// Rebuild every job's projection from the event log and report any
     /// difference from what is stored (exit code 1 when there is one).
     Replay(ReplayConfig),
+    #[command(flatten)]
+    Client(crate::cli::ClientCommand),
 }
 
 /// What `batchops replay` takes.
@@ -169,16 +171,21 @@ impl ServeConfig {
     /// The object store as a URL; a plain path becomes `file://` of its
     /// absolute form.
     pub fn object_store_url(&self) -> Result<String, ConfigError> {
-        if self.object_store.contains("://") {
-            return Ok(self.object_store.clone());
-        }
-        let path = Path::new(&self.object_store);
-        let absolute = std::path::absolute(path)
-            .map_err(|_| ConfigError::ObjectStorePath(self.object_store.clone()))?;
-        url::Url::from_directory_path(&absolute)
-            .map(String::from)
-            .map_err(|_| ConfigError::ObjectStorePath(self.object_store.clone()))
+        object_store_url(&self.object_store)
     }
+}
+
+/// `--object-store` as a URL: a plain path becomes `file://` of its absolute
+/// form; URLs pass through.
+pub fn object_store_url(value: &str) -> Result<String, ConfigError> {
+    if value.contains("://") {
+        return Ok(value.to_owned());
+    }
+    let absolute = std::path::absolute(Path::new(value))
+        .map_err(|_| ConfigError::ObjectStorePath(value.to_owned()))?;
+    url::Url::from_directory_path(&absolute)
+        .map(String::from)
+        .map_err(|_| ConfigError::ObjectStorePath(value.to_owned()))
 }
 
 /// Parses the command line, with defaults taken from the TOML file that

@@ -8,12 +8,14 @@
 //! - [`objects`]: object stores, manifest readers and task operations.
 //! - [`notify`]: LISTEN fan-out and WatchJobs streams.
 //! - [`api`]: the tonic `JobService`, proto ↔ domain conversion, error codes.
+//! - [`cli`]: the client subcommands (`create-job`, `watch`, `report`, …).
 //! - [`audit`]: rebuilds projections from the log and reports differences.
 //! - [`server`] and [`config`]: process start-up, flags and shutdown;
 //!   [`cluster`]: the private PostgreSQL used when no database URL is given.
 
 pub mod api;
 pub mod audit;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod domain;

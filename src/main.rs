@@ -17,8 +17,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let CommandLine::Client(command) = cli.command {
+        return batchops::cli::run(command).await;
+    }
     init_logging(cli.log_format);
     let outcome = match cli.command {
+        CommandLine::Client(_) => Ok(()),
         CommandLine::Serve(config) => match tokio::net::TcpListener::bind(config.listen).await {
             Ok(listener) => server::serve(config, listener, server::shutdown_signal())
                 .await

@@ -183,28 +183,50 @@ impl<'a> ReportWriter<'a> {
 
 /// One report row, RFC 4180 quoted, ending in `\n`.
 fn csv_row(object: &TaskRow, result: &TaskResult) -> Result<Vec<u8>, ReportError> {
+    report_row(&ReportRow {
+        bucket: &object.bucket,
+        key: &object.key,
+        version_id: object.version_id.as_deref().unwrap_or(""),
+        succeeded: result.succeeded,
+        http_status_code: result.http_status_code,
+        error_code: result.error_code.as_deref().unwrap_or(""),
+        result_message: result.result_message.as_deref().unwrap_or(""),
+    })
+    .map_err(|error| ReportError::Rows(error.to_string()))
+}
+
+/// One task's line of a completion report, before encoding.
+pub struct ReportRow<'a> {
+    pub bucket: &'a str,
+    /// The key as stored; the row carries it URL-encoded.
+    pub key: &'a str,
+    pub version_id: &'a str,
+    pub succeeded: bool,
+    pub http_status_code: i32,
+    pub error_code: &'a str,
+    pub result_message: &'a str,
+}
+
+/// A report line in AWS's column order (bucket, URL-encoded key, version id,
+/// `succeeded`/`failed`, HTTP status code, error code, result message),
+/// quoted as RFC 4180, ending in `\n`.
+pub fn report_row(row: &ReportRow<'_>) -> Result<Vec<u8>, csv::Error> {
     let mut writer = csv::WriterBuilder::new()
         .has_headers(false)
         .terminator(csv::Terminator::Any(b'\n'))
         .from_writer(Vec::with_capacity(128));
-    writer
-        .write_record([
-            object.bucket.as_str(),
-            &encode_key(&object.key),
-            object.version_id.as_deref().unwrap_or(""),
-            if result.succeeded {
-                "succeeded"
-            } else {
-                "failed"
-            },
-            &result.http_status_code.to_string(),
-            result.error_code.as_deref().unwrap_or(""),
-            result.result_message.as_deref().unwrap_or(""),
-        ])
-        .map_err(|error| ReportError::Rows(error.to_string()))?;
+    writer.write_record([
+        row.bucket,
+        &encode_key(row.key),
+        row.version_id,
+        if row.succeeded { "succeeded" } else { "failed" },
+        &row.http_status_code.to_string(),
+        row.error_code,
+        row.result_message,
+    ])?;
     writer
         .into_inner()
-        .map_err(|error| ReportError::Rows(error.to_string()))
+        .map_err(|error| csv::Error::from(error.into_error()))
 }
 
 #[cfg(test)]

@@ -648,21 +648,22 @@ impl ServerProcess {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> ServerProcess {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_batchops"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--database-url",
-                &db.url,
-                "--log-format",
-                "json",
-            ])
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_batchops"));
+        command
+            .args(["serve", "--database-url", &db.url])
             .args(["--object-store", object_store, "--poll-interval-ms", "20"])
             .args(extra)
+            .envs(env.iter().copied());
+        ServerProcess::launch(command)
+    }
+
+    /// Runs `command` (a `batchops serve` without `--listen`) on port 0 and
+    /// waits for the address it reports.
+    pub fn launch(mut command: std::process::Command) -> ServerProcess {
+        use std::io::BufRead;
+        let mut child = command
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
             .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -698,6 +699,18 @@ impl ServerProcess {
             .parse()
             .unwrap();
         ServerProcess { child, address }
+    }
+}
+
+impl ServerProcess {
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        self.child.wait().unwrap()
     }
 }
 

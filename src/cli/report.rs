@@ -1,0 +1,153 @@
+//! `batchops report`: prints a job's completion report (its CSV rows, as
+//! written) or saves its files, reading them from the object store the
+//! server writes to and checking each file's MD5 against `manifest.json`.
+//! `--from-results` builds the same rows from the task results the server
+//! holds instead, for jobs without a report or clients without access to
+//! the store.
+
+use futures::StreamExt;
+use md5::{Digest, Md5};
+
+use super::{CliError, Client, Report, print_text};
+use crate::objects::Buckets;
+use crate::objects::report::{ReportRow, report_row};
+use crate::proto as pb;
+
+pub async fn run(args: Report) -> Result<(), CliError> {
+    let mut client = Client::connect(&args.job.client).await?;
+    if args.from_results {
+        return from_results(&mut client, &args.job.job_id, args.only_failed).await;
+    }
+    let job = client.describe(&args.job.job_id).await?;
+    let Some(location) = job.report_location else {
+        return Err(CliError::Report(format!(
+            "job {} has no completion report yet (status {}; a report is written when a job \
+             that asked for one ends); --from-results prints its rows from the task results",
+            job.job_id,
+            super::table::status_name(job.status)
+        )));
+    };
+    let url = crate::config::object_store_url(&args.object_store)
+        .map_err(|error| CliError::Usage(format!("--object-store: {error}")))?;
+    let buckets =
+        Buckets::open(&url).map_err(|error| CliError::Usage(format!("--object-store: {error}")))?;
+    let manifest = read(&buckets, &location.bucket, &location.manifest_key).await?;
+    let files = report_files(&manifest)?;
+    if let Some(dir) = &args.output_dir {
+        let save = |name: &str, content: &[u8]| {
+            let path = dir.join(name);
+            std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::write(&path, content))
+                .map_err(|error| CliError::Report(format!("{}: {error}", path.display())))?;
+            print_text(&format!("{}\n", path.display()))
+        };
+        save("manifest.json", &manifest)?;
+        for file in &files {
+            let content = read_checked(&buckets, file).await?;
+            let name = file.key.rsplit('/').next().unwrap_or(&file.key);
+            save(name, &content)?;
+        }
+        return Ok(());
+    }
+    for file in &files {
+        let content = read_checked(&buckets, file).await?;
+        print_text(&String::from_utf8_lossy(&content))?;
+    }
+    Ok(())
+}
+
+/// A CSV file that `manifest.json` lists.
+struct ReportFile {
+    bucket: String,
+    key: String,
+    md5: String,
+}
+
+fn report_files(manifest: &[u8]) -> Result<Vec<ReportFile>, CliError> {
+    let invalid = |problem: &str| CliError::Report(format!("manifest.json: {problem}"));
+    let value: serde_json::Value =
+        serde_json::from_slice(manifest).map_err(|error| invalid(&error.to_string()))?;
+    if value["Format"] != "Report_CSV_20180820" {
+        return Err(invalid("not a Report_CSV_20180820 manifest"));
+    }
+    let results = value["Results"]
+        .as_array()
+        .ok_or_else(|| invalid("no Results list"))?;
+    results
+        .iter()
+        .map(|entry| {
+            let field = |name: &str| {
+                entry[name]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| invalid(&format!("a result has no {name}")))
+            };
+            Ok(ReportFile {
+                bucket: field("Bucket")?,
+                key: field("Key")?,
+                md5: field("MD5Checksum")?,
+            })
+        })
+        .collect()
+}
+
+async fn read(buckets: &Buckets, bucket: &str, key: &str) -> Result<Vec<u8>, CliError> {
+    let failed = |problem: String| CliError::Report(format!("{bucket}/{key}: {problem}"));
+    let object = buckets
+        .locate(bucket, key)
+        .map_err(|error| failed(error.to_string()))?;
+    let data = object
+        .store
+        .get(&object.path)
+        .await
+        .map_err(|error| failed(error.to_string()))?
+        .bytes()
+        .await
+        .map_err(|error| failed(error.to_string()))?;
+    Ok(data.to_vec())
+}
+
+/// A report file's content, refused when its MD5 is not the manifest's.
+async fn read_checked(buckets: &Buckets, file: &ReportFile) -> Result<Vec<u8>, CliError> {
+    let content = read(buckets, &file.bucket, &file.key).await?;
+    let actual = hex::encode(Md5::digest(&content));
+    if !actual.eq_ignore_ascii_case(&file.md5) {
+        return Err(CliError::Report(format!(
+            "{}/{}: MD5 is {actual}, manifest.json says {}; the file was changed after it was \
+             written",
+            file.bucket, file.key, file.md5
+        )));
+    }
+    Ok(content)
+}
+
+async fn from_results(
+    client: &mut Client,
+    job_id: &str,
+    only_failed: bool,
+) -> Result<(), CliError> {
+    let mut stream = client
+        .jobs
+        .list_job_task_results(pb::ListJobTaskResultsRequest {
+            account_id: client.account_id.clone(),
+            job_id: job_id.to_owned(),
+            only_failed,
+        })
+        .await?
+        .into_inner();
+    while let Some(item) = stream.next().await {
+        let Some(result) = item?.result else { continue };
+        let line = report_row(&ReportRow {
+            bucket: &result.bucket,
+            key: &result.key,
+            version_id: &result.version_id,
+            succeeded: result.task_status() == pb::TaskStatus::Succeeded,
+            http_status_code: result.http_status_code,
+            error_code: &result.error_code,
+            result_message: &result.result_message,
+        })
+        .map_err(|error| CliError::Report(error.to_string()))?;
+        print_text(&String::from_utf8_lossy(&line))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! Human-readable output: aligned tables, key/value blocks and the short
+//! status names of the S3 console (`Active`, `Complete`).
+
+use chrono::{DateTime, Utc};
+
+use crate::proto as pb;
+
+/// Columns padded to their widest cell; the last column is not padded.
+pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let last = row.len().saturating_sub(1);
+        for (index, cell) in row.iter().enumerate() {
+            if index == last {
+                out.push_str(cell);
+            } else {
+                let pad = widths[index] - cell.chars().count();
+                out.push_str(cell);
+                out.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `Key: value` lines with the values aligned; empty values are left out.
+pub fn render_fields(fields: &[(&str, String)]) -> String {
+    let width = fields
+        .iter()
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(key, _)| key.len())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for (key, value) in fields.iter().filter(|(_, value)| !value.is_empty()) {
+        out.push_str(&format!("{key:<width$}  {value}\n"));
+    }
+    out
+}
+
+/// `Active` for `JOB_STATUS_ACTIVE`; `Unknown(99)` for a value this build
+/// does not know.
+pub fn status_name(value: i32) -> String {
+    match pb::JobStatus::try_from(value) {
+        Ok(status) => title_case(
+            status
+                .as_str_name()
+                .strip_prefix("JOB_STATUS_")
+                .unwrap_or(status.as_str_name()),
+        ),
+        Err(_) => format!("Unknown({value})"),
+    }
+}
+
+/// Parses `Active`, `active` or `JOB_STATUS_ACTIVE`.
+pub fn parse_status(name: &str) -> Result<pb::JobStatus, String> {
+    let upper = name.trim().to_ascii_uppercase();
+    let full = if upper.starts_with("JOB_STATUS_") {
+        upper
+    } else {
+        format!("JOB_STATUS_{upper}")
+    };
+    pb::JobStatus::from_str_name(&full)
+        .filter(|status| *status != pb::JobStatus::Unspecified)
+        .ok_or_else(|| {
+            format!(
+                "unknown job status {name:?} (one of New, Preparing, Suspended, Ready, Active, \
+                 Pausing, Paused, Completing, Complete, Cancelling, Cancelled, Failing, Failed)"
+            )
+        })
+}
+
+/// A short name for an enum value: `SHA256` for `CHECKSUM_ALGORITHM_SHA256`.
+pub fn enum_suffix(full: &str, prefix: &str) -> String {
+    full.strip_prefix(prefix).unwrap_or(full).to_owned()
+}
+
+fn title_case(upper: &str) -> String {
+    let mut chars = upper.chars();
+    match chars.next() {
+        Some(first) => first.to_string() + &chars.as_str().to_ascii_lowercase(),
+        None => String::new(),
+    }
+}
+
+/// RFC 3339 time in UTC to the second; empty when absent.
+pub fn time(value: Option<&prost_types::Timestamp>) -> String {
+    value
+        .and_then(|t| DateTime::<Utc>::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
+
+/// `succeeded/failed/total` of a progress summary.
+pub fn progress(summary: Option<&pb::JobProgressSummary>) -> String {
+    let summary = summary.cloned().unwrap_or_default();
+    format!(
+        "{}/{}/{}",
+        summary.number_of_tasks_succeeded,
+        summary.number_of_tasks_failed,
+        summary.total_number_of_tasks
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_align_to_the_widest_cell() {
+        let text = render(
+            &["ID", "STATUS", "NOTE"],
+            &[
+                vec!["a".into(), "Active".into(), "x".into()],
+                vec!["bbbb".into(), "New".into(), "".into()],
+            ],
+        );
+        assert_eq!(
+            text,
+            "ID    STATUS  NOTE\na     Active  x\nbbbb  New     \n"
+        );
+    }
+
+    #[test]
+    fn statuses_read_and_print_like_the_s3_console() {
+        assert_eq!(status_name(pb::JobStatus::Cancelled as i32), "Cancelled");
+        assert_eq!(status_name(99), "Unknown(99)");
+        for name in ["Ready", "ready", "JOB_STATUS_READY", " READY "] {
+            assert_eq!(parse_status(name).unwrap(), pb::JobStatus::Ready);
+        }
+        assert!(parse_status("Unspecified").is_err());
+        assert!(parse_status("Done").unwrap_err().contains("\"Done\""));
+    }
+}

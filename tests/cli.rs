@@ -1,0 +1,676 @@
+//! The `batchops` binary as users run it: `serve` with no database URL on a
+//! private PostgreSQL cluster, and the client subcommands against a real
+//! server, checked by their output and exit codes.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+
+const ACCOUNT: &str = "111122223333";
+const SHA256: &str = r#"{"compute_object_checksum": {"algorithm": "CHECKSUM_ALGORITHM_SHA256"}}"#;
+
+/// Runs a client subcommand against `address` and returns its output.
+fn cli(address: std::net::SocketAddr, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_batchops"))
+        .args(args)
+        .args(["--endpoint", &format!("http://{address}")])
+        .args(["--account-id", ACCOUNT])
+        .env_remove("BATCHOPS_OUTPUT")
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing the output when it differs.
+fn assert_code(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    assert_code(output, 0);
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Puts `count` objects and a CSV manifest listing them into `bucket`.
+fn put_objects(objects: &Path, bucket: &str, count: usize) {
+    let mut manifest = String::new();
+    for i in 0..count {
+        put_object(
+            objects,
+            bucket,
+            &format!("o{i}.txt"),
+            format!("object {i}").as_bytes(),
+        );
+        manifest.push_str(&format!("{bucket},o{i}.txt\n"));
+    }
+    put_object(objects, bucket, "manifest.csv", manifest.as_bytes());
+}
+
+/// Processes whose command line mentions `needle`, or whose parent is `pid`.
+fn processes_of(needle: &str, pid: Option<u32>) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(own) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline"))
+            .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
+            .unwrap_or_default();
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // The parent pid is the second field after the parenthesised name.
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        // A zombie has exited; only its parent (here often a container's
+        // init that never reaps) keeps its entry.
+        let zombie = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            == Some("Z");
+        if zombie {
+            continue;
+        }
+        if cmdline.contains(needle) || Some(own) == pid || (pid.is_some() && parent == pid) {
+            found.push(format!("{own}: {cmdline}"));
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serve_without_a_database_url_runs_a_job_through_the_cli_and_leaves_nothing_running() {
+    // Given a data directory the postgres user can reach and some objects.
+    let base = tempfile::tempdir().unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let data = base.path().join("data");
+    let objects = base.path().join("objects");
+    put_objects(&objects, "photos", 40);
+
+    // When batchops serve starts with no database URL at all,
+    let mut command = Command::new(env!("CARGO_BIN_EXE_batchops"));
+    command
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--object-store")
+        .arg(&objects)
+        .env_remove("DATABASE_URL")
+        .env_remove("BATCHOPS_DATABASE_URL")
+        .env_remove("BATCHOPS_CONFIG");
+    let mut server = ServerProcess::launch(command);
+    let postmaster: u32 = std::fs::read_to_string(data.join("postgres/postmaster.pid"))
+        .expect("the private cluster runs")
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // then a job runs through the CLI: create, confirm, watch, report.
+    let address = server.address;
+    let created = cli(
+        address,
+        &[
+            "create-job",
+            "--manifest",
+            "photos/manifest.csv",
+            "--operation",
+            SHA256,
+            "--report",
+            r#"{"enabled": true, "bucket": "reports", "prefix": "cli", "report_scope": "REPORT_SCOPE_ALL_TASKS"}"#,
+            "--description",
+            "zero config",
+        ],
+    );
+    assert_code(&created, 0);
+    let job_id = stdout(&created).trim().to_owned();
+    assert!(uuid::Uuid::parse_str(&job_id).is_ok(), "{job_id:?}");
+    let suspended = wait_for_cli_status(address, &job_id, "Suspended");
+    assert_eq!(
+        suspended["job"]["progressSummary"]["totalNumberOfTasks"],
+        "40"
+    );
+
+    let confirmed = cli(
+        address,
+        &[
+            "update-job-status",
+            "--job-id",
+            &job_id,
+            "--requested-job-status",
+            "Ready",
+        ],
+    );
+    assert_code(&confirmed, 0);
+    let watched = cli(address, &["watch", "--job-id", &job_id]);
+    assert_code(&watched, 0);
+    let text = stdout(&watched);
+    for step in [
+        "New -> Preparing",
+        "Suspended -> Ready",
+        "Ready -> Active",
+        "Completing -> Complete",
+        "40 succeeded, 0 failed, 40 total",
+    ] {
+        assert!(text.contains(step), "{step:?} missing from:\n{text}");
+    }
+
+    let report = cli(address, &["report", "--job-id", &job_id, "--object-store"]);
+    assert_code(&report, 2); // --object-store needs a value
+    let report = Command::new(env!("CARGO_BIN_EXE_batchops"))
+        .args(["report", "--job-id", &job_id, "--account-id", ACCOUNT])
+        .args(["--endpoint", &format!("http://{address}")])
+        .arg("--object-store")
+        .arg(&objects)
+        .output()
+        .unwrap();
+    assert_code(&report, 0);
+    let rows = stdout(&report);
+    assert_eq!(rows.lines().count(), 40);
+    assert!(
+        rows.lines()
+            .all(|row| row.starts_with("photos,o") && row.contains(",succeeded,200,"))
+    );
+
+    // When the server gets SIGTERM, it exits 0 and stops its cluster.
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    let left = processes_of(&data.display().to_string(), Some(postmaster));
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    assert!(!data.join("postgres/postmaster.pid").exists());
+
+    // And a second start reuses the cluster and its data.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_batchops"));
+    command
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--object-store")
+        .arg(&objects)
+        .env_remove("DATABASE_URL")
+        .env_remove("BATCHOPS_DATABASE_URL");
+    let mut again = ServerProcess::launch(command);
+    let listed = json(&cli(again.address, &["list-jobs", "--output", "json"]));
+    assert_eq!(listed["jobs"][0]["jobId"], job_id.as_str());
+    assert_eq!(listed["jobs"][0]["status"], "JOB_STATUS_COMPLETE");
+    assert!(again.terminate().success());
+}
+
+#[test]
+fn a_second_server_on_the_same_data_directory_is_refused() {
+    let base = tempfile::tempdir().unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let data = base.path().join("data");
+    let serve = |data: &Path| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_batchops"));
+        command
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--object-store")
+            .arg(base.path().join("objects"))
+            .env_remove("DATABASE_URL")
+            .env_remove("BATCHOPS_DATABASE_URL");
+        command
+    };
+    let mut first = ServerProcess::launch(serve(&data));
+    let second = serve(&data)
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        stderr(&second).contains("in use by another batchops process"),
+        "{}",
+        stderr(&second)
+    );
+    assert!(first.terminate().success());
+}
+
+#[test]
+fn a_postgres_bin_dir_without_the_programs_is_refused_by_name() {
+    let base = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_batchops"))
+        .arg("migrate")
+        .arg("--data-dir")
+        .arg(base.path().join("data"))
+        .env_remove("DATABASE_URL")
+        .env_remove("BATCHOPS_DATABASE_URL")
+        .env("BATCHOPS_POSTGRES_BIN_DIR", base.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(message.contains("no initdb and pg_ctl there"), "{message}");
+}
+
+/// Polls `describe-job --output json` until the job has `status`.
+fn wait_for_cli_status(
+    address: std::net::SocketAddr,
+    job_id: &str,
+    status: &str,
+) -> serde_json::Value {
+    let wanted = format!("JOB_STATUS_{}", status.to_ascii_uppercase());
+    for _ in 0..300 {
+        let described = json(&cli(
+            address,
+            &["describe-job", "--job-id", job_id, "--output", "json"],
+        ));
+        if described["job"]["status"] == wanted.as_str() {
+            return described;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("job {job_id} never reached {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exit_codes_tell_scripts_what_went_wrong() {
+    let server = TestServer::start().await;
+    let address = server.address;
+    let unknown = uuid::Uuid::now_v7().to_string();
+
+    let not_found = cli(address, &["describe-job", "--job-id", &unknown]);
+    assert_code(&not_found, 3);
+    assert!(
+        stderr(&not_found).contains("NOT_FOUND"),
+        "{}",
+        stderr(&not_found)
+    );
+
+    let invalid = cli(address, &["describe-job", "--job-id", "not-a-uuid"]);
+    assert_code(&invalid, 2);
+    assert!(stderr(&invalid).contains("job_id"), "{}", stderr(&invalid));
+
+    let bad_json = cli(
+        address,
+        &[
+            "create-job",
+            "--manifest",
+            "b/k",
+            "--operation",
+            r#"{"compute_object_checksum": {"algoritm": 1}}"#,
+        ],
+    );
+    assert_code(&bad_json, 2);
+    assert!(
+        stderr(&bad_json).contains("--operation"),
+        "{}",
+        stderr(&bad_json)
+    );
+    assert!(
+        stderr(&bad_json).contains("algoritm"),
+        "{}",
+        stderr(&bad_json)
+    );
+
+    let bad_status = cli(address, &["list-jobs", "--job-statuses", "Active,Done"]);
+    assert_code(&bad_status, 2);
+    assert!(stderr(&bad_status).contains("\"Done\""));
+
+    let missing_account = Command::new(env!("CARGO_BIN_EXE_batchops"))
+        .args(["describe-job", "--job-id", &unknown])
+        .env_remove("BATCHOPS_ACCOUNT_ID")
+        .output()
+        .unwrap();
+    assert_code(&missing_account, 2);
+    assert!(stderr(&missing_account).contains("--account-id"));
+
+    // Nothing listens on port 1.
+    let unreachable = Command::new(env!("CARGO_BIN_EXE_batchops"))
+        .args([
+            "list-jobs",
+            "--account-id",
+            ACCOUNT,
+            "--endpoint",
+            "127.0.0.1:1",
+        ])
+        .output()
+        .unwrap();
+    assert_code(&unreachable, 5);
+    assert!(stderr(&unreachable).contains("cannot reach batchops at http://127.0.0.1:1"));
+
+    // A job that completed cannot be cancelled: FAILED_PRECONDITION → 4.
+    put_objects(server.objects.path(), "photos", 3);
+    let created = cli(
+        address,
+        &[
+            "create-job",
+            "--manifest",
+            "photos/manifest.csv",
+            "--operation",
+            SHA256,
+            "--no-confirmation-required",
+        ],
+    );
+    assert_code(&created, 0);
+    let job_id = stdout(&created).trim().to_owned();
+    let watched = cli(address, &["watch", "--job-id", &job_id]);
+    assert_code(&watched, 0);
+    let refused = cli(
+        address,
+        &[
+            "update-job-status",
+            "--job-id",
+            &job_id,
+            "--requested-job-status",
+            "Cancelled",
+        ],
+    );
+    assert_code(&refused, 4);
+    assert!(stderr(&refused).contains("FAILED_PRECONDITION"));
+
+    // A job without a report says so, and --from-results still prints rows.
+    let no_report = cli(address, &["report", "--job-id", &job_id]);
+    assert_code(&no_report, 7);
+    assert!(stderr(&no_report).contains("has no completion report"));
+    let rows = cli(address, &["report", "--job-id", &job_id, "--from-results"]);
+    assert_code(&rows, 0);
+    assert_eq!(stdout(&rows).lines().count(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watch_exits_1_when_the_job_is_cancelled() {
+    // Given a job waiting for confirmation and a watcher following it,
+    let server = TestServer::start().await;
+    let address = server.address;
+    put_objects(server.objects.path(), "photos", 2);
+    let created = cli(
+        address,
+        &[
+            "create-job",
+            "--manifest",
+            "photos/manifest.csv",
+            "--operation",
+            SHA256,
+        ],
+    );
+    let job_id = stdout(&created).trim().to_owned();
+    wait_for_cli_status(address, &job_id, "Suspended");
+    let watcher = Command::new(env!("CARGO_BIN_EXE_batchops"))
+        .args(["watch", "--job-id", &job_id, "--account-id", ACCOUNT])
+        .args(["--endpoint", &format!("http://{address}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    // when it is cancelled with a reason,
+    let cancelled = cli(
+        address,
+        &[
+            "update-job-status",
+            "--job-id",
+            &job_id,
+            "--requested-job-status",
+            "cancelled",
+            "--status-update-reason",
+            "wrong bucket",
+        ],
+    );
+    assert_code(&cancelled, 0);
+    assert!(stdout(&cancelled).contains("Cancelled"));
+
+    // then the watcher prints the change and exits 1.
+    let watched = watcher.wait_with_output().unwrap();
+    assert_code(&watched, 1);
+    let text = stdout(&watched);
+    assert!(
+        text.contains("Suspended -> Cancelling  (wrong bucket)"),
+        "{text}"
+    );
+    assert!(text.contains("Cancelling -> Cancelled"), "{text}");
+    assert!(text.contains("Status  Cancelled"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tags_priority_history_and_listing_round_trip_as_json() {
+    let server = TestServer::start().await;
+    let address = server.address;
+    put_objects(server.objects.path(), "photos", 5);
+    let created = json(&cli(
+        address,
+        &[
+            "create-job",
+            "--manifest",
+            "photos/manifest.csv",
+            "--operation",
+            SHA256,
+            "--priority",
+            "3",
+            "--tags",
+            "team=data,env=test",
+            "--client-request-token",
+            "token-1",
+            "--output",
+            "json",
+        ],
+    ));
+    let job_id = created["jobId"].as_str().unwrap().to_owned();
+    // The same token and request give the same job.
+    let again = json(&cli(
+        address,
+        &[
+            "create-job",
+            "--manifest",
+            "photos/manifest.csv",
+            "--operation",
+            SHA256,
+            "--priority",
+            "3",
+            "--tags",
+            "team=data,env=test",
+            "--client-request-token",
+            "token-1",
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(again["jobId"], job_id.as_str());
+
+    let tags = json(&cli(
+        address,
+        &["get-job-tagging", "--job-id", &job_id, "--output", "json"],
+    ));
+    assert_eq!(
+        tags["tags"],
+        serde_json::json!([{"key": "team", "value": "data"}, {"key": "env", "value": "test"}])
+    );
+    let put = json(&cli(
+        address,
+        &[
+            "put-job-tagging",
+            "--job-id",
+            &job_id,
+            "--tags",
+            r#"[{"key": "owner", "value": "ana"}]"#,
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(
+        put["tags"],
+        serde_json::json!([{"key": "owner", "value": "ana"}])
+    );
+    let table = cli(address, &["get-job-tagging", "--job-id", &job_id]);
+    assert_eq!(stdout(&table), "KEY    VALUE\nowner  ana\n");
+    let deleted = json(&cli(
+        address,
+        &[
+            "delete-job-tagging",
+            "--job-id",
+            &job_id,
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(deleted["tags"], serde_json::json!([]));
+
+    let priority = json(&cli(
+        address,
+        &[
+            "update-job-priority",
+            "--job-id",
+            &job_id,
+            "--priority",
+            "42",
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(priority["priority"], 42);
+
+    wait_for_cli_status(address, &job_id, "Suspended");
+    let listed = json(&cli(
+        address,
+        &[
+            "list-jobs",
+            "--job-statuses",
+            "Suspended",
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(listed["jobs"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["jobs"][0]["priority"], 42);
+    let none = json(&cli(
+        address,
+        &[
+            "list-jobs",
+            "--job-statuses",
+            "Active,Complete",
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(none["jobs"], serde_json::json!([]));
+    let table = stdout(&cli(address, &["list-jobs"]));
+    assert!(table.starts_with("JOB ID"), "{table}");
+    assert!(
+        table.contains(&format!("{job_id}  Suspended  42")),
+        "{table}"
+    );
+
+    // History: one JSON document per event, in sequence order.
+    let history = cli(
+        address,
+        &["history", "--job-id", &job_id, "--output", "json"],
+    );
+    assert_code(&history, 0);
+    let events: Vec<serde_json::Value> = stdout(&history)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"]["eventType"].as_str().unwrap())
+        .collect();
+    assert_eq!(types[0], "JobCreated");
+    assert!(types.contains(&"PriorityChanged"), "{types:?}");
+    assert!(types.contains(&"TagsReplaced"), "{types:?}");
+    let sequences: Vec<i64> = events
+        .iter()
+        .map(|e| e["event"]["sequence"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(sequences, (1..=sequences.len() as i64).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_report_is_saved_with_its_files_and_a_tampered_file_is_refused() {
+    let server = TestServer::start().await;
+    let address = server.address;
+    let objects = server.objects.path().to_owned();
+    put_objects(&objects, "photos", 6);
+    put_object(
+        &objects,
+        "photos",
+        "manifest-missing.csv",
+        b"photos,o1.txt\nphotos,gone.txt\n",
+    );
+    let created = cli(
+        address,
+        &[
+            "create-job",
+            "--manifest",
+            "photos/manifest-missing.csv",
+            "--operation",
+            SHA256,
+            "--no-confirmation-required",
+            "--report",
+            r#"{"enabled": true, "bucket": "reports", "prefix": "r", "report_scope": "REPORT_SCOPE_ALL_TASKS"}"#,
+        ],
+    );
+    let job_id = stdout(&created).trim().to_owned();
+    assert_code(&cli(address, &["watch", "--job-id", &job_id]), 0);
+
+    let saved = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_batchops"))
+        .args(["report", "--job-id", &job_id, "--account-id", ACCOUNT])
+        .args(["--endpoint", &format!("http://{address}")])
+        .arg("--object-store")
+        .arg(&objects)
+        .arg("--output-dir")
+        .arg(saved.path())
+        .output()
+        .unwrap();
+    assert_code(&output, 0);
+    let files: Vec<String> = stdout(&output).lines().map(str::to_owned).collect();
+    assert_eq!(
+        files.len(),
+        3,
+        "manifest.json, one succeeded and one failed file"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(saved.path().join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["Format"], "Report_CSV_20180820");
+    let all: String = files[1..]
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    assert!(all.contains("photos,o1.txt,,succeeded,200,"), "{all}");
+    assert!(
+        all.contains("photos,gone.txt,,failed,404,NoSuchKey,"),
+        "{all}"
+    );
+
+    // When a report file is changed after it was written, the CLI refuses it.
+    let key = manifest["Results"][0]["Key"].as_str().unwrap();
+    let stored = objects.join("reports").join(key);
+    let mut content = std::fs::read(&stored).unwrap();
+    content.extend_from_slice(b"photos,forged.txt,,succeeded,200,,\n");
+    std::fs::write(&stored, content).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_batchops"))
+        .args(["report", "--job-id", &job_id, "--account-id", ACCOUNT])
+        .args(["--endpoint", &format!("http://{address}")])
+        .arg("--object-store")
+        .arg(&objects)
+        .output()
+        .unwrap();
+    assert_code(&output, 7);
+    assert!(stderr(&output).contains("MD5"), "{}", stderr(&output));
+}
