@@ -138,6 +138,10 @@ pub struct ServeConfig {
     /// Milliseconds between heartbeats on an idle WatchJobs stream.
     #[arg(long, env = "BATCHOPS_WATCH_HEARTBEAT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..))]
     pub watch_heartbeat_ms: u64,
+    /// Address of the Prometheus endpoint (`GET /metrics`), e.g.
+    /// 127.0.0.1:9464; none by default.
+    #[arg(long, env = "BATCHOPS_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Serve the API only and run no engine loops (preparer, scheduler,
     /// workers, finisher): for API-only replicas next to engine processes.
     #[arg(long, env = "BATCHOPS_NO_ENGINE")]

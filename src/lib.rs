@@ -6,6 +6,7 @@
 //! - [`store`]: the event log, the `jobs` projection and task tables (all SQL).
 //! - [`engine`]: preparer, scheduler, workers and finisher loops.
 //! - [`objects`]: object stores, manifest readers and task operations.
+//! - [`metrics`]: Prometheus metrics and their HTTP endpoint.
 //! - [`notify`]: LISTEN fan-out and WatchJobs streams.
 //! - [`api`]: the tonic `JobService`, proto ↔ domain conversion, error codes.
 //! - [`cli`]: the client subcommands (`create-job`, `watch`, `report`, …).
@@ -20,6 +21,7 @@ pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod metrics;
 pub mod notify;
 pub mod objects;
 pub mod server;

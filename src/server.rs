@@ -13,6 +13,7 @@ use crate::api::{self, JobApi};
 use crate::cluster::{ClusterError, Ownership, PrivateCluster};
 use crate::config::{ConfigError, DatabaseConfig, ServeConfig};
 use crate::engine::{Engine, Wakers};
+use crate::metrics::{Metrics, RpcMetricsLayer};
 use crate::notify::Notifier;
 use crate::objects::{Buckets, StoreUrlError, operations::OperationContext};
 use crate::proto;
@@ -31,6 +32,12 @@ pub enum ServeError {
     ObjectStore(#[from] StoreUrlError),
     #[error("server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("cannot listen for metrics on {address}: {source}")]
+    MetricsListen {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("reflection: {0}")]
     Reflection(#[source] tonic_reflection::server::Error),
 }
@@ -118,13 +125,33 @@ async fn serve_on(
     let stop_engine = CancellationToken::new();
     let stopping = CancellationToken::new();
     let wakers = Arc::new(Wakers::default());
+    let metrics = Arc::new(Metrics::new());
     let engine = Engine::new(
         store.clone(),
         operations.clone(),
         config.engine(),
         wakers.clone(),
+        metrics.clone(),
     );
     let engine = (!config.no_engine).then(|| tokio::spawn(engine.run(stop_engine.clone())));
+    if let Some(address) = config.metrics_listen {
+        let metrics_listener =
+            TcpListener::bind(address)
+                .await
+                .map_err(|source| ServeError::MetricsListen {
+                    address: address.to_string(),
+                    source,
+                })?;
+        if let Ok(bound) = metrics_listener.local_addr() {
+            info!(address = %bound, "serving metrics");
+        }
+        tokio::spawn(crate::metrics::serve(
+            metrics_listener,
+            metrics.clone(),
+            store.clone(),
+            stop_engine.clone(),
+        ));
+    }
     info!(address = %listener.local_addr().map_err(|e| ServeError::Store(StoreError::Unavailable(Box::new(e))))?, "serving");
     let (reporter, health) = tonic_health::server::health_reporter();
     api::health::start(reporter, store.clone(), stopping.clone()).await;
@@ -137,6 +164,7 @@ async fn serve_on(
         .build_v1alpha()
         .map_err(ServeError::Reflection)?;
     let served = tonic::transport::Server::builder()
+        .layer(RpcMetricsLayer(metrics.clone()))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -147,6 +175,7 @@ async fn serve_on(
             Notifier::start(store, stop_engine.clone()),
             Duration::from_millis(config.watch_heartbeat_ms),
             stopping.clone(),
+            metrics,
         )))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
             shutdown.await;

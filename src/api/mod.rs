@@ -6,5 +6,5 @@ mod error;
 pub mod health;
 mod service;
 
-pub use error::ApiError;
+pub use error::{ApiError, code_name};
 pub use service::JobApi;

@@ -13,6 +13,7 @@ use tracing::{info, instrument};
 use super::{ApiError, convert};
 use crate::domain::{Command, JobId, JobStatus};
 use crate::engine::Wakers;
+use crate::metrics::Metrics;
 use crate::notify::{
     Notifier,
     watch::{self, WatchRequest},
@@ -33,6 +34,7 @@ pub struct JobApi {
     notifier: Notifier,
     watch_heartbeat: Duration,
     stopping: CancellationToken,
+    metrics: Arc<Metrics>,
 }
 
 impl JobApi {
@@ -43,6 +45,7 @@ impl JobApi {
         notifier: Notifier,
         watch_heartbeat: Duration,
         stopping: CancellationToken,
+        metrics: Arc<Metrics>,
     ) -> JobApi {
         JobApi {
             store,
@@ -51,6 +54,7 @@ impl JobApi {
             notifier,
             watch_heartbeat,
             stopping,
+            metrics,
         }
     }
 
@@ -294,12 +298,12 @@ impl JobService for JobApi {
             stopping: self.stopping.clone(),
         };
         let (sender, receiver) = mpsc::channel(64);
-        tokio::spawn(watch::run(
-            self.store.clone(),
-            self.notifier.clone(),
-            watch,
-            sender,
-        ));
+        let open = self.metrics.watch_opened();
+        let (store, notifier) = (self.store.clone(), self.notifier.clone());
+        tokio::spawn(async move {
+            watch::run(store, notifier, watch, sender).await;
+            drop(open);
+        });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 

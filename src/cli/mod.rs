@@ -30,6 +30,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand, ValueEnum};
 use tonic::transport::Channel;
 
+use crate::api::code_name;
 use crate::proto as pb;
 use crate::proto::job_service_client::JobServiceClient;
 
@@ -254,18 +255,6 @@ impl CliError {
             CliError::Stream(_) | CliError::Report(_) | CliError::Output(_) => 7,
         }
     }
-}
-
-fn code_name(code: tonic::Code) -> String {
-    // `InvalidArgument` → `INVALID_ARGUMENT`, as gRPC names codes.
-    let mut name = String::new();
-    for (index, c) in format!("{code:?}").chars().enumerate() {
-        if c.is_ascii_uppercase() && index > 0 {
-            name.push('_');
-        }
-        name.push(c.to_ascii_uppercase());
-    }
-    name
 }
 
 /// Runs a client subcommand and prints its outcome; returns the exit code.

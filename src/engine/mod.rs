@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::metrics::Metrics;
 use crate::objects::operations::OperationContext;
 use crate::store::{Store, StoreError};
 
@@ -89,6 +90,7 @@ pub struct Engine {
     operations: OperationContext,
     config: EngineConfig,
     wakers: Arc<Wakers>,
+    metrics: Arc<Metrics>,
 }
 
 impl Engine {
@@ -97,12 +99,14 @@ impl Engine {
         operations: OperationContext,
         config: EngineConfig,
         wakers: Arc<Wakers>,
+        metrics: Arc<Metrics>,
     ) -> Engine {
         Engine {
             store,
             operations,
             config,
             wakers,
+            metrics,
         }
     }
 

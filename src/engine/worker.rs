@@ -3,18 +3,21 @@
 //! renewed while the chunk runs; a worker that dies stops renewing and its
 //! chunk is taken over once the lease expires.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use chrono::Utc;
 use futures::{StreamExt, stream::FuturesUnordered};
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, info_span, warn};
 use uuid::Uuid;
 
 use super::{Engine, Round, Wakers, run_rounds};
-use crate::domain::JobStatus;
+use crate::domain::{JobStatus, Operation};
 use crate::objects::operations::TaskOperation;
 use crate::store::{ClaimedChunk, StoreError, Task, TaskResult, tasks};
 
@@ -44,8 +47,9 @@ async fn work_once(engine: &Engine, owner: Uuid, permits: &Semaphore) -> Result<
     };
     debug!(job_id = %chunk.job_id, chunk = chunk.chunk_number, tasks = chunk.tasks.len(), "chunk claimed");
     let stop = AtomicBool::new(false);
+    let span = info_span!("chunk", job_id = %chunk.job_id, chunk = chunk.chunk_number);
     let run = tokio::select! {
-        run = run_tasks(engine, &chunk, permits, &stop) => run,
+        run = run_tasks(engine, &chunk, permits, &stop).instrument(span) => run,
         lost = renew_lease(engine, &chunk, owner) => {
             warn!(job_id = %chunk.job_id, chunk = chunk.chunk_number, lost = ?lost.err(), "chunk lease lost; abandoning it");
             return Ok(true);
@@ -97,7 +101,7 @@ async fn run_tasks(
                     continue;
                 }
                 let task = &chunk.tasks[started];
-                running.push(run_task(engine, operation.as_ref(), task, permits, permit));
+                running.push(run_task(engine, &chunk.operation, operation.as_ref(), task, permits, permit));
                 started += 1;
             }
             Some(result) = running.next(), if !running.is_empty() => results.push(result),
@@ -128,24 +132,31 @@ async fn watch_status(engine: &Engine, chunk: &ClaimedChunk, stop: &AtomicBool) 
 /// last attempt's outcome is the result.
 async fn run_task(
     engine: &Engine,
+    spec: &Operation,
     operation: &dyn TaskOperation,
     task: &Task,
     permits: &Semaphore,
     permit: SemaphorePermit<'_>,
 ) -> TaskResult {
     let config = &engine.config;
+    let started = Instant::now();
     let mut outcome = operation.run(task).await;
     drop(permit);
     let mut attempt = 1;
     while outcome.retryable && attempt < config.task_max_attempts {
         let delay = retry_delay(attempt, config.retry_base_delay, config.retry_max_delay);
         debug!(task = task.number, attempt, ?delay, error = ?outcome.error_code, "retrying task");
+        engine.metrics.task_retried(spec);
         tokio::time::sleep(delay).await;
         let _permit = permits.acquire().await;
         outcome = operation.run(task).await;
         attempt += 1;
     }
-    outcome.into_result(task)
+    let result = outcome.into_result(task);
+    engine
+        .metrics
+        .task_finished(spec, result.succeeded, started.elapsed());
+    result
 }
 
 /// A random delay up to `base × 2^(attempt-1)`, capped at `max`.

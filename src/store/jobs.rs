@@ -52,6 +52,8 @@ const ACCOUNT_EVENTS_AFTER: &str = "
     ORDER BY e.position
     LIMIT $4";
 const LAST_POSITION: &str = "SELECT coalesce(max(position), 0) FROM job_events";
+
+const COUNT_BY_STATUS: &str = "SELECT status, count(*) FROM jobs GROUP BY status";
 const JOB_IDS_AFTER: &str = "
     SELECT job_id FROM jobs WHERE job_id > $1 ORDER BY job_id LIMIT $2";
 const ORPHAN_STREAMS: &str = "
@@ -419,6 +421,19 @@ pub async fn account_events_after(
 /// The position of the newest committed event (0 for an empty log).
 pub async fn last_position(client: &Client) -> Result<i64, StoreError> {
     Ok(client.query_one(LAST_POSITION, &[]).await?.try_get(0)?)
+}
+
+/// How many jobs are in each status (statuses without jobs are absent).
+pub async fn count_by_status(client: &Client) -> Result<Vec<(JobStatus, i64)>, StoreError> {
+    let rows = client.query(COUNT_BY_STATUS, &[]).await?;
+    rows.iter()
+        .map(|row| {
+            let name: String = row.try_get(0)?;
+            let status = JobStatus::parse(&name)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown job status {name:?}")))?;
+            Ok((status, row.try_get(1)?))
+        })
+        .collect()
 }
 
 /// Up to `limit` job ids above `after`, in id order.

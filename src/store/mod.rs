@@ -104,6 +104,11 @@ impl Store {
         Ok(self.pool.get().await?)
     }
 
+    /// The pool's size, idle connections and maximum, for metrics.
+    pub fn pool_status(&self) -> deadpool_postgres::Status {
+        self.pool.status()
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.client().await?.simple_query("SELECT 1").await?;

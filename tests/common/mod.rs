@@ -312,6 +312,7 @@ pub async fn spawn_server(
         no_engine: !settings.run_engine,
         report_rows_per_file: settings.report_rows_per_file,
         watch_heartbeat_ms: 200,
+        metrics_listen: None,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
@@ -637,6 +638,8 @@ pub fn invoke_job(
 pub struct ServerProcess {
     pub child: std::process::Child,
     pub address: std::net::SocketAddr,
+    /// Where `--metrics-listen` bound, when it was given.
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 impl ServerProcess {
@@ -679,26 +682,39 @@ impl ServerProcess {
                 let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
                     continue;
                 };
-                if entry["fields"]["message"] == "serving"
-                    && let Some(sender) = found.take()
+                let message = entry["fields"]["message"].as_str().unwrap_or_default();
+                if (message == "serving" || message == "serving metrics")
+                    && let Some(sender) = &found
                 {
-                    let _ = sender.send(
-                        entry["fields"]["address"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_owned(),
-                    );
+                    let address = entry["fields"]["address"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let _ = sender.send((message.to_owned(), address));
+                    if message == "serving" {
+                        found = None;
+                    }
                 } else if entry["level"] == "WARN" || entry["level"] == "ERROR" {
                     eprintln!("server: {line}");
                 }
             }
         });
-        let address = address
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the server did not report its address")
-            .parse()
-            .unwrap();
-        ServerProcess { child, address }
+        let mut metrics_address = None;
+        let address = loop {
+            let (message, reported) = address
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the server did not report its address");
+            let reported = reported.parse().unwrap();
+            if message == "serving" {
+                break reported;
+            }
+            metrics_address = Some(reported);
+        };
+        ServerProcess {
+            child,
+            address,
+            metrics_address,
+        }
     }
 }
 
