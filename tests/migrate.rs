@@ -55,19 +55,6 @@ async fn concurrent_migrate_commands_create_and_migrate_the_database_once() {
         .unwrap();
 }
 
-#[test]
-fn serve_without_a_database_says_what_is_missing() {
-    let output = Command::new(env!("CARGO_BIN_EXE_batchops"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env_remove("DATABASE_URL")
-        .env_remove("BATCHOPS_DATABASE_URL")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("--database-url"), "{stderr}");
-}
-
 async fn database_exists(name: &str) -> bool {
     let (admin, connection) = tokio_postgres::connect(&format!("{BASE}/postgres"), NoTls)
         .await
