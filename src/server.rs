@@ -15,7 +15,8 @@ use crate::config::{ConfigError, DatabaseConfig, ServeConfig};
 use crate::engine::{Engine, Wakers};
 use crate::metrics::{Metrics, RpcMetricsLayer};
 use crate::notify::Notifier;
-use crate::objects::{Buckets, StoreUrlError, operations::OperationContext};
+use crate::objects::operations::{OperationContext, TaskOperation};
+use crate::objects::{Buckets, StoreUrlError};
 use crate::proto;
 use crate::proto::job_service_server::JobServiceServer;
 use crate::store::{Store, StoreError};
@@ -107,8 +108,26 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    serve_with(config, listener, shutdown, None).await
+}
+
+/// [`serve`], with every task running `replacement` instead of its job's
+/// operation when one is given (benchmarks use a no-op).
+pub async fn serve_with(
+    config: ServeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+    replacement: Option<Arc<dyn TaskOperation>>,
+) -> Result<(), ServeError> {
     let database = Database::open(&config.database, Ownership::Exclusive).await?;
-    let outcome = serve_on(config, database.store.clone(), listener, shutdown).await;
+    let outcome = serve_on(
+        config,
+        database.store.clone(),
+        listener,
+        shutdown,
+        replacement,
+    )
+    .await;
     let closed = database.close().await;
     outcome.and(closed)
 }
@@ -118,10 +137,14 @@ async fn serve_on(
     store: Store,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
+    replacement: Option<Arc<dyn TaskOperation>>,
 ) -> Result<(), ServeError> {
     let buckets = Buckets::open(&config.object_store_url()?)?;
     let allowlist = config.invoke_allowlist()?;
-    let operations = OperationContext::new(buckets, allowlist);
+    let mut operations = OperationContext::new(buckets, allowlist);
+    if let Some(replacement) = replacement {
+        operations = operations.replaced_by(replacement);
+    }
     let stop_engine = CancellationToken::new();
     let stopping = CancellationToken::new();
     let wakers = Arc::new(Wakers::default());
@@ -177,7 +200,7 @@ async fn serve_on(
             stopping.clone(),
             metrics,
         )))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+        .serve_with_incoming_shutdown(accepted(listener), async {
             shutdown.await;
             // Watch streams never end on their own: end them so that the
             // graceful shutdown can finish.
@@ -191,6 +214,18 @@ async fn serve_on(
     }
     served?;
     Ok(())
+}
+
+/// The listener's connections with Nagle's algorithm off: a response's
+/// frames must not wait for the peer's delayed ACK (40 ms on Linux).
+fn accepted(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures::StreamExt::map(TcpListenerStream::new(listener), |stream| {
+        let stream = stream?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM.

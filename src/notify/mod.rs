@@ -1,28 +1,61 @@
 //! Live notifications. One LISTEN connection per process turns PostgreSQL
-//! NOTIFYs into wake-ups fanned out over a bounded broadcast channel; a
-//! NOTIFY is only a hint, the log is the truth. Watch streams (see
-//! [`watch`]) read the log after their position whenever they are woken, and
-//! also on a timer, so a lost notification only delays them.
+//! NOTIFYs into wake-ups; a NOTIFY is only a hint, the log is the truth. On
+//! each events NOTIFY one tail reader reads the new log events once and
+//! broadcasts them over a bounded channel, so a thousand watch streams (see
+//! [`watch`]) cost one query; a stream that lagged, or whose position is not
+//! where a batch starts, reads the log itself. Streams also re-read on a
+//! timer, so a lost notification only delays them.
 
 pub mod watch;
 
+use std::collections::{HashMap, hash_map::Entry};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::domain::JobId;
-use crate::store::{EVENTS_CHANNEL, PROGRESS_CHANNEL, Store};
+use crate::api::convert::HistoryFolder;
+use crate::domain::{AccountId, JobId};
+use crate::proto as pb;
+use crate::store::{EVENTS_CHANNEL, PROGRESS_CHANNEL, Store, jobs};
 
 /// What a notification says happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Notice {
-    /// Job events were committed.
-    Events,
+    /// Job events were committed; the process's tail read them once for
+    /// every stream.
+    Events(Arc<EventBatch>),
     /// A job's task counts changed.
     Progress(JobId),
 }
+
+/// The log's events after position `after` up to and including `until`
+/// (every job's, with its account and its proto form), in log order.
+#[derive(Debug)]
+pub struct EventBatch {
+    pub after: i64,
+    pub until: i64,
+    pub events: Vec<TailEvent>,
+}
+
+/// One event as the tail read it.
+#[derive(Debug)]
+pub struct TailEvent {
+    pub account: AccountId,
+    pub job_id: JobId,
+    pub position: i64,
+    /// Converted once for every stream.
+    pub event: pb::JobEvent,
+}
+
+/// Jobs whose folded state the tail keeps to convert their next events;
+/// past this many it starts afresh (a job is then re-read once).
+const TAIL_FOLDERS: usize = 10_000;
+
+/// Events the tail reads per query.
+const TAIL_PAGE: usize = 1000;
 
 /// The process-wide fan-out of notifications.
 #[derive(Clone)]
@@ -36,20 +69,25 @@ impl Notifier {
         let (sender, _) = broadcast::channel(1024);
         let notifier = Notifier { sender };
         let forward = notifier.sender.clone();
+        let events_committed = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(tail(
+            store.clone(),
+            notifier.sender.clone(),
+            events_committed.clone(),
+            shutdown.clone(),
+        ));
         tokio::spawn(async move {
             loop {
                 let listening =
                     store.listen(&[EVENTS_CHANNEL, PROGRESS_CHANNEL], |channel, payload| {
-                        let notice = if channel == PROGRESS_CHANNEL {
-                            match uuid::Uuid::parse_str(payload) {
-                                Ok(id) => Notice::Progress(JobId(id)),
-                                Err(_) => return,
+                        if channel == PROGRESS_CHANNEL {
+                            if let Ok(id) = uuid::Uuid::parse_str(payload) {
+                                // No subscriber is fine; a lagging one re-reads the log.
+                                let _ = forward.send(Notice::Progress(JobId(id)));
                             }
                         } else {
-                            Notice::Events
-                        };
-                        // No subscriber is fine; a lagging one just re-reads the log.
-                        let _ = forward.send(notice);
+                            events_committed.notify_one();
+                        }
                     });
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -69,5 +107,100 @@ impl Notifier {
     /// A receiver of every notice from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
         self.sender.subscribe()
+    }
+}
+
+/// Reads the log once for the whole process whenever events are committed
+/// (and every second, in case a notification was lost) and broadcasts what
+/// it read, so that a change reaches a thousand watchers with one query.
+async fn tail(
+    store: Store,
+    sender: broadcast::Sender<Notice>,
+    committed: Arc<tokio::sync::Notify>,
+    shutdown: CancellationToken,
+) {
+    let mut position = None;
+    let mut folders = HashMap::new();
+    if let Ok(client) = store.client().await {
+        position = jobs::last_position(&client).await.ok();
+    }
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = committed.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if let Err(error) = read_tail(&store, &sender, &mut position, &mut folders).await {
+            warn!(%error, "reading new log events failed; retrying");
+        }
+    }
+}
+
+async fn read_tail(
+    store: &Store,
+    sender: &broadcast::Sender<Notice>,
+    position: &mut Option<i64>,
+    folders: &mut HashMap<JobId, HistoryFolder>,
+) -> Result<(), crate::store::StoreError> {
+    let client = store.client().await?;
+    let mut after = match *position {
+        Some(after) => after,
+        None => {
+            // Not known yet: what was committed before is left to the
+            // streams, which this empty batch sends to the log.
+            let last = jobs::last_position(&client).await?;
+            *position = Some(last);
+            let _ = sender.send(Notice::Events(Arc::new(EventBatch {
+                after: last,
+                until: last,
+                events: Vec::new(),
+            })));
+            return Ok(());
+        }
+    };
+    loop {
+        let read = jobs::all_events_after(&client, after, TAIL_PAGE).await?;
+        let Some((_, last)) = read.last() else {
+            return Ok(());
+        };
+        let until = last.position;
+        let full = read.len() == TAIL_PAGE;
+        if folders.len() > TAIL_FOLDERS {
+            folders.clear();
+        }
+        let mut events = Vec::with_capacity(read.len());
+        for (account, recorded) in read {
+            let folder = match folders.entry(recorded.job_id) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(slot) => {
+                    let mut folder = HistoryFolder::new();
+                    let before = recorded.sequence.saturating_sub(1) as usize;
+                    if before > 0 {
+                        for event in
+                            &jobs::events_after(&client, recorded.job_id, 0, before).await?
+                        {
+                            folder.convert(event);
+                        }
+                    }
+                    slot.insert(folder)
+                }
+            };
+            events.push(TailEvent {
+                account,
+                job_id: recorded.job_id,
+                position: recorded.position,
+                event: folder.convert(&recorded),
+            });
+        }
+        let _ = sender.send(Notice::Events(Arc::new(EventBatch {
+            after,
+            until,
+            events,
+        })));
+        after = until;
+        *position = Some(until);
+        if !full {
+            return Ok(());
+        }
     }
 }

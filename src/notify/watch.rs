@@ -18,7 +18,7 @@ use crate::api::{
 };
 use crate::domain::{AccountId, JobId};
 use crate::proto as pb;
-use crate::store::{Store, jobs};
+use crate::store::{RecordedEvent, Store, jobs};
 
 /// Log events read per page.
 const PAGE: usize = 500;
@@ -53,48 +53,41 @@ async fn follow(
 ) -> Result<(), ApiError> {
     // Subscribed before the first read, so nothing committed after it is missed.
     let mut notices = notifier.subscribe();
-    let client = store.client().await?;
+    // Connections are taken per read and returned before waiting or
+    // sending, so open streams do not hold the pool: thousands of watchers
+    // share a few connections.
     let mut cursor = match request.after {
         Some(position) => position,
-        None => jobs::last_position(&client).await?,
+        None => jobs::last_position(&**store.client().await?).await?,
     };
     let mut folders: HashMap<JobId, HistoryFolder> = HashMap::new();
     let mut caught_up = false;
+    let mut need_read = true;
     let mut pending_progress: HashSet<JobId> = HashSet::new();
     let mut progress_sent: HashMap<JobId, Instant> = HashMap::new();
     loop {
-        let page =
-            jobs::account_events_after(&client, &request.account, &request.job_ids, cursor, PAGE)
-                .await?;
-        for recorded in &page {
-            // A job first seen mid-stream is folded up to this event, so its
-            // status changes can name the status they came from.
-            let folder = match folders.entry(recorded.job_id) {
-                Entry::Occupied(entry) => entry.into_mut(),
-                Entry::Vacant(slot) => {
-                    let before = recorded.sequence.saturating_sub(1) as usize;
-                    let earlier = jobs::events_after(&client, recorded.job_id, 0, before).await?;
-                    let mut folder = HistoryFolder::new();
-                    for event in &earlier {
-                        folder.convert(event);
-                    }
-                    slot.insert(folder)
-                }
+        if need_read {
+            let page = {
+                let client = store.client().await?;
+                jobs::account_events_after(
+                    &client,
+                    &request.account,
+                    &request.job_ids,
+                    cursor,
+                    PAGE,
+                )
+                .await?
             };
-            let event = Some(folder.convert(recorded));
-            cursor = recorded.position;
-            if !send(
-                sender,
-                cursor,
-                event.map(pb::watch_jobs_response::Message::Event),
-            )
-            .await
-            {
-                return Ok(());
+            for recorded in &page {
+                if !emit(store, &mut folders, recorded, sender).await? {
+                    return Ok(());
+                }
+                cursor = recorded.position;
             }
-        }
-        if page.len() == PAGE {
-            continue;
+            if page.len() == PAGE {
+                continue;
+            }
+            need_read = false;
         }
         if !caught_up {
             caught_up = true;
@@ -144,10 +137,34 @@ async fn follow(
                         pending_progress.insert(id);
                     }
                 }
-                Ok(Notice::Events) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => tokio::time::sleep(request.heartbeat).await,
+                // The process's tail read these events once for every
+                // stream; one that joins where this stream is needs no read.
+                Ok(Notice::Events(batch)) if batch.after <= cursor => {
+                    for tailed in &batch.events {
+                        if tailed.position <= cursor || !request.wants(&tailed.account, tailed.job_id) {
+                            continue;
+                        }
+                        // This stream's own fold of the job is now behind.
+                        folders.remove(&tailed.job_id);
+                        let event = pb::watch_jobs_response::Message::Event(tailed.event.clone());
+                        if !send(sender, tailed.position, Some(event)).await {
+                            return Ok(());
+                        }
+                        cursor = tailed.position;
+                    }
+                    cursor = cursor.max(batch.until);
+                }
+                // A batch beyond this stream's position, or missed batches:
+                // the log has what came between.
+                Ok(Notice::Events(_)) | Err(broadcast::error::RecvError::Lagged(_)) => need_read = true,
+                Err(broadcast::error::RecvError::Closed) => {
+                    tokio::time::sleep(request.heartbeat).await;
+                    need_read = true;
+                }
             },
             _ = tokio::time::sleep(tick) => {
+                // Also a safety net for a lost notification.
+                need_read = true;
                 if pending_progress.is_empty()
                     && !send(sender, cursor, Some(pb::watch_jobs_response::Message::Heartbeat(pb::Heartbeat {}))).await
                 {
@@ -158,6 +175,44 @@ async fn follow(
             _ = request.stopping.cancelled() => return Ok(()),
         }
     }
+}
+
+impl WatchRequest {
+    fn wants(&self, account: &AccountId, job_id: JobId) -> bool {
+        *account == self.account && (self.job_ids.is_empty() || self.job_ids.contains(&job_id))
+    }
+}
+
+/// Sends one logged event; false when the client went away. A job first
+/// seen mid-stream is folded up to this event, so its status changes can
+/// name the status they came from.
+async fn emit(
+    store: &Store,
+    folders: &mut HashMap<JobId, HistoryFolder>,
+    recorded: &RecordedEvent,
+    sender: &Sender,
+) -> Result<bool, ApiError> {
+    let folder = match folders.entry(recorded.job_id) {
+        Entry::Occupied(entry) => entry.into_mut(),
+        Entry::Vacant(slot) => {
+            let mut folder = HistoryFolder::new();
+            let before = recorded.sequence.saturating_sub(1) as usize;
+            if before > 0 {
+                let client = store.client().await?;
+                for event in &jobs::events_after(&client, recorded.job_id, 0, before).await? {
+                    folder.convert(event);
+                }
+            }
+            slot.insert(folder)
+        }
+    };
+    let event = folder.convert(recorded);
+    Ok(send(
+        sender,
+        recorded.position,
+        Some(pb::watch_jobs_response::Message::Event(event)),
+    )
+    .await)
 }
 
 /// The progress message of a job of the watched account, if it is one.

@@ -51,6 +51,13 @@ const ACCOUNT_EVENTS_AFTER: &str = "
       AND (cardinality($3::uuid[]) = 0 OR e.job_id = ANY($3))
     ORDER BY e.position
     LIMIT $4";
+const ALL_EVENTS_AFTER: &str = "
+    SELECT e.job_id, e.sequence, e.position, e.event_type, e.schema_version, e.payload, e.recorded_at,
+           j.account_id
+    FROM job_events e JOIN jobs j ON j.job_id = e.job_id
+    WHERE e.position > $1
+    ORDER BY e.position
+    LIMIT $2";
 const LAST_POSITION: &str = "SELECT coalesce(max(position), 0) FROM job_events";
 
 const COUNT_BY_STATUS: &str = "SELECT status, count(*) FROM jobs GROUP BY status";
@@ -416,6 +423,21 @@ pub async fn account_events_after(
         )
         .await?;
     rows.iter().map(decode_event).collect()
+}
+
+/// Up to `limit` events of every job after log position `after`, in log
+/// order, each with the account that owns its job.
+pub async fn all_events_after(
+    client: &Client,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<(AccountId, RecordedEvent)>, StoreError> {
+    let rows = client
+        .query(ALL_EVENTS_AFTER, &[&after, &(limit as i64)])
+        .await?;
+    rows.iter()
+        .map(|row| Ok((AccountId(row.try_get("account_id")?), decode_event(row)?)))
+        .collect()
 }
 
 /// The position of the newest committed event (0 for an empty log).

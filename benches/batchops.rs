@@ -1,0 +1,644 @@
+//! Benchmarks of batchops against the limits of the machine it runs on. Each
+//! prints its figures; none asserts a time.
+//!
+//! ```text
+//! cargo bench --bench batchops -- all                 # every benchmark below
+//! cargo bench --bench batchops -- throughput --tasks 1000000
+//! cargo bench --bench batchops -- prepare --lines 10000000
+//! cargo bench --bench batchops -- reads --tasks 1000000
+//! cargo bench --bench batchops -- notify --watchers 1000 --rounds 10
+//! ```
+//!
+//! - throughput: a job of N tasks whose operation is a no-op (registered only
+//!   here), from Active to Completing, against a raw binary `COPY` of N rows
+//!   of the same shape into a table like `task_results` in the same
+//!   database; then the completion report of those N rows (rows/s).
+//! - prepare: an N-line CSV manifest read into task rows (lines/s) and the
+//!   peak RSS of the process meanwhile.
+//! - reads: DescribeJob and ListJobs latency at 1, 16 and 64 concurrent
+//!   clients, for a job of N tasks and for a small one.
+//! - notify: a status change committed → received by W concurrent WatchJobs
+//!   streams (p50/p99/max over W × rounds deliveries).
+//!
+//! Each run uses a database of its own on `BATCHOPS_BENCH_ADMIN_URL`
+//! (default `postgres://postgres@127.0.0.1:5432/postgres`), dropped at the
+//! end.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use batchops::config::ServeConfig;
+use batchops::objects::operations::{TaskOperation, TaskOutcome};
+use batchops::proto as pb;
+use batchops::proto::job_service_client::JobServiceClient;
+use batchops::store::Task;
+use chrono::{DateTime, Utc};
+use clap::Parser;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+const ACCOUNT: &str = "111122223333";
+
+#[derive(Parser)]
+struct Args {
+    /// throughput, prepare, reads, notify or all.
+    benchmark: String,
+    /// Tasks of the big job (throughput, reads, report).
+    #[arg(long, default_value_t = 1_000_000)]
+    tasks: u64,
+    /// Manifest lines (prepare).
+    #[arg(long, default_value_t = 10_000_000)]
+    lines: u64,
+    /// Concurrent watchers (notify).
+    #[arg(long, default_value_t = 1000)]
+    watchers: usize,
+    /// Status changes watched (notify).
+    #[arg(long, default_value_t = 10)]
+    rounds: usize,
+    /// Seconds each read level runs.
+    #[arg(long, default_value_t = 3)]
+    read_seconds: u64,
+    /// Tasks run at once by the engine.
+    #[arg(long, default_value_t = 64)]
+    task_concurrency: usize,
+    /// Tasks per chunk.
+    #[arg(long, default_value_t = 1000)]
+    chunk_size: u32,
+    // `cargo bench` passes --bench; accept and ignore it.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// The operation only benchmarks register: succeeds at once.
+struct NoOp;
+
+impl TaskOperation for NoOp {
+    fn run<'a>(&'a self, _task: &'a Task) -> BoxFuture<'a, TaskOutcome> {
+        Box::pin(async { TaskOutcome::success(200, "") })
+    }
+}
+
+/// A server of this process on its own database and object directory.
+struct Bench {
+    args: Args,
+    database: String,
+    admin_url: String,
+    url: String,
+    objects: tempfile::TempDir,
+    client: JobServiceClient<Channel>,
+    address: std::net::SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Bench {
+    async fn start(args: Args) -> Bench {
+        let admin_url = std::env::var("BATCHOPS_BENCH_ADMIN_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let database = format!("batchops_bench_{}", uuid::Uuid::new_v4().simple());
+        let url = format!("{}/{database}", admin_url.rsplit_once('/').unwrap().0);
+        let objects = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        #[derive(Parser)]
+        struct Serve {
+            #[command(flatten)]
+            config: ServeConfig,
+        }
+        let config = Serve::parse_from([
+            "serve".to_owned(),
+            format!("--database-url={url}"),
+            format!("--object-store={}", objects.path().display()),
+            format!("--task-concurrency={}", args.task_concurrency),
+            format!("--chunk-size={}", args.chunk_size),
+            "--poll-interval-ms=20".to_owned(),
+            "--database-pool-size=24".to_owned(),
+        ])
+        .config;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            batchops::server::serve_with(
+                config,
+                listener,
+                async {
+                    let _ = stopped.await;
+                },
+                Some(Arc::new(NoOp)),
+            )
+            .await
+            .expect("server failed");
+        });
+        let client = loop {
+            if let Ok(client) = JobServiceClient::connect(format!("http://{address}")).await {
+                break client;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        Bench {
+            args,
+            database,
+            admin_url,
+            url,
+            objects,
+            client,
+            address,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        let (client, connection) = tokio_postgres::connect(&self.admin_url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let _ = client
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.database
+            ))
+            .await;
+    }
+
+    /// Writes an N-line Bucket,Key manifest (the objects need not exist for
+    /// the no-op) and returns its key.
+    fn manifest(&self, lines: u64) -> String {
+        let key = format!("manifest-{lines}.csv");
+        let dir = self.objects.path().join("bench");
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = std::fs::File::create(dir.join(&key)).unwrap();
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        for i in 0..lines {
+            writeln!(out, "bench,objects/{i:012}.dat").unwrap();
+        }
+        out.flush().unwrap();
+        key
+    }
+
+    async fn create(&mut self, key: &str, confirmation: bool, report: bool) -> String {
+        self.client
+            .create_job(pb::CreateJobRequest {
+                account_id: ACCOUNT.into(),
+                client_request_token: uuid::Uuid::new_v4().to_string(),
+                description: key.into(),
+                priority: 1,
+                confirmation_required: Some(confirmation),
+                manifest: Some(pb::Manifest {
+                    format: pb::ManifestFormat::S3BatchOperationsCsv20180820 as i32,
+                    fields: vec![],
+                    bucket: "bench".into(),
+                    key: key.into(),
+                    etag: String::new(),
+                }),
+                operation: Some(pb::Operation {
+                    operation: Some(pb::operation::Operation::DeleteObject(
+                        pb::DeleteObjectOperation {},
+                    )),
+                }),
+                report: report.then(|| pb::JobReport {
+                    enabled: true,
+                    bucket: "reports".into(),
+                    prefix: "bench".into(),
+                    report_scope: pb::ReportScope::AllTasks as i32,
+                }),
+                tags: vec![],
+                failure_threshold: None,
+                manifest_generator: None,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .job_id
+    }
+
+    async fn wait_for(&mut self, job_id: &str, status: pb::JobStatus) {
+        loop {
+            let job = self
+                .client
+                .describe_job(pb::DescribeJobRequest {
+                    account_id: ACCOUNT.into(),
+                    job_id: job_id.into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .job
+                .unwrap();
+            if job.status == status as i32 {
+                return;
+            }
+            assert!(
+                ![
+                    pb::JobStatus::Failed as i32,
+                    pb::JobStatus::Cancelled as i32
+                ]
+                .contains(&job.status),
+                "job ended {:?}: {:?}",
+                job.status,
+                job.failure_reasons
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The commit time of each event of the job, by event type.
+    async fn event_times(&mut self, job_id: &str) -> Vec<(String, DateTime<Utc>)> {
+        let mut stream = self
+            .client
+            .get_job_history(pb::GetJobHistoryRequest {
+                account_id: ACCOUNT.into(),
+                job_id: job_id.into(),
+                after_sequence: 0,
+                include_task_results: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut times = Vec::new();
+        while let Some(item) = stream.next().await {
+            if let Some(event) = item.unwrap().event {
+                let time = event.event_time.unwrap();
+                times.push((
+                    event.event_type,
+                    DateTime::from_timestamp(time.seconds, time.nanos as u32).unwrap(),
+                ));
+            }
+        }
+        times
+    }
+}
+
+fn between(times: &[(String, DateTime<Utc>)], from: &str, to: &str) -> Duration {
+    let at = |name: &str| {
+        times
+            .iter()
+            .find(|(event, _)| event == name)
+            .unwrap_or_else(|| panic!("no {name} event"))
+            .1
+    };
+    (at(to) - at(from)).to_std().unwrap_or_default()
+}
+
+fn per_second(count: u64, took: Duration) -> f64 {
+    count as f64 / took.as_secs_f64().max(1e-9)
+}
+
+/// Peak resident memory of this process since the last reset, in MiB.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// Resets the peak RSS counter (Linux: write 5 to clear_refs).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Job of `tasks` no-op tasks: Active → Completing against raw COPY; then
+/// the report. Returns the job id for the read benchmark.
+async fn throughput(bench: &mut Bench) -> String {
+    let tasks = bench.args.tasks;
+    let key = bench.manifest(tasks);
+    let started = Instant::now();
+    let job_id = bench.create(&key, false, true).await;
+    bench.wait_for(&job_id, pb::JobStatus::Complete).await;
+    let end_to_end = started.elapsed();
+    let times = bench.event_times(&job_id).await;
+    let run = between(&times, "JobActivated", "AllTasksFinished");
+    let report = between(&times, "AllTasksFinished", "ReportWritten");
+    let copy = raw_copy(&bench.url, tasks).await;
+    let batchops_rate = per_second(tasks, run);
+    let copy_rate = per_second(tasks, copy);
+    println!("## throughput: {tasks} no-op tasks");
+    println!(
+        "batchops   {:>12.0} tasks/s  (Active → Completing in {:.2} s; create → Complete {:.2} s)",
+        batchops_rate,
+        run.as_secs_f64(),
+        end_to_end.as_secs_f64()
+    );
+    println!(
+        "raw COPY   {:>12.0} rows/s   ({:.2} s, one binary COPY into a table like task_results)",
+        copy_rate,
+        copy.as_secs_f64()
+    );
+    println!(
+        "ratio      {:>12.3}  (batchops ÷ COPY)",
+        batchops_rate / copy_rate
+    );
+    println!("## report: {tasks} rows");
+    println!(
+        "report     {:>12.0} rows/s   ({:.2} s from AllTasksFinished to ReportWritten)",
+        per_second(tasks, report),
+        report.as_secs_f64()
+    );
+    job_id
+}
+
+/// Time of one binary COPY of `rows` result rows into a copy of
+/// `task_results` (same columns and primary key), in one transaction.
+async fn raw_copy(url: &str, rows: u64) -> Duration {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::Type;
+    let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "DROP TABLE IF EXISTS bench_copy;
+             CREATE TABLE bench_copy (LIKE task_results INCLUDING ALL)",
+        )
+        .await
+        .unwrap();
+    let job = uuid::Uuid::new_v4();
+    let now = Utc::now();
+    let started = Instant::now();
+    let transaction = client.transaction().await.unwrap();
+    let sink = transaction
+        .copy_in("COPY bench_copy (job_id, task_number, succeeded, http_status_code, error_code, result_message, recorded_at) FROM STDIN BINARY")
+        .await
+        .unwrap();
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::UUID,
+            Type::INT8,
+            Type::BOOL,
+            Type::INT4,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TIMESTAMPTZ,
+        ],
+    );
+    futures::pin_mut!(writer);
+    let none: Option<&str> = None;
+    for number in 0..rows as i64 {
+        writer
+            .as_mut()
+            .write(&[&job, &number, &true, &200i32, &none, &none, &now])
+            .await
+            .unwrap();
+    }
+    writer.finish().await.unwrap();
+    transaction.commit().await.unwrap();
+    let took = started.elapsed();
+    client.batch_execute("DROP TABLE bench_copy").await.unwrap();
+    took
+}
+
+async fn prepare(bench: &mut Bench) {
+    let lines = bench.args.lines;
+    let key = bench.manifest(lines);
+    reset_peak_rss();
+    let before = peak_rss_mib();
+    let job_id = bench.create(&key, true, false).await;
+    bench.wait_for(&job_id, pb::JobStatus::Suspended).await;
+    let peak = peak_rss_mib();
+    let times = bench.event_times(&job_id).await;
+    let took = between(&times, "PreparationStarted", "ManifestPrepared");
+    println!("## prepare: {lines}-line CSV manifest");
+    println!(
+        "prepare    {:>12.0} lines/s  ({:.2} s); peak RSS {:.0} MiB (was {:.0} MiB before)",
+        per_second(lines, took),
+        took.as_secs_f64(),
+        peak,
+        before
+    );
+}
+
+/// Latency percentiles of a sorted sample, in milliseconds.
+fn percentiles(samples: &mut [Duration]) -> (f64, f64, f64) {
+    samples.sort();
+    let at = |q: f64| {
+        let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples[index].as_secs_f64() * 1000.0
+    };
+    (at(0.5), at(0.99), at(1.0))
+}
+
+async fn reads(bench: &mut Bench, big_job: &str) {
+    let small_key = bench.manifest(10);
+    let small_job = bench.create(&small_key, false, false).await;
+    bench.wait_for(&small_job, pb::JobStatus::Complete).await;
+    println!(
+        "## reads: latency in ms (p50 / p99 / max), {} s per level",
+        bench.args.read_seconds
+    );
+    println!(
+        "{:<34} {:>8} {:>22} {:>10}",
+        "call", "clients", "p50 / p99 / max", "calls/s"
+    );
+    let calls: [(&str, Option<String>); 3] = [
+        ("DescribeJob (big job)", Some(big_job.to_owned())),
+        ("DescribeJob (10-task job)", Some(small_job.clone())),
+        ("ListJobs (first page)", None),
+    ];
+    for (name, job) in calls {
+        for clients in [1usize, 16, 64] {
+            let (mut samples, took) = read_load(bench, job.clone(), clients).await;
+            let count = samples.len();
+            let (p50, p99, max) = percentiles(&mut samples);
+            println!(
+                "{name:<34} {clients:>8} {:>22} {:>10.0}",
+                format!("{p50:.2} / {p99:.2} / {max:.2}"),
+                count as f64 / took.as_secs_f64()
+            );
+        }
+    }
+}
+
+/// `clients` concurrent callers, over up to 8 connections, for the
+/// configured seconds; returns every call's latency and the time taken.
+async fn read_load(
+    bench: &Bench,
+    job: Option<String>,
+    clients: usize,
+) -> (Vec<Duration>, Duration) {
+    let seconds = Duration::from_secs(bench.args.read_seconds);
+    let mut channels = Vec::new();
+    for _ in 0..clients.min(8) {
+        channels.push(
+            JobServiceClient::connect(format!("http://{}", bench.address))
+                .await
+                .unwrap(),
+        );
+    }
+    let started = Instant::now();
+    let mut callers = tokio::task::JoinSet::new();
+    for index in 0..clients {
+        let mut client = channels[index % channels.len()].clone();
+        let job = job.clone();
+        callers.spawn(async move {
+            let mut samples = Vec::new();
+            while started.elapsed() < seconds {
+                let call = Instant::now();
+                match &job {
+                    Some(job_id) => {
+                        client
+                            .describe_job(pb::DescribeJobRequest {
+                                account_id: ACCOUNT.into(),
+                                job_id: job_id.clone(),
+                            })
+                            .await
+                            .unwrap();
+                    }
+                    None => {
+                        client
+                            .list_jobs(pb::ListJobsRequest {
+                                account_id: ACCOUNT.into(),
+                                statuses: vec![],
+                                page_size: 0,
+                                page_token: String::new(),
+                            })
+                            .await
+                            .unwrap();
+                    }
+                }
+                samples.push(call.elapsed());
+            }
+            samples
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(samples) = callers.join_next().await {
+        all.extend(samples.unwrap());
+    }
+    (all, started.elapsed())
+}
+
+async fn notify(bench: &mut Bench) {
+    let (watchers, rounds) = (bench.args.watchers, bench.args.rounds);
+    // Jobs waiting in Suspended, one per round, before anyone watches.
+    let key = bench.manifest(1);
+    let mut jobs = Vec::new();
+    for _ in 0..rounds {
+        jobs.push(bench.create(&key, true, false).await);
+    }
+    for job in jobs.clone() {
+        bench.wait_for(&job, pb::JobStatus::Suspended).await;
+    }
+    // Watchers over 16 connections, each told when it sees a job leave
+    // Suspended.
+    let (seen, mut deliveries) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let (ready, mut all_ready) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut channels = Vec::new();
+    for _ in 0..16 {
+        channels.push(
+            JobServiceClient::connect(format!("http://{}", bench.address))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut streams = tokio::task::JoinSet::new();
+    for index in 0..watchers {
+        let mut client = channels[index % channels.len()].clone();
+        let (seen, ready) = (seen.clone(), ready.clone());
+        streams.spawn(async move {
+            let mut stream = client
+                .watch_jobs(pb::WatchJobsRequest {
+                    account_id: ACCOUNT.into(),
+                    job_ids: vec![],
+                    after_position: None,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            while let Some(Ok(message)) = stream.next().await {
+                match message.message {
+                    Some(pb::watch_jobs_response::Message::CaughtUp(_)) => {
+                        let _ = ready.send(());
+                    }
+                    Some(pb::watch_jobs_response::Message::Event(event)) => {
+                        if let Some(pb::job_event::Event::StatusChanged(change)) = &event.event
+                            && change.previous_status == pb::JobStatus::Suspended as i32
+                        {
+                            let _ = seen.send((event.job_id.clone(), Instant::now()));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+    for _ in 0..watchers {
+        all_ready.recv().await.unwrap();
+    }
+    let mut samples = Vec::with_capacity(watchers * rounds);
+    for job in &jobs {
+        let committed = Instant::now();
+        bench
+            .client
+            .update_job_status(pb::UpdateJobStatusRequest {
+                account_id: ACCOUNT.into(),
+                job_id: job.clone(),
+                requested_job_status: pb::JobStatus::Cancelled as i32,
+                status_update_reason: "bench".into(),
+            })
+            .await
+            .unwrap();
+        let mut received = 0;
+        while received < watchers {
+            let (job_id, at) = deliveries.recv().await.unwrap();
+            if &job_id == job {
+                samples.push(at.duration_since(committed));
+                received += 1;
+            }
+        }
+    }
+    streams.abort_all();
+    let (p50, p99, max) = percentiles(&mut samples);
+    println!("## notify: {watchers} watchers × {rounds} status changes");
+    println!(
+        "notify     p50 {p50:.2} ms  p99 {p99:.2} ms  max {max:.2} ms  (UpdateJobStatus sent → event received by each watcher)"
+    );
+}
+
+fn main() {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let which = args.benchmark.clone();
+        let mut bench = Bench::start(args).await;
+        let all = which == "all";
+        let mut big_job = None;
+        if all || which == "throughput" || which == "reads" {
+            big_job = Some(throughput(&mut bench).await);
+        }
+        if all || which == "reads" {
+            reads(&mut bench, big_job.as_deref().unwrap()).await;
+        }
+        if all || which == "notify" {
+            notify(&mut bench).await;
+        }
+        if all || which == "prepare" {
+            prepare(&mut bench).await;
+        }
+        if !all && !["throughput", "reads", "notify", "prepare"].contains(&which.as_str()) {
+            eprintln!("unknown benchmark {which:?}: throughput, prepare, reads, notify or all");
+        }
+        bench.stop().await;
+    });
+}
