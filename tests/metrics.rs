@@ -140,4 +140,19 @@ async fn metrics_are_scraped_after_a_job_ran() {
 
     let (status, _) = get(metrics, "/other").await;
     assert_eq!(status, 404);
+
+    // The JSON logs name the job in their fields: the engine's events at
+    // the top level, RPC handlers in their span.
+    let logs = server.logs.lock().unwrap().clone();
+    let about_job = |entry: &&serde_json::Value| {
+        entry["fields"]["job_id"] == job_id.as_str() || entry["span"]["job_id"] == job_id.as_str()
+    };
+    let messages: Vec<&str> = logs
+        .iter()
+        .filter(about_job)
+        .filter_map(|entry| entry["fields"]["message"].as_str())
+        .collect();
+    for expected in ["preparing job", "preparation finished", "job completed"] {
+        assert!(messages.contains(&expected), "{expected:?} not logged with the job id: {messages:?}");
+    }
 }

@@ -640,6 +640,8 @@ pub struct ServerProcess {
     pub address: std::net::SocketAddr,
     /// Where `--metrics-listen` bound, when it was given.
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// Every JSON log line the process wrote so far.
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
 }
 
 impl ServerProcess {
@@ -673,6 +675,8 @@ impl ServerProcess {
             .unwrap();
         let stderr = child.stderr.take().unwrap();
         let (found, address) = std::sync::mpsc::channel();
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = logs.clone();
         std::thread::spawn(move || {
             let mut found = Some(found);
             for line in std::io::BufReader::new(stderr)
@@ -682,6 +686,7 @@ impl ServerProcess {
                 let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
                     continue;
                 };
+                kept.lock().unwrap().push(entry.clone());
                 let message = entry["fields"]["message"].as_str().unwrap_or_default();
                 if (message == "serving" || message == "serving metrics")
                     && let Some(sender) = &found
@@ -714,6 +719,7 @@ impl ServerProcess {
             child,
             address,
             metrics_address,
+            logs,
         }
     }
 }
