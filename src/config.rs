@@ -142,6 +142,17 @@ pub struct ServeConfig {
     /// 127.0.0.1:9464; none by default.
     #[arg(long, env = "BATCHOPS_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// A TOML file of API tokens and the accounts each grants; without it,
+    /// every caller may act for every account.
+    #[arg(long, env = "BATCHOPS_AUTH_TOKENS")]
+    pub auth_tokens: Option<std::path::PathBuf>,
+    /// Streams (WatchJobs, GetJobHistory, ListJobTaskResults) one caller may
+    /// hold open at once; callers are told apart by token, else by IP.
+    #[arg(long, env = "BATCHOPS_MAX_STREAMS_PER_CALLER", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams_per_caller: u32,
+    /// Largest request message accepted, in bytes.
+    #[arg(long, env = "BATCHOPS_MAX_REQUEST_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_request_bytes: u32,
     /// Serve the API only and run no engine loops (preparer, scheduler,
     /// workers, finisher): for API-only replicas next to engine processes.
     #[arg(long, env = "BATCHOPS_NO_ENGINE")]

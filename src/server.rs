@@ -7,8 +7,10 @@ use std::{future::Future, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
 use tracing::info;
 
+use crate::api::auth::{Access, TokensFileError};
 use crate::api::{self, JobApi};
 use crate::cluster::{ClusterError, Ownership, PrivateCluster};
 use crate::config::{ConfigError, DatabaseConfig, ServeConfig};
@@ -39,6 +41,8 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tokens(#[from] TokensFileError),
     #[error("reflection: {0}")]
     Reflection(#[source] tonic_reflection::server::Error),
 }
@@ -176,6 +180,11 @@ async fn serve_on(
         ));
     }
     info!(address = %listener.local_addr().map_err(|e| ServeError::Store(StoreError::Unavailable(Box::new(e))))?, "serving");
+    let max_streams = config.max_streams_per_caller as usize;
+    let access = Arc::new(match &config.auth_tokens {
+        Some(path) => Access::from_file(path, max_streams)?,
+        None => Access::open(max_streams),
+    });
     let (reporter, health) = tonic_health::server::health_reporter();
     api::health::start(reporter, store.clone(), stopping.clone()).await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -191,15 +200,20 @@ async fn serve_on(
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(JobServiceServer::new(JobApi::new(
-            store.clone(),
-            operations.invoke_allowlist.clone(),
-            wakers,
-            Notifier::start(store, stop_engine.clone()),
-            Duration::from_millis(config.watch_heartbeat_ms),
-            stopping.clone(),
-            metrics,
-        )))
+        .add_service(InterceptedService::new(
+            JobServiceServer::new(JobApi {
+                store: store.clone(),
+                invoke_allowlist: operations.invoke_allowlist.clone(),
+                wakers,
+                notifier: Notifier::start(store, stop_engine.clone()),
+                watch_heartbeat: Duration::from_millis(config.watch_heartbeat_ms),
+                stopping: stopping.clone(),
+                metrics,
+                access: access.clone(),
+            })
+            .max_decoding_message_size(config.max_request_bytes as usize),
+            move |request| access.authenticate(request),
+        ))
         .serve_with_incoming_shutdown(accepted(listener), async {
             shutdown.await;
             // Watch streams never end on their own: end them so that the

@@ -153,6 +153,9 @@ async fn metrics_are_scraped_after_a_job_ran() {
         .filter_map(|entry| entry["fields"]["message"].as_str())
         .collect();
     for expected in ["preparing job", "preparation finished", "job completed"] {
-        assert!(messages.contains(&expected), "{expected:?} not logged with the job id: {messages:?}");
+        assert!(
+            messages.contains(&expected),
+            "{expected:?} not logged with the job id: {messages:?}"
+        );
     }
 }

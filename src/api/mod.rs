@@ -1,6 +1,8 @@
 //! The gRPC front: the `JobService` implementation, the conversion between
-//! proto messages and domain types, and the mapping of errors to status codes.
+//! proto messages and domain types, the mapping of errors to status codes,
+//! and access control (tokens, per-caller stream limits).
 
+pub mod auth;
 pub mod convert;
 mod error;
 pub mod health;

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::{info, instrument};
 
+use super::auth::Access;
 use super::{ApiError, convert};
 use crate::domain::{Command, JobId, JobStatus};
 use crate::engine::Wakers;
@@ -25,39 +26,20 @@ use crate::store::{Store, jobs, tasks};
 /// Events read per page while streaming a history.
 const HISTORY_PAGE: usize = 500;
 
-/// The JobService over one store.
+/// The `JobService` over one store, and what it works with.
 #[derive(Clone)]
 pub struct JobApi {
-    store: Store,
-    invoke_allowlist: Arc<Allowlist>,
-    wakers: Arc<Wakers>,
-    notifier: Notifier,
-    watch_heartbeat: Duration,
-    stopping: CancellationToken,
-    metrics: Arc<Metrics>,
+    pub store: Store,
+    pub invoke_allowlist: Arc<Allowlist>,
+    pub wakers: Arc<Wakers>,
+    pub notifier: Notifier,
+    pub watch_heartbeat: Duration,
+    pub stopping: CancellationToken,
+    pub metrics: Arc<Metrics>,
+    pub access: Arc<Access>,
 }
 
 impl JobApi {
-    pub fn new(
-        store: Store,
-        invoke_allowlist: Arc<Allowlist>,
-        wakers: Arc<Wakers>,
-        notifier: Notifier,
-        watch_heartbeat: Duration,
-        stopping: CancellationToken,
-        metrics: Arc<Metrics>,
-    ) -> JobApi {
-        JobApi {
-            store,
-            invoke_allowlist,
-            wakers,
-            notifier,
-            watch_heartbeat,
-            stopping,
-            metrics,
-        }
-    }
-
     async fn run(
         &self,
         account_id: &str,
@@ -98,6 +80,8 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::CreateJobRequest>,
     ) -> Result<Response<pb::CreateJobResponse>, Status> {
+        self.access
+            .authorize(&request, &request.get_ref().account_id)?;
         let (spec, fingerprint) = convert::create_job(request.get_ref(), &self.invoke_allowlist)?;
         let mut client = self.store.client().await.map_err(ApiError::from)?;
         let (id, created) = jobs::create(
@@ -123,6 +107,8 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::DescribeJobRequest>,
     ) -> Result<Response<pb::DescribeJobResponse>, Status> {
+        self.access
+            .authorize(&request, &request.get_ref().account_id)?;
         let request = request.get_ref();
         let job = self.describe(&request.account_id, &request.job_id).await?;
         Ok(Response::new(pb::DescribeJobResponse {
@@ -135,6 +121,8 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        self.access
+            .authorize(&request, &request.get_ref().account_id)?;
         let request = request.get_ref();
         let account = convert::account_id(&request.account_id)?;
         let statuses = request
@@ -168,6 +156,8 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::UpdateJobStatusRequest>,
     ) -> Result<Response<pb::UpdateJobStatusResponse>, Status> {
+        self.access
+            .authorize(&request, &request.get_ref().account_id)?;
         let request = request.get_ref();
         let reason = convert::status_update_reason(&request.status_update_reason)?;
         let command =
@@ -200,6 +190,8 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::UpdateJobPriorityRequest>,
     ) -> Result<Response<pb::UpdateJobPriorityResponse>, Status> {
+        self.access
+            .authorize(&request, &request.get_ref().account_id)?;
         let request = request.get_ref();
         let priority = convert::priority(request.priority)?;
         let job = self
@@ -221,6 +213,8 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::PutJobTaggingRequest>,
     ) -> Result<Response<pb::PutJobTaggingResponse>, Status> {
+        self.access
+            .authorize(&request, &request.get_ref().account_id)?;
         let request = request.get_ref();
         let tags = convert::tags(&request.tags)?;
         let job = self
@@ -240,6 +234,8 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::GetJobTaggingRequest>,
     ) -> Result<Response<pb::GetJobTaggingResponse>, Status> {
+        self.access
+            .authorize(&request, &request.get_ref().account_id)?;
         let request = request.get_ref();
         let job = self.describe(&request.account_id, &request.job_id).await?;
         Ok(Response::new(pb::GetJobTaggingResponse {
@@ -252,6 +248,8 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::DeleteJobTaggingRequest>,
     ) -> Result<Response<pb::DeleteJobTaggingResponse>, Status> {
+        self.access
+            .authorize(&request, &request.get_ref().account_id)?;
         let request = request.get_ref();
         let job = self
             .run(
@@ -272,6 +270,9 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::WatchJobsRequest>,
     ) -> Result<Response<Self::WatchJobsStream>, Status> {
+        self.access
+            .authorize(&request, &request.get_ref().account_id)?;
+        let permit = self.access.open_stream(&request)?;
         let request = request.into_inner();
         let account = convert::account_id(&request.account_id)?;
         if request.job_ids.len() > 100 {
@@ -302,7 +303,7 @@ impl JobService for JobApi {
         let (store, notifier) = (self.store.clone(), self.notifier.clone());
         tokio::spawn(async move {
             watch::run(store, notifier, watch, sender).await;
-            drop(open);
+            drop((open, permit));
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
@@ -314,12 +315,16 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::ListJobTaskResultsRequest>,
     ) -> Result<Response<Self::ListJobTaskResultsStream>, Status> {
+        self.access
+            .authorize(&request, &request.get_ref().account_id)?;
+        let permit = self.access.open_stream(&request)?;
         let request = request.into_inner();
         // Refuses unknown jobs and other accounts' jobs before the stream starts.
         let job = self.describe(&request.account_id, &request.job_id).await?;
         let (sender, receiver) = mpsc::channel(64);
         let store = self.store.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let wrap = |result| pb::ListJobTaskResultsResponse {
                 result: Some(result),
             };
@@ -339,6 +344,9 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::GetJobHistoryRequest>,
     ) -> Result<Response<Self::GetJobHistoryStream>, Status> {
+        self.access
+            .authorize(&request, &request.get_ref().account_id)?;
+        let permit = self.access.open_stream(&request)?;
         let request = request.into_inner();
         if request.after_sequence < 0 {
             return Err(ApiError::invalid("after_sequence", "must be ≥ 0").into());
@@ -351,6 +359,7 @@ impl JobService for JobApi {
         let store = self.store.clone();
         let include_task_results = request.include_task_results;
         tokio::spawn(async move {
+            let _permit = permit;
             let mut outcome = stream_history(store.clone(), id, after, &sender).await;
             if outcome.is_ok() && include_task_results {
                 outcome = stream_results(

@@ -28,6 +28,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::api::code_name;
@@ -47,6 +48,10 @@ pub struct ClientOptions {
     /// The account that owns the jobs (12 digits, as in AWS).
     #[arg(long, env = "BATCHOPS_ACCOUNT_ID")]
     pub account_id: String,
+    /// API token, sent as `authorization: Bearer <token>` (servers started
+    /// with --auth-tokens require one).
+    #[arg(long, env = "BATCHOPS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Output format: an aligned table for people, or proto3 JSON for scripts.
     #[arg(long, env = "BATCHOPS_OUTPUT", value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -296,8 +301,26 @@ async fn execute(command: ClientCommand) -> Result<ExitCode, CliError> {
 
 /// A connected client and the account it acts for.
 pub struct Client {
-    pub jobs: JobServiceClient<Channel>,
+    pub jobs: JobServiceClient<InterceptedService<Channel, Bearer>>,
     pub account_id: String,
+}
+
+/// Adds the API token, if any, to every call.
+#[derive(Clone)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
 }
 
 impl Client {
@@ -317,8 +340,16 @@ impl Client {
             .connect()
             .await
             .map_err(|e| failed(source_chain(&e)))?;
+        let bearer = match &options.token {
+            Some(token) => Some(
+                format!("Bearer {token}")
+                    .parse()
+                    .map_err(|_| CliError::Usage("--token: not a valid header value".into()))?,
+            ),
+            None => None,
+        };
         Ok(Client {
-            jobs: JobServiceClient::new(channel),
+            jobs: JobServiceClient::with_interceptor(channel, Bearer(bearer)),
             account_id: options.account_id.clone(),
         })
     }

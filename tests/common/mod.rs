@@ -313,6 +313,9 @@ pub async fn spawn_server(
         report_rows_per_file: settings.report_rows_per_file,
         watch_heartbeat_ms: 200,
         metrics_listen: None,
+        auth_tokens: None,
+        max_streams_per_caller: 100,
+        max_request_bytes: 1 << 20,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
