@@ -44,8 +44,9 @@ const ACCOUNT: &str = "111122223333";
 
 #[derive(Parser)]
 struct Args {
-    /// throughput, prepare, reads, notify or all.
-    benchmark: String,
+    /// throughput, prepare, reads, notify or all. Without one (as when
+    /// `cargo test --all-targets` runs this binary) nothing is measured.
+    benchmark: Option<String>,
     /// Tasks of the big job (throughput, reads, report).
     #[arg(long, default_value_t = 1_000_000)]
     tasks: u64,
@@ -615,12 +616,17 @@ async fn notify(bench: &mut Bench) {
 
 fn main() {
     let args = Args::parse();
+    let Some(which) = args.benchmark.clone() else {
+        println!(
+            "no benchmark named: cargo bench --bench batchops -- all (or throughput, prepare, reads, notify)"
+        );
+        return;
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async move {
-        let which = args.benchmark.clone();
         let mut bench = Bench::start(args).await;
         let all = which == "all";
         let mut big_job = None;
