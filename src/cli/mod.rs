@@ -819,23 +819,7 @@ fn history_line(item: &pb::GetJobHistoryResponse) -> String {
                 .as_ref()
                 .map(|job| operation_name(job.operation.as_ref()))
                 .unwrap_or_default(),
-            Some(Event::StatusChanged(change)) => {
-                let mut text = format!(
-                    "{} -> {}",
-                    table::status_name(change.previous_status),
-                    table::status_name(change.status)
-                );
-                if !change.status_update_reason.is_empty() {
-                    text.push_str(&format!(" ({})", change.status_update_reason));
-                }
-                for reason in &change.failure_reasons {
-                    text.push_str(&format!(
-                        " [{}: {}]",
-                        reason.failure_code, reason.failure_reason
-                    ));
-                }
-                text
-            }
+            Some(Event::StatusChanged(change)) => table::status_change(change),
             Some(Event::PriorityChanged(change)) => {
                 format!("{} -> {}", change.previous_priority, change.priority)
             }

@@ -78,6 +78,25 @@ pub fn parse_status(name: &str) -> Result<pb::JobStatus, String> {
         })
 }
 
+/// `Suspended -> Cancelling  (reason)  [Code: reason]` for a status change.
+pub fn status_change(change: &pb::StatusChangedEvent) -> String {
+    let mut text = format!(
+        "{} -> {}",
+        status_name(change.previous_status),
+        status_name(change.status)
+    );
+    if !change.status_update_reason.is_empty() {
+        text.push_str(&format!("  ({})", change.status_update_reason));
+    }
+    for reason in &change.failure_reasons {
+        text.push_str(&format!(
+            "  [{}: {}]",
+            reason.failure_code, reason.failure_reason
+        ));
+    }
+    text
+}
+
 /// A short name for an enum value: `SHA256` for `CHECKSUM_ALGORITHM_SHA256`.
 pub fn enum_suffix(full: &str, prefix: &str) -> String {
     full.strip_prefix(prefix).unwrap_or(full).to_owned()

@@ -121,21 +121,7 @@ impl State {
                 if let Some(total) = change.total_number_of_tasks {
                     self.total = total;
                 }
-                let mut line = format!(
-                    "{time}  {} -> {}",
-                    table::status_name(change.previous_status),
-                    table::status_name(change.status)
-                );
-                if !change.status_update_reason.is_empty() {
-                    line.push_str(&format!("  ({})", change.status_update_reason));
-                }
-                for reason in &change.failure_reasons {
-                    line.push_str(&format!(
-                        "  [{}: {}]",
-                        reason.failure_code, reason.failure_reason
-                    ));
-                }
-                Some(line)
+                Some(format!("{time}  {}", table::status_change(change)))
             }
             Event::ReportWritten(written) => written
                 .location

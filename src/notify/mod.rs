@@ -19,7 +19,7 @@ use tracing::warn;
 use crate::api::convert::HistoryFolder;
 use crate::domain::{AccountId, JobId};
 use crate::proto as pb;
-use crate::store::{EVENTS_CHANNEL, PROGRESS_CHANNEL, Store, jobs};
+use crate::store::{EVENTS_CHANNEL, PROGRESS_CHANNEL, RecordedEvent, Store, jobs};
 
 /// What a notification says happened.
 #[derive(Debug, Clone)]
@@ -170,21 +170,7 @@ async fn read_tail(
         }
         let mut events = Vec::with_capacity(read.len());
         for (account, recorded) in read {
-            let folder = match folders.entry(recorded.job_id) {
-                Entry::Occupied(entry) => entry.into_mut(),
-                Entry::Vacant(slot) => {
-                    let mut folder = HistoryFolder::new();
-                    let before = recorded.sequence.saturating_sub(1) as usize;
-                    if before > 0 {
-                        for event in
-                            &jobs::events_after(&client, recorded.job_id, 0, before).await?
-                        {
-                            folder.convert(event);
-                        }
-                    }
-                    slot.insert(folder)
-                }
-            };
+            let folder = folder_for(store, folders, &recorded).await?;
             events.push(TailEvent {
                 account,
                 job_id: recorded.job_id,
@@ -203,4 +189,28 @@ async fn read_tail(
             return Ok(());
         }
     }
+}
+
+/// The folder of `recorded`'s job in `folders`; a job first seen here is
+/// folded from the log up to the event before `recorded`, so that its
+/// status changes can name the status they came from.
+pub(crate) async fn folder_for<'a>(
+    store: &Store,
+    folders: &'a mut HashMap<JobId, HistoryFolder>,
+    recorded: &RecordedEvent,
+) -> Result<&'a mut HistoryFolder, crate::store::StoreError> {
+    Ok(match folders.entry(recorded.job_id) {
+        Entry::Occupied(entry) => entry.into_mut(),
+        Entry::Vacant(slot) => {
+            let mut folder = HistoryFolder::new();
+            let before = recorded.sequence.saturating_sub(1) as usize;
+            if before > 0 {
+                let client = store.client().await?;
+                for event in &jobs::events_after(&client, recorded.job_id, 0, before).await? {
+                    folder.convert(event);
+                }
+            }
+            slot.insert(folder)
+        }
+    })
 }

@@ -4,7 +4,7 @@
 //! when the client has taken the previous messages, so a slow client simply
 //! stays behind in the log and catches up later.
 
-use std::collections::{HashMap, HashSet, hash_map::Entry};
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc};
@@ -192,20 +192,7 @@ async fn emit(
     recorded: &RecordedEvent,
     sender: &Sender,
 ) -> Result<bool, ApiError> {
-    let folder = match folders.entry(recorded.job_id) {
-        Entry::Occupied(entry) => entry.into_mut(),
-        Entry::Vacant(slot) => {
-            let mut folder = HistoryFolder::new();
-            let before = recorded.sequence.saturating_sub(1) as usize;
-            if before > 0 {
-                let client = store.client().await?;
-                for event in &jobs::events_after(&client, recorded.job_id, 0, before).await? {
-                    folder.convert(event);
-                }
-            }
-            slot.insert(folder)
-        }
-    };
+    let folder = super::folder_for(store, folders, recorded).await?;
     let event = folder.convert(recorded);
     Ok(send(
         sender,
