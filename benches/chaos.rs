@@ -12,14 +12,17 @@
 //! (default the local one on 127.0.0.1:5432) with `pg_ctlcluster`, which
 //! disturbs anything else using it: run it on a machine of your own.
 
-use std::io::{BufRead, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use batchops::proto as pb;
 use batchops::proto::job_service_client::JobServiceClient;
 use clap::Parser;
 use md5::{Digest, Md5};
+
+mod common;
+use common::start_server;
 
 const ACCOUNT: &str = "111122223333";
 
@@ -41,50 +44,6 @@ struct Args {
     // `cargo bench` passes --bench; `cargo test` runs this with no flag.
     #[arg(long, hide = true)]
     bench: bool,
-}
-
-/// The real server binary, on a free port.
-struct Server {
-    child: Child,
-    address: String,
-}
-
-fn start_server(url: &str, objects: &std::path::Path, concurrency: u32) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_batchops"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .args([
-            "--database-url",
-            url,
-            "--lease-seconds",
-            "3",
-            "--chunk-size",
-            "200",
-        ])
-        .args(["--task-concurrency", &concurrency.to_string()])
-        .args(["--poll-interval-ms", "50"])
-        .arg("--object-store")
-        .arg(objects)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start batchops");
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let address = loop {
-        let line = lines
-            .next()
-            .expect("the server exited before serving")
-            .unwrap();
-        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if entry["fields"]["message"] == "serving" {
-            break entry["fields"]["address"].as_str().unwrap().to_owned();
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, address }
 }
 
 async fn describe(address: &str, job_id: &str) -> Option<pb::JobDescriptor> {

@@ -766,6 +766,14 @@ impl HistoryFolder {
         HistoryFolder { job: None }
     }
 
+    /// Whether the folded job has reached Complete, Cancelled or Failed, after
+    /// which no status change follows.
+    pub fn is_finished(&self) -> bool {
+        self.job
+            .as_ref()
+            .is_some_and(|job| job.status.is_terminal())
+    }
+
     pub fn convert(&mut self, recorded: &crate::store::RecordedEvent) -> pb::JobEvent {
         use crate::store::LoggedEvent;
         use pb::job_event::Event as E;

@@ -52,7 +52,7 @@ pub struct TailEvent {
 
 /// Jobs whose folded state the tail keeps to convert their next events;
 /// past this many it starts afresh (a job is then re-read once).
-const TAIL_FOLDERS: usize = 10_000;
+const TAIL_FOLDERS: usize = 1_000;
 
 /// Events the tail reads per query.
 const TAIL_PAGE: usize = 1000;
@@ -171,11 +171,17 @@ async fn read_tail(
         let mut events = Vec::with_capacity(read.len());
         for (account, recorded) in read {
             let folder = folder_for(store, folders, &recorded).await?;
+            let event = folder.convert(&recorded);
+            // A finished job's folder is not kept: memory stays flat however
+            // many jobs pass (an event after the end re-reads the job).
+            if folder.is_finished() {
+                folders.remove(&recorded.job_id);
+            }
             events.push(TailEvent {
                 account,
                 job_id: recorded.job_id,
                 position: recorded.position,
-                event: folder.convert(&recorded),
+                event,
             });
         }
         let _ = sender.send(Notice::Events(Arc::new(EventBatch {

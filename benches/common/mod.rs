@@ -1,0 +1,62 @@
+//! What the bench binaries that drive the real `batchops` binary share.
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+
+/// The real server binary, on a free port.
+pub struct Server {
+    pub child: Child,
+    pub address: String,
+}
+
+pub fn start_server(url: &str, objects: &std::path::Path, concurrency: u32) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_batchops"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args([
+            "--database-url",
+            url,
+            "--lease-seconds",
+            "3",
+            "--chunk-size",
+            "200",
+        ])
+        .args(["--task-concurrency", &concurrency.to_string()])
+        .args(["--poll-interval-ms", "50"])
+        .arg("--object-store")
+        .arg(objects)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start batchops");
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("the server exited before serving")
+            .unwrap();
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if entry["fields"]["message"] == "serving" {
+            break entry["fields"]["address"].as_str().unwrap().to_owned();
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, address }
+}
+
+impl Server {
+    /// The process's resident memory in MiB.
+    #[allow(dead_code)]
+    pub fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kib| kib / 1024.0)
+    }
+}
