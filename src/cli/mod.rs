@@ -575,18 +575,7 @@ fn describe_table(job: &pb::JobDescriptor) -> String {
             table::time(job.termination_time.as_ref()),
         ),
     ];
-    for reason in &job.failure_reasons {
-        fields.push((
-            "FailureReason",
-            format!("{}: {}", reason.failure_code, reason.failure_reason),
-        ));
-    }
-    if let Some(location) = &job.report_location {
-        fields.push((
-            "Report",
-            format!("{}/{}", location.bucket, location.manifest_key),
-        ));
-    }
+    fields.extend(table::outcome_fields(job));
     let tags: Vec<String> = job
         .tags
         .iter()

@@ -97,6 +97,27 @@ pub fn status_change(change: &pb::StatusChangedEvent) -> String {
     text
 }
 
+/// A job's failure reasons and report location, as `render_fields` rows.
+pub fn outcome_fields(job: &pb::JobDescriptor) -> Vec<(&'static str, String)> {
+    let mut fields: Vec<(&'static str, String)> = job
+        .failure_reasons
+        .iter()
+        .map(|r| {
+            (
+                "FailureReason",
+                format!("{}: {}", r.failure_code, r.failure_reason),
+            )
+        })
+        .collect();
+    if let Some(location) = &job.report_location {
+        fields.push((
+            "Report",
+            format!("{}/{}", location.bucket, location.manifest_key),
+        ));
+    }
+    fields
+}
+
 /// A short name for an enum value: `SHA256` for `CHECKSUM_ALGORITHM_SHA256`.
 pub fn enum_suffix(full: &str, prefix: &str) -> String {
     full.strip_prefix(prefix).unwrap_or(full).to_owned()

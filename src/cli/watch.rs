@@ -238,18 +238,7 @@ fn summary(job: &pb::JobDescriptor) -> String {
             ),
         ),
     ];
-    for reason in &job.failure_reasons {
-        fields.push((
-            "FailureReason",
-            format!("{}: {}", reason.failure_code, reason.failure_reason),
-        ));
-    }
-    if let Some(location) = &job.report_location {
-        fields.push((
-            "Report",
-            format!("{}/{}", location.bucket, location.manifest_key),
-        ));
-    }
+    fields.extend(table::outcome_fields(job));
     table::render_fields(&fields)
 }
 
