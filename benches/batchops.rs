@@ -7,6 +7,7 @@
 //! cargo bench --bench batchops -- prepare --lines 10000000
 //! cargo bench --bench batchops -- reads --tasks 1000000
 //! cargo bench --bench batchops -- notify --watchers 1000 --rounds 10
+//! cargo bench --bench batchops -- peers --peer-jobs 100000
 //! ```
 //!
 //! - throughput: a job of N tasks whose operation is a no-op (registered only
@@ -19,6 +20,8 @@
 //!   clients, for a job of N tasks and for a small one.
 //! - notify: a status change committed → received by W concurrent WatchJobs
 //!   streams (p50/p99/max over W × rounds deliveries).
+//! - peers: the same N no-op units of work through batchops and through
+//!   graphile-worker and pg-boss (`benches/peers/`, Node.js), side by side.
 //!
 //! Each run uses a database of its own on `BATCHOPS_BENCH_ADMIN_URL`
 //! (default `postgres://postgres@127.0.0.1:5432/postgres`), dropped at the
@@ -44,7 +47,7 @@ const ACCOUNT: &str = "111122223333";
 
 #[derive(Parser)]
 struct Args {
-    /// throughput, prepare, reads, notify or all. Without one (as when
+    /// throughput, prepare, reads, notify, peers or all. Without one (as when
     /// `cargo test --all-targets` runs this binary) nothing is measured.
     benchmark: Option<String>,
     /// Tasks of the big job (throughput, reads, report).
@@ -59,6 +62,10 @@ struct Args {
     /// Status changes watched (notify).
     #[arg(long, default_value_t = 10)]
     rounds: usize,
+    /// Units of work for the side-by-side run with graphile-worker and
+    /// pg-boss (peers).
+    #[arg(long, default_value_t = 100_000)]
+    peer_jobs: u64,
     /// Seconds each read level runs.
     #[arg(long, default_value_t = 3)]
     read_seconds: u64,
@@ -614,6 +621,71 @@ async fn notify(bench: &mut Bench) {
     );
 }
 
+/// The same no-op units of work through batchops (one job of N tasks) and
+/// through graphile-worker and pg-boss (N jobs), on the same PostgreSQL.
+async fn peers(bench: &mut Bench) {
+    let n = bench.args.peer_jobs;
+    let key = bench.manifest(n);
+    let started = Instant::now();
+    let job_id = bench.create(&key, false, false).await;
+    bench.wait_for(&job_id, pb::JobStatus::Complete).await;
+    let end_to_end = started.elapsed();
+    let times = bench.event_times(&job_id).await;
+    let run = between(&times, "JobActivated", "AllTasksFinished");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers");
+    let installed = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(&dir)
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(installed, "npm ci in benches/peers failed");
+    let output = std::process::Command::new("node")
+        .arg("peers.mjs")
+        .arg(&bench.admin_url)
+        .arg(n.to_string())
+        .arg(bench.args.task_concurrency.to_string())
+        .current_dir(&dir)
+        .output()
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let batchops_rate = per_second(n, run);
+    println!(
+        "## peers: {n} no-op units of work, {} at once",
+        bench.args.task_concurrency
+    );
+    println!(
+        "{:<16} {:>12} {:>14} {:>22}",
+        "system", "run jobs/s", "enqueue s", "batchops ÷ system"
+    );
+    println!(
+        "{:<16} {:>12.0} {:>14.2} {:>22}",
+        "batchops",
+        batchops_rate,
+        (end_to_end - run).as_secs_f64(),
+        "1.00"
+    );
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(peer) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let rate = peer["jobs_per_second"].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "{:<16} {:>12.0} {:>14.2} {:>22.1}",
+            peer["peer"].as_str().unwrap_or("?"),
+            rate,
+            peer["enqueue_seconds"].as_f64().unwrap_or(f64::NAN),
+            batchops_rate / rate
+        );
+    }
+    println!(
+        "(batchops: Active → Completing; its enqueue column is create → Active plus the finish, i.e. preparing {n} task rows from a manifest)"
+    );
+}
+
 fn main() {
     let args = Args::parse();
     let Some(which) = args.benchmark.clone() else {
@@ -642,8 +714,14 @@ fn main() {
         if all || which == "prepare" {
             prepare(&mut bench).await;
         }
-        if !all && !["throughput", "reads", "notify", "prepare"].contains(&which.as_str()) {
-            eprintln!("unknown benchmark {which:?}: throughput, prepare, reads, notify or all");
+        if all || which == "peers" {
+            peers(&mut bench).await;
+        }
+        if !all && !["throughput", "reads", "notify", "prepare", "peers"].contains(&which.as_str())
+        {
+            eprintln!(
+                "unknown benchmark {which:?}: throughput, prepare, reads, notify, peers or all"
+            );
         }
         bench.stop().await;
     });
