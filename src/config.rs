@@ -153,6 +153,16 @@ pub struct ServeConfig {
     /// Largest request message accepted, in bytes.
     #[arg(long, env = "BATCHOPS_MAX_REQUEST_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1024..))]
     pub max_request_bytes: u32,
+    /// PEM certificate chain to serve gRPC over TLS (with --tls-key).
+    #[arg(long, env = "BATCHOPS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "BATCHOPS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// PEM CA certificate(s): clients must present a certificate it signed
+    /// (mutual TLS). Needs --tls-cert.
+    #[arg(long, env = "BATCHOPS_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
     /// Serve the API only and run no engine loops (preparer, scheduler,
     /// workers, finisher): for API-only replicas next to engine processes.
     #[arg(long, env = "BATCHOPS_NO_ENGINE")]

@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tracing::info;
 
 use crate::api::auth::{Access, TokensFileError};
@@ -43,6 +44,12 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Tokens(#[from] TokensFileError),
+    #[error("cannot read {path}: {source}")]
+    Tls {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("reflection: {0}")]
     Reflection(#[source] tonic_reflection::server::Error),
 }
@@ -195,7 +202,11 @@ async fn serve_on(
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(ServeError::Reflection)?;
-    let served = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls_config(&config)? {
+        builder = builder.tls_config(tls)?;
+    }
+    let served = builder
         .layer(RpcMetricsLayer(metrics.clone()))
         .add_service(health)
         .add_service(reflection_v1)
@@ -228,6 +239,24 @@ async fn serve_on(
     }
     served?;
     Ok(())
+}
+
+/// The server's TLS settings, when --tls-cert is given.
+fn tls_config(config: &ServeConfig) -> Result<Option<ServerTlsConfig>, ServeError> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|source| ServeError::Tls {
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+    if let Some(ca) = &config.tls_client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(Some(tls))
 }
 
 /// The listener's connections with Nagle's algorithm off: a response's

@@ -52,6 +52,17 @@ pub struct ClientOptions {
     /// with --auth-tokens require one).
     #[arg(long, env = "BATCHOPS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM CA certificate to trust for an https:// endpoint (default: the
+    /// system's roots are not used; give the server's CA).
+    #[arg(long, env = "BATCHOPS_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// PEM client certificate for servers that require mutual TLS (with
+    /// --client-key).
+    #[arg(long, env = "BATCHOPS_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, env = "BATCHOPS_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<std::path::PathBuf>,
     /// Output format: an aligned table for people, or proto3 JSON for scripts.
     #[arg(long, env = "BATCHOPS_OUTPUT", value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -334,9 +345,15 @@ impl Client {
             endpoint: endpoint.clone(),
             reason,
         };
-        let channel = Channel::from_shared(endpoint.clone())
+        let mut channel = Channel::from_shared(endpoint.clone())
             .map_err(|e| failed(e.to_string()))?
-            .connect_timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(5));
+        if endpoint.starts_with("https://") {
+            channel = channel
+                .tls_config(client_tls(options)?)
+                .map_err(|e| failed(source_chain(&e)))?;
+        }
+        let channel = channel
             .connect()
             .await
             .map_err(|e| failed(source_chain(&e)))?;
@@ -367,6 +384,27 @@ impl Client {
             .job
             .ok_or_else(|| CliError::Stream("DescribeJob returned no job".into()))
     }
+}
+
+/// TLS settings for an https:// endpoint.
+fn client_tls(options: &ClientOptions) -> Result<tonic::transport::ClientTlsConfig, CliError> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|error| {
+            CliError::Usage(format!("--{flag}: cannot read {}: {error}", path.display()))
+        })
+    };
+    let mut tls = ClientTlsConfig::new();
+    if let Some(ca) = &options.ca_cert {
+        tls = tls.ca_certificate(Certificate::from_pem(read("ca-cert", ca)?));
+    }
+    if let (Some(cert), Some(key)) = (&options.client_cert, &options.client_key) {
+        tls = tls.identity(Identity::from_pem(
+            read("client-cert", cert)?,
+            read("client-key", key)?,
+        ));
+    }
+    Ok(tls)
 }
 
 /// The error and its causes, `: `-joined ("transport error: connection refused").

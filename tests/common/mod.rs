@@ -316,6 +316,9 @@ pub async fn spawn_server(
         auth_tokens: None,
         max_streams_per_caller: 100,
         max_request_bytes: 1 << 20,
+        tls_cert: None,
+        tls_key: None,
+        tls_client_ca: None,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
