@@ -22,9 +22,7 @@ use clap::Parser;
 use md5::{Digest, Md5};
 
 mod common;
-use common::start_server;
-
-const ACCOUNT: &str = "111122223333";
+use common::{ACCOUNT, checksum_job, start_server};
 
 #[derive(Parser)]
 struct Args {
@@ -96,34 +94,13 @@ async fn run(args: Args) {
         .unwrap();
     let job_id = client
         .create_job(pb::CreateJobRequest {
-            account_id: ACCOUNT.into(),
-            client_request_token: "chaos".into(),
-            description: "chaos".into(),
-            priority: 1,
-            confirmation_required: Some(false),
-            manifest: Some(pb::Manifest {
-                format: pb::ManifestFormat::S3BatchOperationsCsv20180820 as i32,
-                fields: vec![],
-                bucket: "chaos".into(),
-                key: "m.csv".into(),
-                etag: String::new(),
-            }),
-            operation: Some(pb::Operation {
-                operation: Some(pb::operation::Operation::ComputeObjectChecksum(
-                    pb::ComputeObjectChecksumOperation {
-                        algorithm: pb::ChecksumAlgorithm::Sha256 as i32,
-                    },
-                )),
-            }),
             report: Some(pb::JobReport {
                 enabled: true,
                 bucket: "reports".into(),
                 prefix: "chaos".into(),
                 report_scope: pb::ReportScope::AllTasks as i32,
             }),
-            tags: vec![],
-            failure_threshold: None,
-            manifest_generator: None,
+            ..checksum_job("chaos", "m.csv", pb::ChecksumAlgorithm::Sha256)
         })
         .await
         .unwrap()

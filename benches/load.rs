@@ -18,9 +18,8 @@ use futures::StreamExt;
 use tonic::transport::Channel;
 
 mod common;
-use common::start_server;
+use common::{ACCOUNT, checksum_job, start_server};
 
-const ACCOUNT: &str = "111122223333";
 const CALLS: [&str; 5] = [
     "CreateJob",
     "DescribeJob",
@@ -181,26 +180,9 @@ async fn one_call(
         (0, _) | (1 | 3, None) => {
             let id = client
                 .create_job(pb::CreateJobRequest {
-                    account_id: ACCOUNT.into(),
-                    client_request_token: uuid::Uuid::new_v4().to_string(),
-                    description: "load".into(),
                     priority: (round % 5) as i32,
                     confirmation_required: Some(round.is_multiple_of(2)),
-                    manifest: Some(pb::Manifest {
-                        format: pb::ManifestFormat::S3BatchOperationsCsv20180820 as i32,
-                        fields: vec![],
-                        bucket: "load".into(),
-                        key: "m.csv".into(),
-                        etag: String::new(),
-                    }),
-                    operation: Some(pb::Operation {
-                        operation: Some(pb::operation::Operation::ComputeObjectChecksum(
-                            pb::ComputeObjectChecksumOperation {
-                                algorithm: pb::ChecksumAlgorithm::Crc32c as i32,
-                            },
-                        )),
-                    }),
-                    ..Default::default()
+                    ..checksum_job("load", "m.csv", pb::ChecksumAlgorithm::Crc32c)
                 })
                 .await?
                 .into_inner()

@@ -3,6 +3,42 @@
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 
+use batchops::proto as pb;
+
+/// The account the bench jobs belong to.
+pub const ACCOUNT: &str = "111122223333";
+
+/// A CreateJob request for a checksum job over the CSV manifest
+/// `bucket/key`, starting without confirmation.
+pub fn checksum_job(
+    bucket: &str,
+    key: &str,
+    algorithm: pb::ChecksumAlgorithm,
+) -> pb::CreateJobRequest {
+    pb::CreateJobRequest {
+        account_id: ACCOUNT.into(),
+        client_request_token: uuid::Uuid::new_v4().to_string(),
+        description: format!("{bucket}/{key}"),
+        priority: 1,
+        confirmation_required: Some(false),
+        manifest: Some(pb::Manifest {
+            format: pb::ManifestFormat::S3BatchOperationsCsv20180820 as i32,
+            fields: vec![],
+            bucket: bucket.into(),
+            key: key.into(),
+            etag: String::new(),
+        }),
+        operation: Some(pb::Operation {
+            operation: Some(pb::operation::Operation::ComputeObjectChecksum(
+                pb::ComputeObjectChecksumOperation {
+                    algorithm: algorithm as i32,
+                },
+            )),
+        }),
+        ..Default::default()
+    }
+}
+
 /// The real server binary, on a free port.
 pub struct Server {
     pub child: Child,
