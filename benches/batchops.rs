@@ -690,7 +690,7 @@ fn main() {
     let args = Args::parse();
     let Some(which) = args.benchmark.clone() else {
         println!(
-            "no benchmark named: cargo bench --bench batchops -- all (or throughput, prepare, reads, notify)"
+            "no benchmark named: cargo bench --bench batchops -- all (or throughput, prepare, reads, notify, peers)"
         );
         return;
     };
