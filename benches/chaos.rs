@@ -8,8 +8,8 @@
 //! cargo bench --bench chaos -- --tasks 100000 --kills 4 --restart-postgres
 //! ```
 //!
-//! `--restart-postgres` restarts the cluster behind `BATCHOPS_CHAOS_ADMIN_URL`
-//! (default the local one on 127.0.0.1:5432) with `pg_ctlcluster`, which
+//! `--restart-postgres` restarts the local cluster (the one
+//! `BATCHOPS_BENCH_ADMIN_URL` should name) with `pg_ctlcluster`, which
 //! disturbs anything else using it: run it on a machine of your own.
 
 use std::io::Write;
@@ -22,7 +22,7 @@ use clap::Parser;
 use md5::{Digest, Md5};
 
 mod common;
-use common::{ACCOUNT, checksum_job, start_server};
+use common::{ACCOUNT, BenchDatabase, checksum_job, start_server};
 
 #[derive(Parser)]
 struct Args {
@@ -70,10 +70,8 @@ fn main() {
 }
 
 async fn run(args: Args) {
-    let admin = std::env::var("BATCHOPS_CHAOS_ADMIN_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let database = format!("batchops_chaos_{}", uuid::Uuid::new_v4().simple());
-    let url = format!("{}/{database}", admin.rsplit_once('/').unwrap().0);
+    let database = BenchDatabase::new("batchops_chaos");
+    let url = database.url.clone();
     let objects = tempfile::tempdir().unwrap();
 
     // N small objects and a manifest listing them.
@@ -216,15 +214,8 @@ async fn run(args: Args) {
 
     server.child.kill().unwrap();
     server.child.wait().unwrap();
-    let _ = db.batch_execute("SELECT 1").await;
     drop(db);
-    let (admin_client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let _ = admin_client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-        .await;
+    database.drop_database().await;
 
     println!("## chaos: {} checksum tasks", args.tasks);
     println!(

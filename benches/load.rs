@@ -18,7 +18,7 @@ use futures::StreamExt;
 use tonic::transport::Channel;
 
 mod common;
-use common::{ACCOUNT, checksum_job, start_server};
+use common::{ACCOUNT, BenchDatabase, checksum_job, start_server};
 
 const CALLS: [&str; 5] = [
     "CreateJob",
@@ -72,10 +72,8 @@ fn main() {
 }
 
 async fn run(args: Args) {
-    let admin = std::env::var("BATCHOPS_BENCH_ADMIN_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let database = format!("batchops_load_{}", uuid::Uuid::new_v4().simple());
-    let url = format!("{}/{database}", admin.rsplit_once('/').unwrap().0);
+    let database = BenchDatabase::new("batchops_load");
+    let url = database.url.clone();
     let objects = tempfile::tempdir().unwrap();
     let bucket = objects.path().join("load");
     std::fs::create_dir_all(&bucket).unwrap();
@@ -156,13 +154,7 @@ async fn run(args: Args) {
 
     server.child.kill().unwrap();
     server.child.wait().unwrap();
-    let (admin_client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let _ = admin_client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-        .await;
+    database.drop_database().await;
     assert_eq!(errors.iter().sum::<u64>(), 0, "calls failed under load");
 }
 

@@ -102,8 +102,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("batchops");
-        let metrics = Metrics {
+        let mut metrics = Metrics {
             jobs: Family::default(),
             tasks: Family::default(),
             task_duration: Family::new_with_constructor(latency_histogram),
@@ -112,8 +111,9 @@ impl Metrics {
             rpc_duration: Family::new_with_constructor(latency_histogram),
             watch_streams: Gauge::default(),
             pool: Family::default(),
-            registry: Registry::default(),
+            registry: Registry::with_prefix("batchops"),
         };
+        let registry = &mut metrics.registry;
         registry.register("jobs", "Jobs by status", metrics.jobs.clone());
         registry.register(
             "tasks",
@@ -150,10 +150,7 @@ impl Metrics {
             "Database pool connections in use, idle, and the pool's maximum",
             metrics.pool.clone(),
         );
-        Metrics {
-            registry,
-            ..metrics
-        }
+        metrics
     }
 
     /// Records one finished task.

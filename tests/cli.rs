@@ -94,30 +94,40 @@ fn processes_of(needle: &str, pid: Option<u32>) -> Vec<String> {
     found
 }
 
+/// A directory the postgres user can reach (the private cluster runs as
+/// that user when the tests run as root).
+fn reachable_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let base = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    base
+}
+
+/// `batchops serve` with no database URL from flag, environment or file.
+fn zero_config_serve(data: &Path, objects: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_batchops"));
+    command
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--object-store")
+        .arg(objects)
+        .env_remove("DATABASE_URL")
+        .env_remove("BATCHOPS_DATABASE_URL")
+        .env_remove("BATCHOPS_CONFIG");
+    command
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn serve_without_a_database_url_runs_a_job_through_the_cli_and_leaves_nothing_running() {
     // Given a data directory the postgres user can reach and some objects.
-    let base = tempfile::tempdir().unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    let base = reachable_tempdir();
     let data = base.path().join("data");
     let objects = base.path().join("objects");
     put_objects(&objects, "photos", 40);
 
     // When batchops serve starts with no database URL at all,
-    let mut command = Command::new(env!("CARGO_BIN_EXE_batchops"));
-    command
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--object-store")
-        .arg(&objects)
-        .env_remove("DATABASE_URL")
-        .env_remove("BATCHOPS_DATABASE_URL")
-        .env_remove("BATCHOPS_CONFIG");
-    let mut server = ServerProcess::launch(command);
+    let mut server = ServerProcess::launch(zero_config_serve(&data, &objects));
     let postmaster: u32 = std::fs::read_to_string(data.join("postgres/postmaster.pid"))
         .expect("the private cluster runs")
         .lines()
@@ -177,13 +187,11 @@ async fn serve_without_a_database_url_runs_a_job_through_the_cli_and_leaves_noth
 
     let report = cli(address, &["report", "--job-id", &job_id, "--object-store"]);
     assert_code(&report, 2); // --object-store needs a value
-    let report = Command::new(env!("CARGO_BIN_EXE_batchops"))
-        .args(["report", "--job-id", &job_id, "--account-id", ACCOUNT])
-        .args(["--endpoint", &format!("http://{address}")])
-        .arg("--object-store")
-        .arg(&objects)
-        .output()
-        .unwrap();
+    let store = objects.to_str().unwrap();
+    let report = cli(
+        address,
+        &["report", "--job-id", &job_id, "--object-store", store],
+    );
     assert_code(&report, 0);
     let rows = stdout(&report);
     assert_eq!(rows.lines().count(), 40);
@@ -200,16 +208,7 @@ async fn serve_without_a_database_url_runs_a_job_through_the_cli_and_leaves_noth
     assert!(!data.join("postgres/postmaster.pid").exists());
 
     // And a second start reuses the cluster and its data.
-    let mut command = Command::new(env!("CARGO_BIN_EXE_batchops"));
-    command
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--object-store")
-        .arg(&objects)
-        .env_remove("DATABASE_URL")
-        .env_remove("BATCHOPS_DATABASE_URL");
-    let mut again = ServerProcess::launch(command);
+    let mut again = ServerProcess::launch(zero_config_serve(&data, &objects));
     let listed = json(&cli(again.address, &["list-jobs", "--output", "json"]));
     assert_eq!(listed["jobs"][0]["jobId"], job_id.as_str());
     assert_eq!(listed["jobs"][0]["status"], "JOB_STATUS_COMPLETE");
@@ -218,26 +217,10 @@ async fn serve_without_a_database_url_runs_a_job_through_the_cli_and_leaves_noth
 
 #[test]
 fn a_second_server_on_the_same_data_directory_is_refused() {
-    let base = tempfile::tempdir().unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let data = base.path().join("data");
-    let serve = |data: &Path| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_batchops"));
-        command
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data)
-            .arg("--object-store")
-            .arg(base.path().join("objects"))
-            .env_remove("DATABASE_URL")
-            .env_remove("BATCHOPS_DATABASE_URL");
-        command
-    };
-    let mut first = ServerProcess::launch(serve(&data));
-    let second = serve(&data)
+    let base = reachable_tempdir();
+    let (data, objects) = (base.path().join("data"), base.path().join("objects"));
+    let mut first = ServerProcess::launch(zero_config_serve(&data, &objects));
+    let second = zero_config_serve(&data, &objects)
         .args(["--listen", "127.0.0.1:0"])
         .output()
         .unwrap();
@@ -452,44 +435,25 @@ async fn tags_priority_history_and_listing_round_trip_as_json() {
     let server = TestServer::start().await;
     let address = server.address;
     put_objects(server.objects.path(), "photos", 5);
-    let created = json(&cli(
-        address,
-        &[
-            "create-job",
-            "--manifest",
-            "photos/manifest.csv",
-            "--operation",
-            SHA256,
-            "--priority",
-            "3",
-            "--tags",
-            "team=data,env=test",
-            "--client-request-token",
-            "token-1",
-            "--output",
-            "json",
-        ],
-    ));
+    let create = [
+        "create-job",
+        "--manifest",
+        "photos/manifest.csv",
+        "--operation",
+        SHA256,
+        "--priority",
+        "3",
+        "--tags",
+        "team=data,env=test",
+        "--client-request-token",
+        "token-1",
+        "--output",
+        "json",
+    ];
+    let created = json(&cli(address, &create));
     let job_id = created["jobId"].as_str().unwrap().to_owned();
     // The same token and request give the same job.
-    let again = json(&cli(
-        address,
-        &[
-            "create-job",
-            "--manifest",
-            "photos/manifest.csv",
-            "--operation",
-            SHA256,
-            "--priority",
-            "3",
-            "--tags",
-            "team=data,env=test",
-            "--client-request-token",
-            "token-1",
-            "--output",
-            "json",
-        ],
-    ));
+    let again = json(&cli(address, &create));
     assert_eq!(again["jobId"], job_id.as_str());
 
     let tags = json(&cli(
@@ -628,15 +592,19 @@ async fn a_report_is_saved_with_its_files_and_a_tampered_file_is_refused() {
     assert_code(&cli(address, &["watch", "--job-id", &job_id]), 0);
 
     let saved = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_batchops"))
-        .args(["report", "--job-id", &job_id, "--account-id", ACCOUNT])
-        .args(["--endpoint", &format!("http://{address}")])
-        .arg("--object-store")
-        .arg(&objects)
-        .arg("--output-dir")
-        .arg(saved.path())
-        .output()
-        .unwrap();
+    let store = objects.to_str().unwrap();
+    let output = cli(
+        address,
+        &[
+            "report",
+            "--job-id",
+            &job_id,
+            "--object-store",
+            store,
+            "--output-dir",
+            saved.path().to_str().unwrap(),
+        ],
+    );
     assert_code(&output, 0);
     let files: Vec<String> = stdout(&output).lines().map(str::to_owned).collect();
     assert_eq!(
@@ -664,13 +632,10 @@ async fn a_report_is_saved_with_its_files_and_a_tampered_file_is_refused() {
     let mut content = std::fs::read(&stored).unwrap();
     content.extend_from_slice(b"photos,forged.txt,,succeeded,200,,\n");
     std::fs::write(&stored, content).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_batchops"))
-        .args(["report", "--job-id", &job_id, "--account-id", ACCOUNT])
-        .args(["--endpoint", &format!("http://{address}")])
-        .arg("--object-store")
-        .arg(&objects)
-        .output()
-        .unwrap();
+    let output = cli(
+        address,
+        &["report", "--job-id", &job_id, "--object-store", store],
+    );
     assert_code(&output, 7);
     assert!(stderr(&output).contains("MD5"), "{}", stderr(&output));
 }

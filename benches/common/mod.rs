@@ -5,6 +5,38 @@ use std::process::{Child, Command, Stdio};
 
 use batchops::proto as pb;
 
+/// A database of its own for one run, on the server of
+/// `BATCHOPS_BENCH_ADMIN_URL` (default the local one); batchops creates it.
+pub struct BenchDatabase {
+    admin: String,
+    name: String,
+    pub url: String,
+}
+
+impl BenchDatabase {
+    pub fn new(prefix: &str) -> BenchDatabase {
+        let admin = std::env::var("BATCHOPS_BENCH_ADMIN_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+        BenchDatabase { admin, name, url }
+    }
+
+    /// Drops the database, closing whatever is still connected to it.
+    pub async fn drop_database(self) {
+        let (client, connection) = tokio_postgres::connect(&self.admin, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let _ = client
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .await;
+    }
+}
+
 /// The account the bench jobs belong to.
 pub const ACCOUNT: &str = "111122223333";
 

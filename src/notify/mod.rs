@@ -3,8 +3,8 @@
 //! each events NOTIFY one tail reader reads the new log events once and
 //! broadcasts them over a bounded channel, so a thousand watch streams (see
 //! [`watch`]) cost one query; a stream that lagged, or whose position is not
-//! where a batch starts, reads the log itself. Streams also re-read on a
-//! timer, so a lost notification only delays them.
+//! where a batch starts, reads the log itself. The tail also reads every
+//! second, so a lost notification only delays the streams.
 
 pub mod watch;
 

@@ -163,8 +163,8 @@ async fn follow(
                 }
             },
             _ = tokio::time::sleep(tick) => {
-                // Also a safety net for a lost notification.
-                need_read = true;
+                // A lost notification needs nothing here: the tail also
+                // reads the log every second.
                 if pending_progress.is_empty()
                     && !send(sender, cursor, Some(pb::watch_jobs_response::Message::Heartbeat(pb::Heartbeat {}))).await
                 {
