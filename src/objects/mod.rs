@@ -4,6 +4,7 @@
 //! Objects are addressed as `<bucket>/<key>` inside one `object_store` store.
 //! With the local backend (`file:///dir`) a bucket is a first-level directory.
 
+pub mod directory;
 pub mod invoke;
 pub mod manifest;
 pub mod operations;
@@ -14,7 +15,9 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use object_store::{ObjectStore, aws::AmazonS3Builder, local::LocalFileSystem, path::Path};
+use object_store::{ObjectStore, aws::AmazonS3Builder, path::Path};
+
+use directory::DirectoryStore;
 
 /// Why an object store URL was refused.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +30,7 @@ pub enum StoreUrlError {
     Directory {
         path: String,
         #[source]
-        source: object_store::Error,
+        source: std::io::Error,
     },
 }
 
@@ -61,13 +64,11 @@ impl Buckets {
                 let path = parsed
                     .to_file_path()
                     .map_err(|_| StoreUrlError::NotAUrl(url.to_owned()))?;
-                let _ = std::fs::create_dir_all(&path);
-                let store = LocalFileSystem::new_with_prefix(&path).map_err(|source| {
-                    StoreUrlError::Directory {
+                let store =
+                    DirectoryStore::open(&path).map_err(|source| StoreUrlError::Directory {
                         path: path.display().to_string(),
                         source,
-                    }
-                })?;
+                    })?;
                 Backend::Directory(Arc::new(store))
             }
             "s3" => Backend::S3(Arc::default()),
