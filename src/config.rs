@@ -8,7 +8,8 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::engine::EngineConfig;
-use crate::objects::invoke::Allowlist;
+use crate::objects::invoke::{Allowlist, InvokeLimits};
+use crate::objects::operations::OperationLimits;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -132,9 +133,28 @@ pub struct ServeConfig {
     /// Rows per completion report CSV file; larger reports are split.
     #[arg(long, env = "BATCHOPS_REPORT_ROWS_PER_FILE", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub report_rows_per_file: u64,
-    /// Comma-separated URL prefixes that Invoke jobs may call; empty allows none.
+    /// Comma-separated URL prefixes that Invoke jobs may call; empty allows
+    /// none. Endpoints are compared after normalisation (dot segments
+    /// resolved) by scheme, host, port and path; redirects are never followed.
     #[arg(long, env = "BATCHOPS_INVOKE_ALLOWLIST", default_value = "")]
     pub invoke_allowlist: String,
+    /// Largest Invoke reply read, in bytes; a larger reply fails its task
+    /// with InvokeReplyTooLarge.
+    #[arg(long, env = "BATCHOPS_INVOKE_MAX_REPLY_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1024..=(1 << 30)))]
+    pub invoke_max_reply_bytes: u64,
+    /// Seconds one attempt of an operation on one object may take before it
+    /// fails with RequestTimeout (and is retried like other transient
+    /// failures).
+    #[arg(long, env = "BATCHOPS_OPERATION_TIMEOUT_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub operation_timeout_seconds: u64,
+    /// Tasks one job may have; a manifest listing more fails the job with
+    /// TooManyTasks. The default is AWS's limit of 20 billion objects.
+    #[arg(long, env = "BATCHOPS_MAX_TASKS_PER_JOB", default_value_t = 20_000_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_tasks_per_job: u64,
+    /// Jobs this process prepares at once; one at a time per account, so a
+    /// huge manifest never holds up another account's job.
+    #[arg(long, env = "BATCHOPS_MAX_PREPARING_JOBS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub max_preparing_jobs: u32,
     /// Milliseconds between heartbeats on an idle WatchJobs stream.
     #[arg(long, env = "BATCHOPS_WATCH_HEARTBEAT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..))]
     pub watch_heartbeat_ms: u64,
@@ -185,6 +205,18 @@ impl ServeConfig {
             retry_base_delay: Duration::from_millis(self.retry_base_delay_ms),
             retry_max_delay: Duration::from_secs(10),
             report_rows_per_file: self.report_rows_per_file,
+            max_tasks_per_job: self.max_tasks_per_job,
+            max_preparing_jobs: self.max_preparing_jobs as usize,
+        }
+    }
+
+    /// The bounds every task runs within.
+    pub fn operation_limits(&self) -> OperationLimits {
+        OperationLimits {
+            timeout: Duration::from_secs(self.operation_timeout_seconds),
+            invoke: InvokeLimits {
+                max_reply_bytes: self.invoke_max_reply_bytes as usize,
+            },
         }
     }
 

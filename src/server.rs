@@ -152,7 +152,7 @@ async fn serve_on(
 ) -> Result<(), ServeError> {
     let buckets = Buckets::open(&config.object_store_url()?)?;
     let allowlist = config.invoke_allowlist()?;
-    let mut operations = OperationContext::new(buckets, allowlist);
+    let mut operations = OperationContext::new(buckets, allowlist, config.operation_limits());
     if let Some(replacement) = replacement {
         operations = operations.replaced_by(replacement);
     }
@@ -192,6 +192,13 @@ async fn serve_on(
         Some(path) => Access::from_file(path, max_streams)?,
         None => Access::open(max_streams),
     });
+    let page_tokens = {
+        let client = store.client().await?;
+        let key =
+            crate::store::keys::shared_key(&client, api::page_token::KEY_NAME, rand::random())
+                .await?;
+        api::page_token::PageTokens::new(key)
+    };
     let (reporter, health) = tonic_health::server::health_reporter();
     api::health::start(reporter, store.clone(), stopping.clone()).await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -221,6 +228,7 @@ async fn serve_on(
                 stopping: stopping.clone(),
                 metrics,
                 access: access.clone(),
+                page_tokens,
             })
             .max_decoding_message_size(config.max_request_bytes as usize),
             move |request| access.authenticate(request),

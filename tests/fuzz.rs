@@ -205,7 +205,7 @@ proptest! {
             manifest_generator: None,
         };
         let allowlist = Allowlist::parse("http://127.0.0.1:9/").unwrap();
-        match convert::create_job(&request, &allowlist) {
+        match convert::create_job(&request, &allowlist, None) {
             Ok((spec, fingerprint)) => {
                 prop_assert!(!fingerprint.is_empty());
                 prop_assert!(spec.priority >= 0);

@@ -41,7 +41,7 @@ async fn concurrent_migrate_commands_create_and_migrate_the_database_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1]);
+    assert_eq!(versions, vec![1, 2]);
     drop(client);
     let _ = driver.await;
 

@@ -35,6 +35,7 @@ fn spec(token: &str) -> JobSpec {
         report: None,
         tags: vec![],
         failure_threshold: FailureThreshold::default(),
+        bucket_grant: None,
     }
 }
 

@@ -16,7 +16,15 @@
 //! name = "ci"
 //! token = "plain-text-token"               # instead of sha256
 //! accounts = ["*"]
+//! buckets = ["ci-data", "ci-reports-*"]    # optional: jobs may use only these
 //! ```
+//!
+//! With `buckets`, a job created with the token may read its manifest from,
+//! write its report to, copy into and run tasks on those buckets only (a
+//! name, or a prefix ending in `*`): CreateJob refuses anything else with
+//! PERMISSION_DENIED naming the bucket, the job records the grant in its
+//! created event, and a task whose object lies in another bucket fails with
+//! `AccessDenied` without touching it.
 //!
 //! Tokens are compared by their SHA-256 digests, so the file may hold
 //! digests only. Health checks and reflection stay open. Without the file,
@@ -31,11 +39,16 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Status};
 
+use crate::domain::BucketGrant;
+use crate::domain::text::quoted;
+
 /// What a token lets its caller do.
 #[derive(Debug, Clone)]
 pub struct Grant {
     pub name: String,
     accounts: Accounts,
+    /// The buckets jobs created with the token may use; `None` for any.
+    buckets: Option<BucketGrant>,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +77,8 @@ struct TokenEntry {
     token: Option<String>,
     sha256: Option<String>,
     accounts: Vec<String>,
+    #[serde(default)]
+    buckets: Option<Vec<String>>,
 }
 
 /// The callers' rules: the tokens (if any) and the stream limit.
@@ -128,9 +143,15 @@ impl Access {
             } else {
                 Accounts::Only(entry.accounts.into_iter().collect())
             };
+            let buckets = entry
+                .buckets
+                .map(BucketGrant::new)
+                .transpose()
+                .map_err(|problem| invalid(format!("token {:?}: {problem}", entry.name)))?;
             let grant = Grant {
                 name: entry.name.clone(),
                 accounts,
+                buckets,
             };
             if tokens.insert(digest, grant).is_some() {
                 return Err(invalid(format!("token {:?} is listed twice", entry.name)));
@@ -179,10 +200,19 @@ impl Access {
             Accounts::All => Ok(()),
             Accounts::Only(accounts) if accounts.contains(account_id) => Ok(()),
             Accounts::Only(_) => Err(Status::permission_denied(format!(
-                "token {:?} does not grant account {account_id:?}",
-                grant.name
+                "token {:?} does not grant account {}",
+                grant.name,
+                quoted(account_id)
             ))),
         }
+    }
+
+    /// The buckets the caller's token limits new jobs to, if it does.
+    pub fn bucket_grant<T>(&self, request: &Request<T>) -> Option<BucketGrant> {
+        request
+            .extensions()
+            .get::<Grant>()
+            .and_then(|grant| grant.buckets.clone())
     }
 
     /// Takes one of the caller's stream slots (callers are told apart by

@@ -6,11 +6,12 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use super::ApiError;
+use crate::domain::text::quoted;
 use crate::domain::{
-    self, AccountId, ChecksumAlgorithm, CopySpec, FailureReason, FailureThreshold, GeneratorSpec,
-    InvocationSchema, InvokeSpec, Job, JobId, JobSpec, JobStatus, ManifestField, ManifestFormat,
-    ManifestSource, ManifestSpec, MetadataDirective, ObjectLocation, ObjectMetadata, Operation,
-    ReportScope, ReportSpec, Tag,
+    self, AccountId, BucketGrant, ChecksumAlgorithm, CopySpec, FailureReason, FailureThreshold,
+    GeneratorSpec, InvocationSchema, InvokeSpec, Job, JobId, JobSpec, JobStatus, ManifestField,
+    ManifestFormat, ManifestSource, ManifestSpec, MetadataDirective, ObjectLocation,
+    ObjectMetadata, Operation, ReportScope, ReportSpec, Tag,
 };
 use crate::objects::{self, invoke::Allowlist, manifest};
 use crate::proto as pb;
@@ -37,9 +38,14 @@ pub fn account_id(value: &str) -> Result<AccountId> {
 }
 
 pub fn job_id(value: &str) -> Result<JobId> {
+    job_id_field("job_id", value)
+}
+
+/// A job id in the field `field`; a bad one is quoted briefly, never whole.
+pub fn job_id_field(field: &str, value: &str) -> Result<JobId> {
     uuid::Uuid::parse_str(value)
         .map(JobId)
-        .map_err(|_| ApiError::invalid("job_id", format!("{value:?} is not a UUID")))
+        .map_err(|_| ApiError::invalid(field, format!("{} is not a UUID", quoted(value))))
 }
 
 fn text(field: &str, value: &str, max_chars: usize) -> Result<()> {
@@ -140,7 +146,7 @@ pub fn tags(values: &[pb::Tag]) -> Result<Vec<Tag>> {
         if tags.iter().any(|t| t.key == tag.key) {
             return Err(ApiError::invalid(
                 format!("{field}.key"),
-                format!("duplicate key {:?}", tag.key),
+                format!("duplicate key {}", quoted(&tag.key)),
             ));
         }
         tags.push(Tag {
@@ -167,6 +173,29 @@ fn bucket(field: &str, value: &str) -> Result<String> {
         Err(ApiError::invalid(
             field,
             "must be a bucket name: 3–63 lowercase letters, digits, '.', '-' or '_'",
+        ))
+    }
+}
+
+/// A prefix that keys are appended to: at most 512 bytes, relative, and
+/// every segment but a last empty one (`photos/`) a proper key segment: not
+/// empty (`a//b`), not `.` or `..`, without backslashes or control
+/// characters. Checked here so that a job never fails only after its work.
+fn key_prefix(field: &str, prefix: &str) -> Result<()> {
+    let segments: Vec<&str> = prefix.split('/').collect();
+    let inner = &segments[..segments.len() - 1];
+    let valid = prefix.len() <= 512
+        && !prefix.starts_with('/')
+        && !prefix.contains('\\')
+        && !prefix.chars().any(char::is_control)
+        && inner.iter().all(|s| !s.is_empty())
+        && segments.iter().all(|s| *s != "." && *s != "..");
+    if valid || prefix.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            "must be at most 512 bytes, relative, without empty, '.' or '..' segments, backslashes or control characters",
         ))
     }
 }
@@ -334,19 +363,7 @@ fn copy_spec(value: &pb::PutObjectCopyOperation) -> Result<CopySpec> {
     const FIELD: &str = "operation.put_object_copy";
     let target_bucket = bucket(&format!("{FIELD}.target_bucket"), &value.target_bucket)?;
     let prefix = &value.target_key_prefix;
-    if prefix.len() > 512
-        || prefix.starts_with('/')
-        || prefix.contains('\\')
-        || prefix
-            .split('/')
-            .any(|segment| segment == "." || segment == "..")
-    {
-        return Err(ApiError::invalid(
-            format!("{FIELD}.target_key_prefix"),
-            "must be at most 512 bytes, relative, without '.' or '..' segments",
-        ));
-    }
-    text(&format!("{FIELD}.target_key_prefix"), prefix, 512)?;
+    key_prefix(&format!("{FIELD}.target_key_prefix"), prefix)?;
     let directive = pb::MetadataDirective::try_from(value.metadata_directive).map_err(|_| {
         ApiError::invalid(
             format!("{FIELD}.metadata_directive"),
@@ -409,21 +426,9 @@ fn object_metadata(field: &str, value: Option<&pb::ObjectMetadata>) -> Result<Ob
 
 fn invoke_spec(value: &pb::InvokeOperation, allowlist: &Allowlist) -> Result<InvokeSpec> {
     const FIELD: &str = "operation.invoke";
-    let url = url::Url::parse(&value.endpoint_url)
-        .ok()
-        .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
-        .ok_or_else(|| {
-            ApiError::invalid(format!("{FIELD}.endpoint_url"), "must be an http(s) URL")
-        })?;
-    if !allowlist.permits(&value.endpoint_url) {
-        return Err(ApiError::invalid(
-            format!("{FIELD}.endpoint_url"),
-            format!(
-                "{} is not in the server's invoke allowlist",
-                url.origin().ascii_serialization()
-            ),
-        ));
-    }
+    objects::invoke::check_endpoint(&value.endpoint_url, allowlist).map_err(|problem| {
+        ApiError::invalid(format!("{FIELD}.endpoint_url"), problem.to_string())
+    })?;
     let schema = match pb::InvocationSchemaVersion::try_from(value.invocation_schema_version) {
         Ok(
             pb::InvocationSchemaVersion::Unspecified
@@ -487,13 +492,7 @@ fn report(value: Option<&pb::JobReport>) -> Result<Option<ReportSpec>> {
         return Ok(None);
     }
     let bucket = bucket("report.bucket", &value.bucket)?;
-    if value.prefix.len() > 512 || value.prefix.split('/').any(|s| s == "." || s == "..") {
-        return Err(ApiError::invalid(
-            "report.prefix",
-            "must be at most 512 bytes without '.' or '..' segments",
-        ));
-    }
-    text("report.prefix", &value.prefix, 512)?;
+    key_prefix("report.prefix", value.prefix.trim_matches('/'))?;
     let scope = match pb::ReportScope::try_from(value.report_scope) {
         Ok(pb::ReportScope::AllTasks) => ReportScope::AllTasks,
         Ok(pb::ReportScope::FailedTasksOnly) => ReportScope::FailedTasksOnly,
@@ -537,10 +536,13 @@ fn failure_threshold(value: Option<&pb::FailureThreshold>) -> Result<FailureThre
     Ok(threshold)
 }
 
-/// A validated CreateJob request and its fingerprint for idempotency.
+/// A validated CreateJob request and its fingerprint for idempotency. With
+/// a bucket grant (from a token limited to some buckets), every bucket the
+/// job names must be granted, and the job keeps the grant.
 pub fn create_job(
     request: &pb::CreateJobRequest,
     allowlist: &Allowlist,
+    grant: Option<&BucketGrant>,
 ) -> Result<(JobSpec, String)> {
     let account_id = account_id(&request.account_id)?;
     let token = &request.client_request_token;
@@ -563,7 +565,16 @@ pub fn create_job(
         report: report(request.report.as_ref())?,
         tags: tags(&request.tags)?,
         failure_threshold: failure_threshold(request.failure_threshold.as_ref())?,
+        bucket_grant: grant.cloned(),
     };
+    if let Some(grant) = grant
+        && let Some(bucket) = spec.bucket_outside(grant)
+    {
+        return Err(ApiError::PermissionDenied(format!(
+            "the token does not grant bucket {}",
+            quoted(bucket)
+        )));
+    }
     Ok((spec.clone(), fingerprint(&spec)))
 }
 
@@ -899,30 +910,6 @@ pub fn task_result_to_proto(
         result_message: result.result_message.clone().unwrap_or_default(),
         task_number: result.task_number,
     }
-}
-
-/// Encodes the ListJobs cursor (creation time and id of the last job shown).
-pub fn encode_page_token(next: (DateTime<Utc>, uuid::Uuid)) -> String {
-    use base64::Engine;
-    let raw = format!("{}|{}", next.0.timestamp_micros(), next.1);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
-}
-
-pub fn decode_page_token(token: &str) -> Result<Option<(DateTime<Utc>, uuid::Uuid)>> {
-    use base64::Engine;
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let invalid = || ApiError::invalid("page_token", "is not a token returned by ListJobs");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| invalid())?;
-    let raw = String::from_utf8(raw).map_err(|_| invalid())?;
-    let (micros, id) = raw.split_once('|').ok_or_else(invalid)?;
-    let micros: i64 = micros.parse().map_err(|_| invalid())?;
-    let time = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
-    let id = uuid::Uuid::parse_str(id).map_err(|_| invalid())?;
-    Ok(Some((time, id)))
 }
 
 pub fn page_size(value: i32) -> Result<usize> {

@@ -13,6 +13,9 @@ pub enum ApiError {
     /// A request field is missing or out of range.
     #[error("{field}: {problem}")]
     InvalidArgument { field: String, problem: String },
+    /// The caller's token does not cover what the request names.
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -36,6 +39,7 @@ impl From<ApiError> for Status {
     fn from(error: ApiError) -> Status {
         let store_error = match error {
             ApiError::InvalidArgument { .. } => return Status::invalid_argument(error.to_string()),
+            ApiError::PermissionDenied(message) => return Status::permission_denied(message),
             ApiError::Store(store_error) => store_error,
         };
         match &store_error {
@@ -60,8 +64,8 @@ impl From<ApiError> for Status {
                 error!(detail, "stored data could not be read");
                 Status::internal("internal error")
             }
-            StoreError::Database(cause) => {
-                error!(error = %cause, "database error");
+            StoreError::Database { .. } => {
+                error!(error = %store_error, "database error");
                 Status::internal("internal error")
             }
         }

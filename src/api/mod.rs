@@ -6,6 +6,7 @@ pub mod auth;
 pub mod convert;
 mod error;
 pub mod health;
+pub mod page_token;
 mod service;
 
 pub use error::{ApiError, code_name};

@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 use tracing::{info, instrument};
 
 use super::auth::Access;
+use super::page_token::{self, PageTokens};
 use super::{ApiError, convert};
 use crate::domain::{Command, JobId, JobStatus};
 use crate::engine::Wakers;
@@ -37,6 +38,7 @@ pub struct JobApi {
     pub stopping: CancellationToken,
     pub metrics: Arc<Metrics>,
     pub access: Arc<Access>,
+    pub page_tokens: PageTokens,
 }
 
 impl JobApi {
@@ -82,7 +84,9 @@ impl JobService for JobApi {
     ) -> Result<Response<pb::CreateJobResponse>, Status> {
         self.access
             .authorize(&request, &request.get_ref().account_id)?;
-        let (spec, fingerprint) = convert::create_job(request.get_ref(), &self.invoke_allowlist)?;
+        let grant = self.access.bucket_grant(&request);
+        let (spec, fingerprint) =
+            convert::create_job(request.get_ref(), &self.invoke_allowlist, grant.as_ref())?;
         let mut client = self.store.client().await.map_err(ApiError::from)?;
         let (id, created) = jobs::create(
             &mut client,
@@ -132,7 +136,9 @@ impl JobService for JobApi {
             .map(|(i, s)| convert::job_status(&format!("statuses[{i}]"), *s))
             .collect::<Result<Vec<_>, _>>()?;
         let page_size = convert::page_size(request.page_size)?;
-        let after = convert::decode_page_token(&request.page_token)?;
+        let names: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+        let scope = page_token::list_jobs_scope(&account.0, &names);
+        let after = self.page_tokens.open(&scope, &request.page_token)?;
         let client = self.store.client().await.map_err(ApiError::from)?;
         let page = jobs::list(&client, &account, &statuses, page_size, after)
             .await
@@ -146,7 +152,7 @@ impl JobService for JobApi {
                 .collect(),
             next_page_token: page
                 .next
-                .map(convert::encode_page_token)
+                .map(|cursor| self.page_tokens.seal(&scope, cursor))
                 .unwrap_or_default(),
         }))
     }
@@ -282,11 +288,7 @@ impl JobService for JobApi {
             .job_ids
             .iter()
             .enumerate()
-            .map(|(i, id)| {
-                convert::job_id(id).map_err(|_| {
-                    ApiError::invalid(format!("job_ids[{i}]"), format!("{id:?} is not a UUID"))
-                })
-            })
+            .map(|(i, id)| convert::job_id_field(&format!("job_ids[{i}]"), id))
             .collect::<Result<Vec<_>, _>>()?;
         if request.after_position.is_some_and(|p| p < 0) {
             return Err(ApiError::invalid("after_position", "must be ≥ 0").into());
@@ -382,7 +384,9 @@ impl JobService for JobApi {
     }
 }
 
-/// Sends a job's task results in task order, a page at a time.
+/// Sends a job's task results in task order, a page at a time. A pooled
+/// connection is held only while a page is read, never while the client is
+/// slow to take what was sent.
 async fn stream_results<M>(
     store: Store,
     id: JobId,
@@ -390,11 +394,13 @@ async fn stream_results<M>(
     wrap: impl Fn(pb::TaskResult) -> M,
     sender: &mpsc::Sender<Result<M, Status>>,
 ) -> Result<(), ApiError> {
-    let client = store.client().await?;
     let filter = only_failed.then_some(false);
     let mut after = -1;
     loop {
-        let page = tasks::results_page(&client, id, after, filter, RESULTS_PAGE).await?;
+        let page = {
+            let client = store.client().await?;
+            tasks::results_page(&client, id, after, filter, RESULTS_PAGE).await?
+        };
         for (object, result) in &page {
             let message = wrap(convert::task_result_to_proto(object, result));
             if sender.send(Ok(message)).await.is_err() {
@@ -409,18 +415,21 @@ async fn stream_results<M>(
 }
 
 /// Sends a job's events in sequence order. Events before `after` are folded
-/// but not sent, so status changes still name their previous status.
+/// but not sent, so status changes still name their previous status. Like
+/// [`stream_results`], it holds a connection only while reading a page.
 async fn stream_history(
     store: Store,
     id: JobId,
     after: u64,
     sender: &mpsc::Sender<Result<pb::GetJobHistoryResponse, Status>>,
 ) -> Result<(), ApiError> {
-    let client = store.client().await?;
     let mut folder = convert::HistoryFolder::new();
     let mut last = 0;
     loop {
-        let page = jobs::events_after(&client, id, last, HISTORY_PAGE).await?;
+        let page = {
+            let client = store.client().await?;
+            jobs::events_after(&client, id, last, HISTORY_PAGE).await?
+        };
         let Some(tail) = page.last() else {
             return Ok(());
         };

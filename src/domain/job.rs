@@ -250,10 +250,13 @@ pub struct FailureReason {
 }
 
 impl FailureReason {
+    /// A failure reason; an over-long reason is cut to
+    /// [`MAX_FAILURE_REASON`](super::text::MAX_FAILURE_REASON) bytes, so no
+    /// input can make an event or a reply unbounded.
     pub fn new(code: impl Into<String>, reason: impl Into<String>) -> FailureReason {
         FailureReason {
-            failure_code: code.into(),
-            failure_reason: reason.into(),
+            failure_code: super::text::truncated(&code.into(), 64),
+            failure_reason: super::text::truncated(&reason.into(), super::text::MAX_FAILURE_REASON),
         }
     }
 }
@@ -272,6 +275,10 @@ pub struct JobSpec {
     pub report: Option<ReportSpec>,
     pub tags: Vec<Tag>,
     pub failure_threshold: FailureThreshold,
+    /// The buckets the job may use, when the token that created it was
+    /// limited to some; absent means any bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_grant: Option<super::BucketGrant>,
 }
 
 /// Task counts.

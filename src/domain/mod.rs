@@ -5,14 +5,17 @@
 
 mod decide;
 mod event;
+mod grant;
 mod job;
 mod status;
+pub mod text;
 
 pub use decide::{
     AWAITING_CONFIRMATION, MANIFEST_EMPTY, REPORT_WRITE_FAILED, SUSPENSION_LIMIT_EXCEEDED,
     TASK_FAILURE_THRESHOLD_EXCEEDED, apply, create, created, decide,
 };
 pub use event::{Command, EVENT_SCHEMA_VERSION, Event, JobCreated};
+pub use grant::BucketGrant;
 pub use job::{
     AccountId, ChecksumAlgorithm, CopySpec, FailureReason, FailureThreshold, GeneratorSpec,
     InvocationSchema, InvokeSpec, Job, JobId, JobSpec, ManifestField, ManifestFormat,

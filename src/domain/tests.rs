@@ -30,6 +30,7 @@ fn spec(confirmation_required: bool) -> JobSpec {
         report: None,
         tags: vec![],
         failure_threshold: FailureThreshold::default(),
+        bucket_grant: None,
     }
 }
 

@@ -45,6 +45,10 @@ pub struct EngineConfig {
     pub retry_max_delay: Duration,
     /// Rows per completion report CSV file.
     pub report_rows_per_file: u64,
+    /// Tasks one job may have.
+    pub max_tasks_per_job: u64,
+    /// Jobs prepared at once by this process (one per account).
+    pub max_preparing_jobs: usize,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +64,8 @@ impl Default for EngineConfig {
             retry_base_delay: Duration::from_millis(100),
             retry_max_delay: Duration::from_secs(10),
             report_rows_per_file: 1_000_000,
+            max_tasks_per_job: 20_000_000_000,
+            max_preparing_jobs: 4,
         }
     }
 }
@@ -170,7 +176,11 @@ async fn idle(engine: &Engine, wake: &Notify, shutdown: &CancellationToken) -> b
 
 /// Logs a failed round and waits before the next, or returns false when
 /// shutting down.
-async fn back_off(loop_name: &str, error: StoreError, shutdown: &CancellationToken) -> bool {
+pub(super) async fn back_off(
+    loop_name: &str,
+    error: StoreError,
+    shutdown: &CancellationToken,
+) -> bool {
     warn!(engine_loop = loop_name, error = %error, cause = ?std::error::Error::source(&error), "engine round failed");
     tokio::select! {
         _ = shutdown.cancelled() => false,

@@ -86,9 +86,11 @@ async fn run_tasks(
     permits: &Semaphore,
     stop: &AtomicBool,
 ) -> ChunkRun {
-    let operation = engine
-        .operations
-        .for_operation(chunk.job_id, &chunk.operation);
+    let operation = engine.operations.for_operation(
+        chunk.job_id,
+        &chunk.operation,
+        chunk.bucket_grant.as_ref(),
+    );
     let mut running = FuturesUnordered::new();
     let mut results = Vec::with_capacity(chunk.tasks.len());
     let mut started = 0;

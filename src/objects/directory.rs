@@ -203,18 +203,19 @@ impl DirectoryStore {
                 else {
                     continue;
                 };
-                match FileType::from_raw_mode(stat.st_mode as _) {
-                    FileType::RegularFile => {
-                        if sender.blocking_send(Ok(meta(location, &stat))).is_err() {
-                            return;
-                        }
-                    }
-                    FileType::Directory => {
-                        if let Ok(fd) = open_directory(directory.as_fd(), &name) {
-                            directories.push((fd, location.as_ref().to_owned()));
-                        }
-                    }
-                    _ => {}
+                let kind = FileType::from_raw_mode(stat.st_mode as _);
+                // A closed receiver ends the walk.
+                if kind == FileType::RegularFile
+                    && sender
+                        .blocking_send(Ok(meta(location.clone(), &stat)))
+                        .is_err()
+                {
+                    return;
+                }
+                if kind == FileType::Directory
+                    && let Ok(fd) = open_directory(directory.as_fd(), &name)
+                {
+                    directories.push((fd, location.as_ref().to_owned()));
                 }
             }
             stack.extend(directories.into_iter().rev());
@@ -599,7 +600,9 @@ fn io_error(location: &Path, error: &std::io::Error) -> object_store::Error {
     generic(location, Errno::from_io_error(error).unwrap_or(Errno::IO))
 }
 
-/// An object's metadata from its file's status.
+/// An object's metadata from its file's status. (The casts are no-ops on
+/// some platforms, not on others.)
+#[allow(clippy::unnecessary_cast)]
 fn meta(location: Path, stat: &Stat) -> ObjectMeta {
     let last_modified =
         DateTime::<Utc>::from_timestamp(stat.st_mtime as i64, stat.st_mtime_nsec as u32)
@@ -615,6 +618,7 @@ fn meta(location: Path, stat: &Stat) -> ObjectMeta {
 
 /// Inode, modification time in microseconds and size, in hex: the ETag the
 /// object_store crate's local backend gives, so pinned ETags stay valid.
+#[allow(clippy::unnecessary_cast)]
 fn etag(stat: &Stat) -> String {
     let micros = (stat.st_mtime as i128) * 1_000_000 + (stat.st_mtime_nsec as i128) / 1000;
     format!(

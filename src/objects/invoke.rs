@@ -15,10 +15,15 @@ use super::operations::{TaskOperation, TaskOutcome};
 use crate::domain::{InvocationSchema, InvokeSpec, JobId};
 use crate::store::Task;
 
-/// The endpoints Invoke may call: URL prefixes, matched at a path boundary.
+/// The longest endpoint URL a job may name, in bytes.
+pub const MAX_ENDPOINT_URL_BYTES: usize = 2048;
+
+/// The endpoints Invoke may call: URL prefixes, compared after the URL is
+/// normalised (dot segments resolved, percent-encoded ones included), by
+/// scheme, host and port, and by path at a segment boundary.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Allowlist {
-    prefixes: Vec<String>,
+    prefixes: Vec<url::Url>,
 }
 
 impl Allowlist {
@@ -30,23 +35,117 @@ impl Allowlist {
             if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
                 return Err(format!("{entry:?} is not an http(s) URL"));
             }
-            prefixes.push(entry.to_owned());
+            prefixes.push(url);
         }
         Ok(Allowlist { prefixes })
     }
 
-    /// Whether `endpoint` starts with an allowed prefix, ending at a `/`, `?`
-    /// or the end of the URL (so `http://a:80` does not allow `http://a:8080`).
+    /// Whether `endpoint`, once normalised, is under an allowed prefix: same
+    /// scheme, host and port, and a path equal to the prefix's or below it
+    /// (so `http://a:80` does not allow `http://a:8080`, and `/hooks/`
+    /// does not allow `/hooks/../admin`).
     pub fn permits(&self, endpoint: &str) -> bool {
+        let Ok(url) = url::Url::parse(endpoint) else {
+            return false;
+        };
         self.prefixes.iter().any(|prefix| {
-            endpoint.strip_prefix(prefix.as_str()).is_some_and(|rest| {
-                rest.is_empty()
-                    || prefix.ends_with('/')
-                    || rest.starts_with('/')
-                    || rest.starts_with('?')
-            })
+            prefix.scheme() == url.scheme()
+                && prefix.host() == url.host()
+                && prefix.port_or_known_default() == url.port_or_known_default()
+                && url.username().is_empty()
+                && url.password().is_none()
+                && path_within(prefix.path(), url.path())
+                && prefix
+                    .query()
+                    .is_none_or(|query| url.query() == Some(query))
         })
     }
+}
+
+/// Whether `path` is `prefix` or lies below it at a segment boundary.
+fn path_within(prefix: &str, path: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/'))
+}
+
+/// Why an endpoint URL is refused at job creation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("must be an http(s) URL of at most {MAX_ENDPOINT_URL_BYTES} bytes")]
+    NotHttp,
+    #[error("must not carry a user name or password")]
+    Credentials,
+    #[error("must not contain '.' or '..' path segments, encoded or not, or encoded '/' or '\\'")]
+    DotSegments,
+    #[error("{0} is not in the server's invoke allowlist")]
+    NotAllowed(String),
+}
+
+/// Checks an endpoint a job names: an http(s) URL without credentials whose
+/// path says plainly where it goes (no dot segments, no encoded dots,
+/// slashes or backslashes a server might decode), under the allowlist.
+pub fn check_endpoint(endpoint: &str, allowlist: &Allowlist) -> Result<url::Url, EndpointError> {
+    if endpoint.len() > MAX_ENDPOINT_URL_BYTES {
+        return Err(EndpointError::NotHttp);
+    }
+    let url = url::Url::parse(endpoint)
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+        .ok_or(EndpointError::NotHttp)?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(EndpointError::Credentials);
+    }
+    if endpoint.contains('\\') || raw_path(endpoint).split('/').any(is_hidden_segment) {
+        return Err(EndpointError::DotSegments);
+    }
+    if !allowlist.permits(url.as_str()) {
+        return Err(EndpointError::NotAllowed(
+            url.origin().ascii_serialization(),
+        ));
+    }
+    Ok(url)
+}
+
+/// The path of a URL as written: after the authority, before `?` or `#`.
+fn raw_path(url: &str) -> &str {
+    let after_scheme = url.split_once("://").map(|(_, rest)| rest).unwrap_or(url);
+    let path = after_scheme
+        .find('/')
+        .map(|start| &after_scheme[start..])
+        .unwrap_or("");
+    let end = path.find(['?', '#']).unwrap_or(path.len());
+    &path[..end]
+}
+
+/// A segment that is `.` or `..` once decoded, or hides a separator.
+fn is_hidden_segment(segment: &str) -> bool {
+    let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+    decoded == "." || decoded == ".." || decoded.contains(['/', '\\'])
+}
+
+/// What Invoke may take from an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvokeLimits {
+    /// The largest reply read, in bytes; a larger one fails the task.
+    pub max_reply_bytes: usize,
+}
+
+impl Default for InvokeLimits {
+    fn default() -> Self {
+        InvokeLimits {
+            max_reply_bytes: 1 << 20,
+        }
+    }
+}
+
+/// The HTTP client Invoke calls endpoints with: it never follows a
+/// redirect, since the target of one was never checked against the
+/// allowlist (and a 307 would carry the task's body along).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
 }
 
 /// Calls an endpoint with one task per request.
@@ -55,6 +154,7 @@ pub struct Invoke {
     pub spec: InvokeSpec,
     pub job_id: JobId,
     pub allowlist: std::sync::Arc<Allowlist>,
+    pub limits: InvokeLimits,
 }
 
 impl TaskOperation for Invoke {
@@ -65,19 +165,22 @@ impl TaskOperation for Invoke {
 
 impl Invoke {
     async fn call(&self, task: &Task) -> TaskOutcome {
-        if !self.allowlist.permits(&self.spec.endpoint_url) {
-            return TaskOutcome::failure(
-                403,
-                "EndpointNotAllowed",
-                "the invoke endpoint is not in the server's allowlist",
-            );
-        }
+        let endpoint = match check_endpoint(&self.spec.endpoint_url, &self.allowlist) {
+            Ok(endpoint) => endpoint,
+            Err(_) => {
+                return TaskOutcome::failure(
+                    403,
+                    "EndpointNotAllowed",
+                    "the invoke endpoint is not in the server's allowlist",
+                );
+            }
+        };
         let task_id = format!("{}-{}", self.job_id, task.number);
         let invocation_id = uuid::Uuid::new_v4().to_string();
         let body = event(&self.spec, self.job_id, &task_id, &invocation_id, task);
         let sent = self
             .http
-            .post(&self.spec.endpoint_url)
+            .post(endpoint)
             .timeout(Duration::from_millis(self.spec.timeout_millis))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string())
@@ -106,9 +209,28 @@ impl Invoke {
             }
         };
         let status = response.status().as_u16();
-        let text = match response.bytes().await {
+        if response.status().is_redirection() {
+            return TaskOutcome::failure(
+                i32::from(status),
+                "InvokeRedirect",
+                format!(
+                    "the invoke endpoint replied HTTP {status}, a redirect; redirects are not followed"
+                ),
+            );
+        }
+        let text = match read_capped(response, self.limits.max_reply_bytes).await {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(error) => {
+            Err(ReadError::TooLarge) => {
+                return TaskOutcome::failure(
+                    i32::from(status),
+                    "InvokeReplyTooLarge",
+                    format!(
+                        "the invoke endpoint's reply is larger than the limit of {} bytes",
+                        self.limits.max_reply_bytes
+                    ),
+                );
+            }
+            Err(ReadError::Failed(error)) => {
                 return TaskOutcome::failure(
                     500,
                     "ConnectionFailed",
@@ -134,6 +256,30 @@ impl Invoke {
         }
         interpret_reply(&text, &task_id, i32::from(status))
     }
+}
+
+enum ReadError {
+    TooLarge,
+    Failed(reqwest::Error),
+}
+
+/// Reads a reply body chunk by chunk, giving up once it passes `max` bytes,
+/// so a huge reply never sits in memory.
+async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, ReadError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > max as u64)
+    {
+        return Err(ReadError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(ReadError::Failed)? {
+        if body.len() + chunk.len() > max {
+            return Err(ReadError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn without_url(error: &reqwest::Error) -> String {
@@ -283,6 +429,37 @@ mod tests {
         assert!(!Allowlist::default().permits("http://127.0.0.1:8080"));
         assert!(Allowlist::parse("ftp://x").is_err());
         assert!(Allowlist::parse("not a url").is_err());
+    }
+
+    #[test]
+    fn dot_segments_cannot_walk_out_of_an_allowed_path() {
+        let list = Allowlist::parse("http://127.0.0.1:9000/hooks/").unwrap();
+        assert!(list.permits("http://127.0.0.1:9000/hooks/resize"));
+        for escaping in [
+            "http://127.0.0.1:9000/hooks/../admin",
+            "http://127.0.0.1:9000/hooks/%2e%2e/admin",
+            "http://127.0.0.1:9000/hooks/%2E%2E/admin",
+            "http://127.0.0.1:9000/hooks/.%2e/admin",
+            "http://127.0.0.1:9000/hooks\\..\\admin",
+            "http://user@127.0.0.1:9000/hooks/x",
+        ] {
+            assert!(!list.permits(escaping), "{escaping}");
+            assert!(check_endpoint(escaping, &list).is_err(), "{escaping}");
+        }
+        for hidden in [
+            "http://127.0.0.1:9000/hooks/..%2Fadmin",
+            "http://127.0.0.1:9000/hooks/a%5c..%5cadmin",
+            "http://127.0.0.1:9000/hooks/./x",
+        ] {
+            assert_eq!(
+                check_endpoint(hidden, &list),
+                Err(EndpointError::DotSegments),
+                "{hidden}"
+            );
+        }
+        assert!(check_endpoint("http://127.0.0.1:9000/hooks/x?a=../b", &list).is_ok());
+        let other_port = check_endpoint("http://127.0.0.1:9001/hooks/x", &list);
+        assert!(matches!(other_port, Err(EndpointError::NotAllowed(_))));
     }
 
     #[test]

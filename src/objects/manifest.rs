@@ -11,9 +11,11 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use super::{Buckets, is_valid_bucket};
+use super::{Buckets, is_valid_bucket, object_path};
+use crate::domain::text::{quoted, truncated};
 use crate::domain::{
-    FailureReason, GeneratorSpec, ManifestField, ManifestFormat, ManifestSpec, ObjectLocation,
+    BucketGrant, FailureReason, GeneratorSpec, ManifestField, ManifestFormat, ManifestSpec,
+    ObjectLocation,
 };
 use crate::store::TaskRow;
 
@@ -38,6 +40,8 @@ pub enum ManifestError {
     InvalidInventory(String),
     #[error("manifest generator: {0}")]
     InvalidGenerator(String),
+    #[error("the job's token does not grant bucket {0}, which the manifest names")]
+    AccessDenied(String),
 }
 
 impl ManifestError {
@@ -51,6 +55,7 @@ impl ManifestError {
             | ManifestError::InvalidInventory(_)
             | ManifestError::InvalidGenerator(_) => "ManifestInvalid",
             ManifestError::Unreadable(_) => "ManifestUnreadable",
+            ManifestError::AccessDenied(_) => "AccessDenied",
         };
         FailureReason::new(code, self.to_string())
     }
@@ -71,10 +76,23 @@ impl ManifestBatches {
 /// Inventory `manifest.json` files larger than this are refused.
 const MAX_INVENTORY_MANIFEST_BYTES: usize = 16 * 1024 * 1024;
 
+/// The longest key a manifest may name, in bytes once decoded (S3's limit).
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// The longest version id a manifest may name, in bytes.
+pub const MAX_VERSION_ID_BYTES: usize = 1024;
+
+/// The longest manifest line, in bytes: a bucket, a key URL-encoded at three
+/// bytes a character, a version id and their quotes fit easily.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+
 /// Opens the manifest (checking its ETag when pinned) and starts parsing it.
+/// With a bucket grant, an inventory's data files must lie in a granted
+/// bucket.
 pub async fn open(
     buckets: &Buckets,
     spec: &ManifestSpec,
+    grant: Option<&BucketGrant>,
     batch_size: usize,
 ) -> Result<ManifestBatches, ManifestError> {
     let object = fetch(buckets, &spec.location, spec.etag.as_deref()).await?;
@@ -100,6 +118,11 @@ pub async fn open(
                 )));
             }
             let inventory = Inventory::parse(&bytes)?;
+            if grant.is_some_and(|grant| !grant.permits(&inventory.destination_bucket)) {
+                return Err(ManifestError::AccessDenied(quoted(
+                    &inventory.destination_bucket,
+                )));
+            }
             tokio::spawn(read_inventory(
                 buckets.clone(),
                 inventory,
@@ -294,13 +317,14 @@ impl Inventory {
         let invalid = |problem: String| ManifestError::InvalidInventory(problem);
         let raw: Raw = serde_json::from_slice(bytes).map_err(|error| {
             invalid(format!(
-                "manifest.json is not an inventory manifest: {error}"
+                "manifest.json is not an inventory manifest: {}",
+                truncated(&error.to_string(), 256)
             ))
         })?;
         if !raw.file_format.eq_ignore_ascii_case("csv") {
             return Err(invalid(format!(
-                "fileFormat {:?} is not supported (CSV only)",
-                raw.file_format
+                "fileFormat {} is not supported (CSV only)",
+                quoted(&raw.file_format)
             )));
         }
         let destination_bucket = raw
@@ -310,8 +334,8 @@ impl Inventory {
             .to_owned();
         if !is_valid_bucket(&destination_bucket) {
             return Err(invalid(format!(
-                "destinationBucket {:?} is not a bucket",
-                raw.destination_bucket
+                "destinationBucket {} is not a bucket",
+                quoted(&raw.destination_bucket)
             )));
         }
         let fields: Vec<ManifestField> = raw
@@ -326,12 +350,27 @@ impl Inventory {
             .collect();
         layout_from_fields(&fields).map_err(|_| {
             invalid(format!(
-                "fileSchema {:?} lacks Bucket or Key",
-                raw.file_schema
+                "fileSchema {} lacks Bucket or Key",
+                quoted(&raw.file_schema)
             ))
         })?;
         if raw.files.is_empty() {
             return Err(invalid("the inventory lists no file".into()));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(raw.files.len());
+        for file in &raw.files {
+            if object_path(&destination_bucket, &file.key).is_err() {
+                return Err(invalid(format!(
+                    "file key {} is not a key of 1–{MAX_KEY_BYTES} bytes inside its bucket",
+                    quoted(&file.key)
+                )));
+            }
+            if !seen.insert(file.key.as_str()) {
+                return Err(invalid(format!(
+                    "the inventory lists file {} more than once",
+                    quoted(&file.key)
+                )));
+            }
         }
         Ok(Inventory {
             destination_bucket,
@@ -416,7 +455,7 @@ fn parse_with(
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_reader(input);
+        .from_reader(LineLimit::new(input, MAX_LINE_BYTES));
     let mut record = csv::StringRecord::new();
     let mut batch = Vec::with_capacity(batch_size);
     let mut count = 0u64;
@@ -499,18 +538,28 @@ fn parse_row(
     }
     let bucket = record[layout.bucket].trim();
     if !is_valid_bucket(bucket) {
-        return Err(invalid(format!("bucket name {bucket:?} is not valid")));
+        return Err(invalid(format!(
+            "bucket name {} is not valid",
+            quoted(bucket)
+        )));
     }
     let encoded = &record[layout.key];
     let key = percent_encoding::percent_decode_str(encoded)
         .decode_utf8()
-        .map_err(|_| invalid(format!("key {encoded:?} is not URL-encoded UTF-8")))?;
+        .map_err(|_| invalid(format!("key {} is not URL-encoded UTF-8", quoted(encoded))))?;
     if key.is_empty() {
         return Err(invalid("key is empty".into()));
     }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(invalid(format!(
+            "key {} is longer than {MAX_KEY_BYTES} bytes",
+            quoted(encoded)
+        )));
+    }
     if key.contains('\0') {
         return Err(invalid(format!(
-            "key {encoded:?} decodes to a NUL character"
+            "key {} decodes to a NUL character",
+            quoted(encoded)
         )));
     }
     let version_id = match layout.version_id {
@@ -525,6 +574,12 @@ fn parse_row(
                     "version id is empty; version ids must be on all rows or none".into(),
                 ));
             }
+            if value.len() > MAX_VERSION_ID_BYTES {
+                return Err(invalid(format!(
+                    "version id {} is longer than {MAX_VERSION_ID_BYTES} bytes",
+                    quoted(value)
+                )));
+            }
             Some(value.to_owned())
         }
         None => None,
@@ -538,15 +593,66 @@ fn parse_row(
 
 fn csv_error(line: u64, error: csv::Error) -> ManifestError {
     match error.kind() {
-        csv::ErrorKind::Io(io) => ManifestError::Unreadable(io.to_string()),
+        csv::ErrorKind::Io(io)
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<LineTooLong>().is_some()) =>
+        {
+            ManifestError::Invalid {
+                line,
+                problem: format!("the line is longer than {MAX_LINE_BYTES} bytes"),
+            }
+        }
+        csv::ErrorKind::Io(io) => ManifestError::Unreadable(truncated(&io.to_string(), 256)),
         csv::ErrorKind::Utf8 { pos, .. } => ManifestError::Invalid {
             line: pos.as_ref().map(|p| p.line()).unwrap_or(line),
             problem: "the line is not valid UTF-8".into(),
         },
         _ => ManifestError::Invalid {
             line,
-            problem: error.to_string(),
+            problem: truncated(&error.to_string(), 256),
         },
+    }
+}
+
+/// A line longer than the reader's limit.
+#[derive(Debug, thiserror::Error)]
+#[error("a manifest line is too long")]
+struct LineTooLong;
+
+/// Fails the read once a line exceeds `max` bytes, so that no line is held
+/// whole in memory however long it is.
+struct LineLimit<R> {
+    inner: R,
+    max: usize,
+    /// Bytes since the last newline.
+    current: usize,
+}
+
+impl<R: Read> LineLimit<R> {
+    fn new(inner: R, max: usize) -> LineLimit<R> {
+        LineLimit {
+            inner,
+            max,
+            current: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for LineLimit<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        for segment in buffer[..read].split_inclusive(|&b| b == b'\n') {
+            let ends_line = segment.last() == Some(&b'\n');
+            self.current += segment.len() - usize::from(ends_line);
+            if self.current > self.max {
+                return Err(std::io::Error::other(LineTooLong));
+            }
+            if ends_line {
+                self.current = 0;
+            }
+        }
+        Ok(read)
     }
 }
 
@@ -693,6 +799,65 @@ mod tests {
             rows,
             vec![row("bkt", "a b", None), row("bkt", "c", Some("v2"))]
         );
+    }
+
+    #[test]
+    fn a_poison_line_is_quoted_as_a_short_excerpt() {
+        let poison = format!("{},key\n", "b".repeat(6_000_000));
+        let error = parse(&poison, &[]).unwrap_err();
+        let message = error.to_string();
+        assert!(message.len() < 200, "{} bytes", message.len());
+        assert!(message.contains("longer than 16384 bytes"), "{message}");
+        // A field within the line limit but over S3's bounds is named briefly.
+        let bucket = format!("{},key\n", "b".repeat(100));
+        let message = parse(&bucket, &[]).unwrap_err().to_string();
+        assert!(
+            message.contains("(100 bytes)") && message.len() < 200,
+            "{message}"
+        );
+        let key = format!("bkt,{}\n", "k".repeat(1025));
+        let message = parse(&key, &[]).unwrap_err().to_string();
+        assert!(
+            message.contains("longer than 1024 bytes") && message.len() < 200,
+            "{message}"
+        );
+        let version = format!("bkt,k,{}\n", "v".repeat(1025));
+        let message = parse(&version, &[]).unwrap_err().to_string();
+        assert!(
+            message.contains("version id") && message.len() < 200,
+            "{message}"
+        );
+        let failure = parse(&poison, &[]).unwrap_err().failure_reason();
+        assert!(failure.failure_reason.len() <= 1024);
+    }
+
+    #[test]
+    fn lines_up_to_the_limit_are_read() {
+        let key = "k".repeat(1024);
+        let rows = parse(&format!("bkt,{key}\nbkt,b\n"), &[]).unwrap();
+        assert_eq!(rows[0].key, key);
+    }
+
+    #[test]
+    fn an_inventory_listing_a_file_twice_is_refused() {
+        let json =
+            br#"{"destinationBucket":"inv-dest","fileFormat":"CSV","fileSchema":"Bucket, Key",
+            "files":[{"key":"inv/a.csv"},{"key":"inv/b.csv"},{"key":"inv/a.csv"}]}"#;
+        let message = Inventory::parse(json).unwrap_err().to_string();
+        assert!(
+            message.contains("\"inv/a.csv\" more than once"),
+            "{message}"
+        );
+        let escaping =
+            br#"{"destinationBucket":"inv-dest","fileFormat":"CSV","fileSchema":"Bucket, Key",
+            "files":[{"key":"../other/a.csv"}]}"#;
+        assert!(Inventory::parse(escaping).is_err());
+        let huge = format!(
+            r#"{{"destinationBucket":"inv-dest","fileFormat":"{}","fileSchema":"Bucket, Key","files":[{{"key":"a"}}]}}"#,
+            "x".repeat(100_000)
+        );
+        let message = Inventory::parse(huge.as_bytes()).unwrap_err().to_string();
+        assert!(message.len() < 200, "{message}");
     }
 
     #[test]

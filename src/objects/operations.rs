@@ -9,10 +9,10 @@ use object_store::{
     Attribute, AttributeValue, Attributes, GetOptions, PutMultipartOptions, WriteMultipart,
 };
 
-use super::invoke::{Allowlist, Invoke};
+use super::invoke::{Allowlist, Invoke, InvokeLimits};
 use super::{Buckets, ObjectRef};
 use crate::domain::{
-    ChecksumAlgorithm, CopySpec, JobId, MetadataDirective, ObjectMetadata, Operation,
+    BucketGrant, ChecksumAlgorithm, CopySpec, JobId, MetadataDirective, ObjectMetadata, Operation,
 };
 use crate::store::{Task, TaskResult};
 
@@ -94,24 +94,47 @@ pub trait TaskOperation: Send + Sync {
     fn run<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, TaskOutcome>;
 }
 
-/// What operations run against: the object store, an HTTP client and the
-/// endpoints Invoke may call.
+/// The bounds every task runs within.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OperationLimits {
+    /// How long one attempt of an operation on one object may take.
+    pub timeout: std::time::Duration,
+    pub invoke: InvokeLimits,
+}
+
+impl Default for OperationLimits {
+    fn default() -> Self {
+        OperationLimits {
+            timeout: std::time::Duration::from_secs(900),
+            invoke: InvokeLimits::default(),
+        }
+    }
+}
+
+/// What operations run against: the object store, an HTTP client, the
+/// endpoints Invoke may call and the limits every task runs within.
 #[derive(Clone)]
 pub struct OperationContext {
     pub buckets: Buckets,
     pub http: reqwest::Client,
     pub invoke_allowlist: Arc<Allowlist>,
+    pub limits: OperationLimits,
     /// Runs every task instead of the job's operation: for benchmarks that
     /// measure the engine alone (a no-op), never set by the server.
     replacement: Option<Arc<dyn TaskOperation>>,
 }
 
 impl OperationContext {
-    pub fn new(buckets: Buckets, invoke_allowlist: Allowlist) -> OperationContext {
+    pub fn new(
+        buckets: Buckets,
+        invoke_allowlist: Allowlist,
+        limits: OperationLimits,
+    ) -> OperationContext {
         OperationContext {
             buckets,
-            http: reqwest::Client::new(),
+            http: super::invoke::http_client(),
             invoke_allowlist: Arc::new(invoke_allowlist),
+            limits,
             replacement: None,
         }
     }
@@ -124,11 +147,25 @@ impl OperationContext {
         }
     }
 
-    /// The implementation of one job's operation.
-    pub fn for_operation(&self, job_id: JobId, operation: &Operation) -> Arc<dyn TaskOperation> {
+    /// The implementation of one job's operation: refusing objects outside
+    /// the job's bucket grant and bounding every attempt by the timeout.
+    pub fn for_operation(
+        &self,
+        job_id: JobId,
+        operation: &Operation,
+        grant: Option<&BucketGrant>,
+    ) -> Arc<dyn TaskOperation> {
         if let Some(replacement) = &self.replacement {
             return replacement.clone();
         }
+        Arc::new(Bounded {
+            inner: self.operation(job_id, operation),
+            grant: grant.cloned(),
+            timeout: self.limits.timeout,
+        })
+    }
+
+    fn operation(&self, job_id: JobId, operation: &Operation) -> Arc<dyn TaskOperation> {
         let buckets = self.buckets.clone();
         match operation {
             Operation::ComputeObjectChecksum { algorithm } => Arc::new(ComputeChecksum {
@@ -145,8 +182,47 @@ impl OperationContext {
                 spec: spec.clone(),
                 job_id,
                 allowlist: self.invoke_allowlist.clone(),
+                limits: self.limits.invoke,
             }),
         }
+    }
+}
+
+/// An operation within a job's bounds: an object in a bucket the job was
+/// not granted fails with `AccessDenied` before anything is touched, and an
+/// attempt that outlives the timeout fails with `RequestTimeout` (retried
+/// like any transient failure).
+struct Bounded {
+    inner: Arc<dyn TaskOperation>,
+    grant: Option<BucketGrant>,
+    timeout: std::time::Duration,
+}
+
+impl TaskOperation for Bounded {
+    fn run<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, TaskOutcome> {
+        Box::pin(async move {
+            if let Some(grant) = &self.grant
+                && !grant.permits(&task.object.bucket)
+            {
+                return TaskOutcome::failure(
+                    403,
+                    "AccessDenied",
+                    "the job's token does not grant the object's bucket",
+                );
+            }
+            match tokio::time::timeout(self.timeout, self.inner.run(task)).await {
+                Ok(outcome) => outcome,
+                Err(_) => TaskOutcome::failure(
+                    500,
+                    "RequestTimeout",
+                    format!(
+                        "the operation did not finish within {} s",
+                        self.timeout.as_secs_f64()
+                    ),
+                )
+                .retryable(),
+            }
+        })
     }
 }
 
@@ -345,12 +421,31 @@ fn object_error(error: object_store::Error) -> TaskOutcome {
                 "this object store does not support object versions",
             )
         }
-        object_store::Error::PermissionDenied { .. }
-        | object_store::Error::Unauthenticated { .. } => {
-            TaskOutcome::failure(403, "AccessDenied", "Access Denied")
-        }
-        other => TaskOutcome::failure(500, "InternalError", other.to_string()),
+        object_store::Error::PermissionDenied { source, .. }
+        | object_store::Error::Unauthenticated { source, .. } => TaskOutcome::failure(
+            403,
+            "AccessDenied",
+            format!("Access Denied: {}", sanitized(&source.to_string())),
+        ),
+        other => TaskOutcome::failure(500, "InternalError", sanitized(&other.to_string())),
     }
+}
+
+/// An object store's error text fit for a task result: URLs (which name
+/// the server's S3 endpoint) are replaced and the text is cut short.
+/// The directory store's own messages already name objects, not paths.
+fn sanitized(text: &str) -> String {
+    let words: Vec<&str> = text
+        .split(' ')
+        .map(|word| {
+            if word.contains("://") {
+                "<endpoint>"
+            } else {
+                word
+            }
+        })
+        .collect();
+    crate::domain::text::truncated(&words.join(" "), 512)
 }
 
 /// Incremental checksum over any supported algorithm.
@@ -411,6 +506,17 @@ impl Checksummer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_errors_lose_their_urls() {
+        let text =
+            "Error performing GET http://10.0.0.5:9000/bucket/key in 1s - Server returned 500";
+        assert_eq!(
+            sanitized(text),
+            "Error performing GET <endpoint> in 1s - Server returned 500"
+        );
+        assert!(sanitized(&"x".repeat(10_000)).len() <= 512);
+    }
 
     #[test]
     fn results_are_made_storable() {

@@ -19,12 +19,44 @@ pub enum StoreError {
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
-    #[error("database error")]
-    Database(#[source] tokio_postgres::Error),
+    /// A statement failed for a reason the caller cannot act on; the
+    /// message (logged, never sent to clients) names the statement.
+    #[error("database error in {statement}: {}", describe(source))]
+    Database {
+        statement: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+}
+
+/// A database error's SQLSTATE and message, or the driver's description.
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+        None => error.to_string(),
+    }
+}
+
+/// Names the statement a database call ran, for the error it may return.
+pub(crate) trait During<T> {
+    fn during(self, statement: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> During<T> for Result<T, tokio_postgres::Error> {
+    fn during(self, statement: &'static str) -> Result<T, StoreError> {
+        self.map_err(|error| StoreError::classify(error, statement))
+    }
 }
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
+        StoreError::classify(error, "an unnamed statement")
+    }
+}
+
+impl StoreError {
+    /// Sorts a driver error by what the caller can do about it.
+    fn classify(error: tokio_postgres::Error, statement: &'static str) -> StoreError {
         match error.code() {
             Some(code)
                 if *code == SqlState::T_R_SERIALIZATION_FAILURE
@@ -41,8 +73,10 @@ impl From<tokio_postgres::Error> for StoreError {
             {
                 StoreError::Unavailable(Box::new(error))
             }
-            Some(_) => StoreError::Database(error),
-            None if error.is_closed() => StoreError::Unavailable(Box::new(error)),
+            Some(_) => StoreError::Database {
+                statement,
+                source: error,
+            },
             // No SQLSTATE: the connection or the protocol failed.
             None => StoreError::Unavailable(Box::new(error)),
         }

@@ -5,7 +5,7 @@ use postgres_types::Json;
 use tokio_postgres::{Client, Row, Transaction};
 use uuid::Uuid;
 
-use super::{EVENTS_CHANNEL, StoreError};
+use super::{EVENTS_CHANNEL, StoreError, error::During};
 use crate::domain::{
     self, AccountId, Command, EVENT_SCHEMA_VERSION, Event, Job, JobCreated, JobId, JobSpec,
     JobStatus,
@@ -24,8 +24,14 @@ const INSERT_JOB: &str = "
 const SELECT_BY_TOKEN: &str = "
     SELECT job_id, request_fingerprint FROM jobs
     WHERE account_id = $1 AND client_request_token = $2";
-const LOCK_JOB: &str = "SELECT state FROM jobs WHERE job_id = $1 FOR UPDATE";
-const SELECT_JOB: &str = "SELECT state FROM jobs WHERE job_id = $1";
+// With an account, another account's job is not even read: it takes the
+// same path as a job that does not exist.
+const LOCK_JOB: &str = "
+    SELECT state FROM jobs
+    WHERE job_id = $1 AND ($2::text IS NULL OR account_id = $2)
+    FOR UPDATE";
+const SELECT_JOB: &str = "
+    SELECT state FROM jobs WHERE job_id = $1 AND ($2::text IS NULL OR account_id = $2)";
 const UPDATE_JOB: &str = "
     UPDATE jobs SET status = $2, priority = $3, version = $4, state = $5 WHERE job_id = $1";
 const INSERT_EVENT: &str = "
@@ -127,7 +133,7 @@ pub async fn create(
     now: DateTime<Utc>,
 ) -> Result<(JobId, bool), StoreError> {
     let now = log_time(now);
-    let tx = client.transaction().await?;
+    let tx = client.transaction().await.during("BEGIN")?;
     let created = domain::create(spec.clone());
     let job = domain::created(id, &created, now);
     let inserted = tx
@@ -145,14 +151,16 @@ pub async fn create(
                 &Json(&job),
             ],
         )
-        .await?;
+        .await
+        .during("INSERT_JOB")?;
     if inserted.is_none() {
         let row = tx
             .query_one(
                 SELECT_BY_TOKEN,
                 &[&spec.account_id.0, &spec.client_request_token],
             )
-            .await?;
+            .await
+            .during("SELECT_BY_TOKEN")?;
         let existing = JobId(row.get(0));
         let stored_fingerprint: String = row.get(1);
         return if stored_fingerprint == fingerprint {
@@ -161,7 +169,9 @@ pub async fn create(
             Err(StoreError::TokenReused(existing))
         };
     }
-    tx.execute(TAKE_APPEND_LOCK, &[&APPEND_LOCK]).await?;
+    tx.execute(TAKE_APPEND_LOCK, &[&APPEND_LOCK])
+        .await
+        .during("TAKE_APPEND_LOCK")?;
     tx.query_one(
         INSERT_EVENT,
         &[
@@ -173,10 +183,12 @@ pub async fn create(
             &now,
         ],
     )
-    .await?;
+    .await
+    .during("INSERT_EVENT")?;
     tx.execute(NOTIFY, &[&EVENTS_CHANNEL, &id.to_string()])
-        .await?;
-    tx.commit().await?;
+        .await
+        .during("NOTIFY")?;
+    tx.commit().await.during("COMMIT")?;
     Ok((id, true))
 }
 
@@ -187,8 +199,12 @@ pub async fn lock(
     id: JobId,
     account: Option<&AccountId>,
 ) -> Result<Job, StoreError> {
-    let row = tx.query_opt(LOCK_JOB, &[&id.0]).await?;
-    owned_job(row, id, account)
+    let account = account.map(|account| account.0.as_str());
+    let row = tx
+        .query_opt(LOCK_JOB, &[&id.0, &account])
+        .await
+        .during("LOCK_JOB")?;
+    found(row, id)
 }
 
 /// Reads a job.
@@ -197,19 +213,20 @@ pub async fn load(
     id: JobId,
     account: Option<&AccountId>,
 ) -> Result<Job, StoreError> {
-    let row = client.query_opt(SELECT_JOB, &[&id.0]).await?;
-    owned_job(row, id, account)
+    let account = account.map(|account| account.0.as_str());
+    let row = client
+        .query_opt(SELECT_JOB, &[&id.0, &account])
+        .await
+        .during("SELECT_JOB")?;
+    found(row, id)
 }
 
-fn owned_job(row: Option<Row>, id: JobId, account: Option<&AccountId>) -> Result<Job, StoreError> {
+fn found(row: Option<Row>, id: JobId) -> Result<Job, StoreError> {
     let Some(row) = row else {
         return Err(StoreError::NotFound(id));
     };
     let Json(job): Json<Job> = row.try_get(0)?;
-    match account {
-        Some(account) if *account != job.spec.account_id => Err(StoreError::NotFound(id)),
-        _ => Ok(job),
-    }
+    Ok(job)
 }
 
 /// Runs one command in its own transaction and returns the job after it and
@@ -225,10 +242,10 @@ pub async fn execute(
     let mut attempt = 1;
     loop {
         let outcome = async {
-            let tx = client.transaction().await?;
+            let tx = client.transaction().await.during("BEGIN")?;
             let job = lock(&tx, id, account).await?;
             let outcome = record(&tx, job, command, now).await?;
-            tx.commit().await?;
+            tx.commit().await.during("COMMIT")?;
             Ok(outcome)
         }
         .await;
@@ -259,7 +276,9 @@ pub async fn record(
             continue;
         }
         if logged == 0 {
-            tx.execute(TAKE_APPEND_LOCK, &[&APPEND_LOCK]).await?;
+            tx.execute(TAKE_APPEND_LOCK, &[&APPEND_LOCK])
+                .await
+                .during("TAKE_APPEND_LOCK")?;
         }
         logged += 1;
         job.version += 1;
@@ -274,7 +293,8 @@ pub async fn record(
                 &now,
             ],
         )
-        .await?;
+        .await
+        .during("INSERT_EVENT")?;
     }
     tx.execute(
         UPDATE_JOB,
@@ -286,10 +306,12 @@ pub async fn record(
             &Json(&job),
         ],
     )
-    .await?;
+    .await
+    .during("UPDATE_JOB")?;
     if logged > 0 {
         tx.execute(NOTIFY, &[&EVENTS_CHANNEL, &job.id.to_string()])
-            .await?;
+            .await
+            .during("NOTIFY")?;
     }
     Ok((job, events))
 }
@@ -315,7 +337,8 @@ pub async fn list(
                 &(page_size as i64 + 1),
             ],
         )
-        .await?;
+        .await
+        .during("LIST_JOBS")?;
     let mut jobs = rows
         .iter()
         .map(|row| row.try_get::<_, Json<Job>>(0).map(|Json(job)| job))
@@ -338,7 +361,8 @@ pub async fn events_after(
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let rows = client
         .query(EVENTS_AFTER, &[&id.0, &(after as i64), &(limit as i64)])
-        .await?;
+        .await
+        .during("EVENTS_AFTER")?;
     rows.iter().map(decode_event).collect()
 }
 
@@ -398,7 +422,10 @@ pub async fn replay(client: &Client, id: JobId) -> Result<Option<Job>, StoreErro
         }
     }
     if let Some(job) = job.as_mut() {
-        let row = client.query_one(RESULT_COUNTS, &[&id.0]).await?;
+        let row = client
+            .query_one(RESULT_COUNTS, &[&id.0])
+            .await
+            .during("RESULT_COUNTS")?;
         job.progress.succeeded = row.try_get::<_, i64>(0)? as u64;
         job.progress.failed = row.try_get::<_, i64>(1)? as u64;
     }
@@ -421,7 +448,8 @@ pub async fn account_events_after(
             ACCOUNT_EVENTS_AFTER,
             &[&after, &account.0, &ids, &(limit as i64)],
         )
-        .await?;
+        .await
+        .during("ACCOUNT_EVENTS_AFTER")?;
     rows.iter().map(decode_event).collect()
 }
 
@@ -434,7 +462,8 @@ pub async fn all_events_after(
 ) -> Result<Vec<(AccountId, RecordedEvent)>, StoreError> {
     let rows = client
         .query(ALL_EVENTS_AFTER, &[&after, &(limit as i64)])
-        .await?;
+        .await
+        .during("ALL_EVENTS_AFTER")?;
     rows.iter()
         .map(|row| Ok((AccountId(row.try_get("account_id")?), decode_event(row)?)))
         .collect()
@@ -442,12 +471,19 @@ pub async fn all_events_after(
 
 /// The position of the newest committed event (0 for an empty log).
 pub async fn last_position(client: &Client) -> Result<i64, StoreError> {
-    Ok(client.query_one(LAST_POSITION, &[]).await?.try_get(0)?)
+    Ok(client
+        .query_one(LAST_POSITION, &[])
+        .await
+        .during("LAST_POSITION")?
+        .try_get(0)?)
 }
 
 /// How many jobs are in each status (statuses without jobs are absent).
 pub async fn count_by_status(client: &Client) -> Result<Vec<(JobStatus, i64)>, StoreError> {
-    let rows = client.query(COUNT_BY_STATUS, &[]).await?;
+    let rows = client
+        .query(COUNT_BY_STATUS, &[])
+        .await
+        .during("COUNT_BY_STATUS")?;
     rows.iter()
         .map(|row| {
             let name: String = row.try_get(0)?;
@@ -466,13 +502,17 @@ pub async fn job_ids_after(
 ) -> Result<Vec<JobId>, StoreError> {
     let rows = client
         .query(JOB_IDS_AFTER, &[&after, &(limit as i64)])
-        .await?;
+        .await
+        .during("JOB_IDS_AFTER")?;
     rows.iter().map(|row| Ok(JobId(row.try_get(0)?))).collect()
 }
 
 /// Jobs that have events but no projection row.
 pub async fn orphan_streams(client: &Client) -> Result<Vec<JobId>, StoreError> {
-    let rows = client.query(ORPHAN_STREAMS, &[]).await?;
+    let rows = client
+        .query(ORPHAN_STREAMS, &[])
+        .await
+        .during("ORPHAN_STREAMS")?;
     rows.iter().map(|row| Ok(JobId(row.try_get(0)?))).collect()
 }
 
@@ -489,6 +529,7 @@ pub async fn replace_projection(client: &Client, job: &Job) -> Result<(), StoreE
                 &Json(job),
             ],
         )
-        .await?;
+        .await
+        .during("REPLACE_STATE")?;
     Ok(())
 }

@@ -7,11 +7,18 @@ use tracing::info;
 use super::StoreError;
 
 /// The migrations compiled into the binary, in order.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "event_log",
-    include_str!("../../migrations/V1__event_log.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "event_log",
+        include_str!("../../migrations/V1__event_log.sql"),
+    ),
+    (
+        2,
+        "server_keys",
+        include_str!("../../migrations/V2__server_keys.sql"),
+    ),
+];
 
 /// An arbitrary constant that names the migration lock.
 const MIGRATION_LOCK: i64 = 0x6261_7463_686f_7073;

@@ -10,6 +10,7 @@
 
 mod error;
 pub mod jobs;
+pub mod keys;
 mod migrate;
 pub mod tasks;
 

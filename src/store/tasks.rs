@@ -15,8 +15,8 @@ use postgres_types::{Json, Type};
 use tokio_postgres::{Client, GenericClient, Transaction, binary_copy::BinaryCopyInWriter};
 use uuid::Uuid;
 
-use super::{PROGRESS_CHANNEL, StoreError, jobs};
-use crate::domain::{Command, Job, JobId, JobStatus, Operation};
+use super::{PROGRESS_CHANNEL, StoreError, error::During, jobs};
+use crate::domain::{AccountId, BucketGrant, Command, Job, JobId, JobStatus, Operation};
 use crate::engine::SlotCandidate;
 
 /// Namespace of the per-job advisory lock held while a job is prepared.
@@ -33,6 +33,18 @@ const JOB_STATUS: &str = "SELECT status FROM jobs WHERE job_id = $1";
 const JOBS_IN_STATUSES: &str = "
     SELECT job_id FROM jobs WHERE status = ANY($1)
     ORDER BY priority DESC, created_at, job_id LIMIT $2";
+/// Jobs waiting for preparation, taken in turns between accounts: every
+/// account's first job (by priority, then age) before any account's second,
+/// and within a turn the longest-waiting first.
+const JOBS_TO_PREPARE: &str = "
+    SELECT job_id, account_id FROM (
+        SELECT job_id, account_id, created_at,
+               row_number() OVER (PARTITION BY account_id
+                                  ORDER BY priority DESC, created_at, job_id) AS turn
+        FROM jobs WHERE status = ANY($1)
+    ) waiting
+    ORDER BY turn, created_at, job_id
+    LIMIT $2";
 const CLAIM_CHUNK: &str = "
     WITH candidate AS (
         SELECT c.job_id, c.chunk_number
@@ -52,7 +64,8 @@ const CLAIM_CHUNK: &str = "
     WHERE c.job_id = candidate.job_id AND c.chunk_number = candidate.chunk_number
     RETURNING c.job_id, c.chunk_number, c.first_task, c.task_count";
 const CHUNK_TASKS: &str = "
-    SELECT t.task_number, t.bucket, t.key, t.version_id, j.state -> 'spec' -> 'operation'
+    SELECT t.task_number, t.bucket, t.key, t.version_id, j.state -> 'spec' -> 'operation',
+           j.state -> 'spec' -> 'bucket_grant'
     FROM tasks t JOIN jobs j ON j.job_id = t.job_id
     WHERE t.job_id = $1 AND t.task_number >= $2 AND t.task_number < $2 + $3
     ORDER BY t.task_number";
@@ -121,6 +134,8 @@ pub struct ClaimedChunk {
     pub job_id: JobId,
     pub chunk_number: i64,
     pub operation: Operation,
+    /// The buckets the job may use, when its token limited them.
+    pub bucket_grant: Option<BucketGrant>,
     pub tasks: Vec<Task>,
 }
 
@@ -129,7 +144,8 @@ pub struct ClaimedChunk {
 pub async fn try_lock_job(tx: &Transaction<'_>, id: JobId) -> Result<bool, StoreError> {
     let row = tx
         .query_one(TRY_JOB_LOCK, &[&PREPARATION_LOCK_SPACE, &id.0.to_string()])
-        .await?;
+        .await
+        .during("TRY_JOB_LOCK")?;
     Ok(row.try_get(0)?)
 }
 
@@ -137,7 +153,8 @@ pub async fn try_lock_job(tx: &Transaction<'_>, id: JobId) -> Result<bool, Store
 pub async fn status(client: &impl GenericClient, id: JobId) -> Result<JobStatus, StoreError> {
     let row = client
         .query_opt(JOB_STATUS, &[&id.0])
-        .await?
+        .await
+        .during("JOB_STATUS")?
         .ok_or(StoreError::NotFound(id))?;
     let name: String = row.try_get(0)?;
     JobStatus::parse(&name).ok_or_else(|| StoreError::Corrupt(format!("unknown status {name}")))
@@ -152,8 +169,25 @@ pub async fn jobs_in(
     let names: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
     let rows = client
         .query(JOBS_IN_STATUSES, &[&names, &(limit as i64)])
-        .await?;
+        .await
+        .during("JOBS_IN_STATUSES")?;
     rows.iter().map(|row| Ok(JobId(row.try_get(0)?))).collect()
+}
+
+/// Jobs waiting to be prepared (New, or Preparing in a process that may
+/// have died), with their accounts, in turns between accounts.
+pub async fn jobs_to_prepare(
+    client: &Client,
+    limit: usize,
+) -> Result<Vec<(JobId, AccountId)>, StoreError> {
+    let statuses = [JobStatus::New.as_str(), JobStatus::Preparing.as_str()];
+    let rows = client
+        .query(JOBS_TO_PREPARE, &[&&statuses[..], &(limit as i64)])
+        .await
+        .during("JOBS_TO_PREPARE")?;
+    rows.iter()
+        .map(|row| Ok((JobId(row.try_get(0)?), AccountId(row.try_get(1)?))))
+        .collect()
 }
 
 /// Where the next tasks and chunks of a job being prepared are numbered from.
@@ -173,7 +207,7 @@ pub async fn copy_tasks(
     rows: &[TaskRow],
     chunk_size: usize,
 ) -> Result<PreparedCount, StoreError> {
-    let sink = tx.copy_in(COPY_TASKS).await?;
+    let sink = tx.copy_in(COPY_TASKS).await.during("COPY_TASKS")?;
     let writer = BinaryCopyInWriter::new(
         sink,
         &[Type::UUID, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT],
@@ -184,11 +218,12 @@ pub async fn copy_tasks(
         writer
             .as_mut()
             .write(&[&id.0, &number, &row.bucket, &row.key, &row.version_id])
-            .await?;
+            .await
+            .during("COPY_TASKS")?;
     }
-    writer.finish().await?;
+    writer.finish().await.during("COPY_TASKS")?;
 
-    let sink = tx.copy_in(COPY_CHUNKS).await?;
+    let sink = tx.copy_in(COPY_CHUNKS).await.during("COPY_CHUNKS")?;
     let writer = BinaryCopyInWriter::new(sink, &[Type::UUID, Type::INT8, Type::INT8, Type::INT4]);
     pin_mut!(writer);
     let mut next = from;
@@ -196,11 +231,12 @@ pub async fn copy_tasks(
         writer
             .as_mut()
             .write(&[&id.0, &next.chunks, &next.tasks, &(chunk.len() as i32)])
-            .await?;
+            .await
+            .during("COPY_CHUNKS")?;
         next.tasks += chunk.len() as i64;
         next.chunks += 1;
     }
-    writer.finish().await?;
+    writer.finish().await.during("COPY_CHUNKS")?;
     Ok(next)
 }
 
@@ -212,7 +248,8 @@ pub async fn claim_chunk(
 ) -> Result<Option<ClaimedChunk>, StoreError> {
     let Some(row) = client
         .query_opt(CLAIM_CHUNK, &[&owner, &lease.as_secs_f64()])
-        .await?
+        .await
+        .during("CLAIM_CHUNK")?
     else {
         return Ok(None);
     };
@@ -225,13 +262,17 @@ pub async fn claim_chunk(
             CHUNK_TASKS,
             &[&job_id.0, &first_task, &i64::from(task_count)],
         )
-        .await?;
+        .await
+        .during("CHUNK_TASKS")?;
     let mut operation = None;
+    let mut bucket_grant = None;
     let mut tasks = Vec::with_capacity(rows.len());
     for row in &rows {
         if operation.is_none() {
             let Json(op): Json<Operation> = row.try_get(4)?;
             operation = Some(op);
+            let grant: Option<Json<Option<BucketGrant>>> = row.try_get(5)?;
+            bucket_grant = grant.and_then(|Json(grant)| grant);
         }
         tasks.push(Task {
             number: row.try_get(0)?,
@@ -249,6 +290,7 @@ pub async fn claim_chunk(
         job_id,
         chunk_number,
         operation,
+        bucket_grant,
         tasks,
     }))
 }
@@ -270,7 +312,8 @@ pub async fn extend_lease(
                 &lease.as_secs_f64(),
             ],
         )
-        .await?;
+        .await
+        .during("EXTEND_LEASE")?;
     Ok(updated == 1)
 }
 
@@ -288,20 +331,24 @@ pub async fn complete_chunk(
     unstarted: Option<(i64, usize)>,
     now: DateTime<Utc>,
 ) -> Result<Option<Job>, StoreError> {
-    let tx = client.transaction().await?;
+    let tx = client.transaction().await.during("BEGIN")?;
     let (id, number) = (&chunk.job_id.0, &chunk.chunk_number);
     let released = match unstarted {
-        None => tx.execute(RELEASE_CHUNK, &[id, number, &owner]).await?,
+        None => tx
+            .execute(RELEASE_CHUNK, &[id, number, &owner])
+            .await
+            .during("RELEASE_CHUNK")?,
         Some((first_task, count)) => {
             let count = count as i32;
             tx.execute(SHRINK_CHUNK, &[id, number, &owner, &first_task, &count])
-                .await?
+                .await
+                .during("SHRINK_CHUNK")?
         }
     };
     if released == 0 {
         return Ok(None);
     }
-    let sink = tx.copy_in(COPY_RESULTS).await?;
+    let sink = tx.copy_in(COPY_RESULTS).await.during("COPY_RESULTS")?;
     let writer = BinaryCopyInWriter::new(
         sink,
         &[
@@ -327,9 +374,10 @@ pub async fn complete_chunk(
                 &result.result_message,
                 &now,
             ])
-            .await?;
+            .await
+            .during("COPY_RESULTS")?;
     }
-    writer.finish().await?;
+    writer.finish().await.during("COPY_RESULTS")?;
     // The job row is locked last, so the COPY above never holds up commands.
     let job = jobs::lock(&tx, chunk.job_id, None).await?;
     let succeeded = results.iter().filter(|r| r.succeeded).count() as u64;
@@ -345,8 +393,9 @@ pub async fn complete_chunk(
         NOTIFY_PROGRESS,
         &[&PROGRESS_CHANNEL, &chunk.job_id.to_string()],
     )
-    .await?;
-    tx.commit().await?;
+    .await
+    .during("NOTIFY_PROGRESS")?;
+    tx.commit().await.during("COMMIT")?;
     Ok(Some(job))
 }
 
@@ -358,7 +407,7 @@ pub async fn finish_draining(
     id: JobId,
     now: DateTime<Utc>,
 ) -> Result<Option<Job>, StoreError> {
-    let tx = client.transaction().await?;
+    let tx = client.transaction().await.during("BEGIN")?;
     let job = jobs::lock(&tx, id, None).await?;
     if !matches!(
         job.status,
@@ -367,7 +416,11 @@ pub async fn finish_draining(
     {
         return Ok(None);
     }
-    let live: i64 = tx.query_one(LIVE_CHUNKS, &[&id.0]).await?.try_get(0)?;
+    let live: i64 = tx
+        .query_one(LIVE_CHUNKS, &[&id.0])
+        .await
+        .during("LIVE_CHUNKS")?
+        .try_get(0)?;
     if live > 0 {
         return Ok(None);
     }
@@ -378,9 +431,11 @@ pub async fn finish_draining(
         Err(other) => return Err(other),
     };
     if job.status.is_terminal() {
-        tx.execute(DELETE_CHUNKS, &[&id.0]).await?;
+        tx.execute(DELETE_CHUNKS, &[&id.0])
+            .await
+            .during("DELETE_CHUNKS")?;
     }
-    tx.commit().await?;
+    tx.commit().await.during("COMMIT")?;
     Ok(Some(job))
 }
 
@@ -402,20 +457,29 @@ pub async fn try_execute(
 /// Removes the tasks and chunks written so far for a job being prepared in
 /// `tx` (its preparation failed).
 pub async fn discard_prepared(tx: &Transaction<'_>, id: JobId) -> Result<(), StoreError> {
-    tx.execute(DELETE_CHUNKS, &[&id.0]).await?;
-    tx.execute(DELETE_TASKS, &[&id.0]).await?;
+    tx.execute(DELETE_CHUNKS, &[&id.0])
+        .await
+        .during("DELETE_CHUNKS")?;
+    tx.execute(DELETE_TASKS, &[&id.0])
+        .await
+        .during("DELETE_TASKS")?;
     Ok(())
 }
 
 /// Takes the scheduler lock for the rest of `tx`, waiting for other schedulers.
 pub async fn take_scheduler_lock(tx: &Transaction<'_>) -> Result<(), StoreError> {
-    tx.execute(TAKE_SCHEDULER_LOCK, &[&SCHEDULER_LOCK]).await?;
+    tx.execute(TAKE_SCHEDULER_LOCK, &[&SCHEDULER_LOCK])
+        .await
+        .during("TAKE_SCHEDULER_LOCK")?;
     Ok(())
 }
 
 /// Every job that holds or waits for an active slot.
 pub async fn slot_candidates(tx: &Transaction<'_>) -> Result<Vec<SlotCandidate>, StoreError> {
-    let rows = tx.query(SLOT_CANDIDATES, &[]).await?;
+    let rows = tx
+        .query(SLOT_CANDIDATES, &[])
+        .await
+        .during("SLOT_CANDIDATES")?;
     rows.iter()
         .map(|row| {
             let status: String = row.try_get(2)?;
@@ -439,7 +503,8 @@ pub async fn suspended_before(
 ) -> Result<Vec<JobId>, StoreError> {
     let rows = client
         .query(SUSPENDED_SINCE_BEFORE, &[&cutoff, &(limit as i64)])
-        .await?;
+        .await
+        .during("SUSPENDED_SINCE_BEFORE")?;
     rows.iter().map(|row| Ok(JobId(row.try_get(0)?))).collect()
 }
 
@@ -455,7 +520,8 @@ pub async fn results_page(
 ) -> Result<Vec<(TaskRow, TaskResult)>, StoreError> {
     let rows = client
         .query(RESULTS_PAGE, &[&id.0, &after, &succeeded, &(limit as i64)])
-        .await?;
+        .await
+        .during("RESULTS_PAGE")?;
     rows.iter()
         .map(|row| {
             Ok((
@@ -479,10 +545,14 @@ pub async fn results_page(
 /// Whether nothing of a draining job is in flight: no preparer holds it and
 /// no chunk has a live lease.
 pub async fn is_drained(client: &mut Client, id: JobId) -> Result<bool, StoreError> {
-    let tx = client.transaction().await?;
+    let tx = client.transaction().await.during("BEGIN")?;
     if !try_lock_job(&tx, id).await? {
         return Ok(false);
     }
-    let live: i64 = tx.query_one(LIVE_CHUNKS, &[&id.0]).await?.try_get(0)?;
+    let live: i64 = tx
+        .query_one(LIVE_CHUNKS, &[&id.0])
+        .await
+        .during("LIVE_CHUNKS")?
+        .try_get(0)?;
     Ok(live == 0)
 }

@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use batchops::config::{DatabaseConfig, ServeConfig};
+use batchops::config::ServeConfig;
 use batchops::proto::{self as pb, job_service_client::JobServiceClient};
 use tokio::sync::oneshot;
 use tokio_postgres::NoTls;
@@ -162,6 +162,8 @@ pub struct Settings {
     pub invoke_allowlist: String,
     pub run_engine: bool,
     pub report_rows_per_file: u64,
+    /// Further `serve` flags, e.g. `--max-tasks-per-job=10`.
+    pub extra: Vec<String>,
 }
 
 impl Default for Settings {
@@ -176,6 +178,7 @@ impl Default for Settings {
             invoke_allowlist: String::new(),
             run_engine: true,
             report_rows_per_file: 1_000_000,
+            extra: Vec::new(),
         }
     }
 }
@@ -280,6 +283,49 @@ pub fn put_object(root: &Path, bucket: &str, key: &str, content: &[u8]) -> PathB
     path
 }
 
+/// The `serve` configuration of a test server, parsed from flags as the
+/// binary parses them (so every other flag keeps its default).
+pub fn serve_config(
+    address: std::net::SocketAddr,
+    database_url: &str,
+    objects: &Path,
+    settings: &Settings,
+) -> ServeConfig {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        config: ServeConfig,
+    }
+    let mut args = vec![
+        "serve".to_owned(),
+        format!("--listen={address}"),
+        format!("--database-url={database_url}"),
+        "--database-pool-size=8".to_owned(),
+        format!("--data-dir={}", objects.join("unused-data-dir").display()),
+        format!("--object-store={}", objects.display()),
+        format!("--max-active-jobs={}", settings.max_active_jobs),
+        format!("--task-concurrency={}", settings.task_concurrency),
+        format!("--chunk-size={}", settings.chunk_size),
+        "--lease-seconds=30".to_owned(),
+        format!("--poll-interval-ms={}", settings.poll_interval_ms),
+        format!(
+            "--suspension-limit-seconds={}",
+            settings.suspension_limit_seconds
+        ),
+        format!("--task-max-attempts={}", settings.task_max_attempts),
+        "--retry-base-delay-ms=10".to_owned(),
+        format!("--invoke-allowlist={}", settings.invoke_allowlist),
+        format!("--report-rows-per-file={}", settings.report_rows_per_file),
+        "--watch-heartbeat-ms=200".to_owned(),
+    ];
+    if !settings.run_engine {
+        args.push("--no-engine".to_owned());
+    }
+    args.extend(settings.extra.iter().cloned());
+    Serve::parse_from(args).config
+}
+
 pub async fn spawn_server(
     database_url: &str,
     objects: &Path,
@@ -291,35 +337,7 @@ pub async fn spawn_server(
 ) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let config = ServeConfig {
-        listen: address,
-        database: DatabaseConfig {
-            database_url: Some(database_url.to_owned()),
-            database_pool_size: 8,
-            data_dir: objects.join("unused-data-dir"),
-            postgres_bin_dir: None,
-        },
-        object_store: objects.display().to_string(),
-        max_active_jobs: settings.max_active_jobs,
-        task_concurrency: settings.task_concurrency,
-        chunk_size: settings.chunk_size,
-        lease_seconds: 30,
-        poll_interval_ms: settings.poll_interval_ms,
-        suspension_limit_seconds: settings.suspension_limit_seconds,
-        task_max_attempts: settings.task_max_attempts,
-        retry_base_delay_ms: 10,
-        invoke_allowlist: settings.invoke_allowlist.clone(),
-        no_engine: !settings.run_engine,
-        report_rows_per_file: settings.report_rows_per_file,
-        watch_heartbeat_ms: 200,
-        metrics_listen: None,
-        auth_tokens: None,
-        max_streams_per_caller: 100,
-        max_request_bytes: 1 << 20,
-        tls_cert: None,
-        tls_key: None,
-        tls_client_ca: None,
-    };
+    let config = serve_config(address, database_url, objects, settings);
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
         batchops::server::serve(config, listener, async {
