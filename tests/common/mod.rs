@@ -494,6 +494,8 @@ pub struct Reply {
     pub status: u16,
     pub body: String,
     pub delay: Duration,
+    /// Extra response headers, e.g. `Location`.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Reply {
@@ -509,6 +511,7 @@ impl Reply {
             status: 200,
             body: body.to_string(),
             delay: Duration::ZERO,
+            headers: Vec::new(),
         }
     }
 
@@ -517,6 +520,15 @@ impl Reply {
             status,
             body: body.into(),
             delay: Duration::ZERO,
+            headers: Vec::new(),
+        }
+    }
+
+    /// A redirect to `location`, with a body that a follower would not see.
+    pub fn redirect(status: u16, location: &str) -> Reply {
+        Reply {
+            headers: vec![("Location".into(), location.into())],
+            ..Reply::raw(status, "redirect body")
         }
     }
 }
@@ -527,6 +539,8 @@ pub struct Call {
     pub event: serde_json::Value,
     /// The decoded key of the event's task.
     pub key: String,
+    /// The request target (path and query) as received.
+    pub path: String,
     pub started: chrono::DateTime<chrono::Utc>,
 }
 
@@ -537,6 +551,8 @@ type Handler = dyn Fn(&serde_json::Value, &str, usize) -> Reply + Send + Sync;
 /// was called before.
 pub struct TestEndpoint {
     pub url: String,
+    /// `http://127.0.0.1:PORT`, for other paths on the same endpoint.
+    pub base: String,
     pub calls: std::sync::Arc<std::sync::Mutex<Vec<Call>>>,
     handle: tokio::task::JoinHandle<()>,
 }
@@ -547,6 +563,7 @@ impl TestEndpoint {
     ) -> TestEndpoint {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/invoke", listener.local_addr().unwrap());
+        let base = format!("http://{}", listener.local_addr().unwrap());
         let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Call>::new()));
         let handler: std::sync::Arc<Handler> = std::sync::Arc::new(handler);
         let recorded = calls.clone();
@@ -562,7 +579,12 @@ impl TestEndpoint {
                 });
             }
         });
-        TestEndpoint { url, calls, handle }
+        TestEndpoint {
+            url,
+            base,
+            calls,
+            handle,
+        }
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -598,6 +620,16 @@ async fn serve_one(
             break end + 4;
         }
     };
+    let request_line = String::from_utf8_lossy(&buffer[..header_end])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let path = request_line
+        .split(' ')
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
     let head = String::from_utf8_lossy(&buffer[..header_end]).to_lowercase();
     let length: usize = head
         .lines()
@@ -623,14 +655,20 @@ async fn serve_one(
         calls.push(Call {
             event: event.clone(),
             key: key.clone(),
+            path,
             started: chrono::Utc::now(),
         });
         previous
     };
     let reply = handler(&event, &key, previous);
     tokio::time::sleep(reply.delay).await;
+    let headers: String = reply
+        .headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let response = format!(
-        "HTTP/1.1 {} Reply\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        "HTTP/1.1 {} Reply\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n{}",
         reply.status,
         reply.body.len(),
         reply.body
