@@ -117,7 +117,15 @@ impl DirectoryStore {
                 }
                 other => other,
             };
-            current = Some(opened.map_err(|error| walk_error(location, error))?);
+            current = Some(opened.map_err(|error| match error {
+                // O_DIRECTORY | O_NOFOLLOW on a link fails with ENOTDIR on
+                // some systems and ELOOP on others: look at what it is.
+                Errno::NOTDIR | Errno::LOOP if is_link(at, part) => denied(
+                    location,
+                    "the path goes through a symbolic link, which this store does not follow",
+                ),
+                other => walk_error(location, other),
+            })?);
         }
         match current {
             Some(fd) => Ok(fd),
@@ -183,43 +191,63 @@ impl DirectoryStore {
                 return;
             }
         };
-        let mut stack = vec![(start, prefix.as_ref().to_owned())];
-        while let Some((directory, base)) = stack.pop() {
-            let entries = match sorted_entries(&directory) {
-                Ok(entries) => entries,
-                Err(error) => {
-                    let _ = sender.blocking_send(Err(generic(prefix, error)));
-                    return;
-                }
-            };
-            // Directories go on the stack in reverse so they pop in order.
-            let mut directories = Vec::new();
-            for name in entries {
-                let Some(location) = child_location(&base, &name) else {
-                    continue;
-                };
-                let Ok(stat) =
-                    rustix::fs::statat(&directory, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
-                else {
-                    continue;
-                };
-                let kind = FileType::from_raw_mode(stat.st_mode as _);
-                // A closed receiver ends the walk.
-                if kind == FileType::RegularFile
-                    && sender
-                        .blocking_send(Ok(meta(location.clone(), &stat)))
-                        .is_err()
-                {
-                    return;
-                }
-                if kind == FileType::Directory
-                    && let Ok(fd) = open_directory(directory.as_fd(), &name)
-                {
-                    directories.push((fd, location.as_ref().to_owned()));
-                }
+        // Depth first, each directory's entries in name order, so keys come
+        // out sorted the way S3 lists them (bar '/' sorting as a separator).
+        let mut stack: Vec<Frame> = Vec::new();
+        match Frame::open(start, prefix.as_ref().to_owned()) {
+            Ok(frame) => stack.push(frame),
+            Err(error) => {
+                let _ = sender.blocking_send(Err(generic(prefix, error)));
+                return;
             }
-            stack.extend(directories.into_iter().rev());
         }
+        while let Some(frame) = stack.last_mut() {
+            let Some(name) = frame.names.next() else {
+                stack.pop();
+                continue;
+            };
+            let Some(location) = child_location(&frame.base, &name) else {
+                continue;
+            };
+            let Ok(stat) =
+                rustix::fs::statat(&frame.directory, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+            else {
+                continue;
+            };
+            match FileType::from_raw_mode(stat.st_mode as _) {
+                FileType::RegularFile => {
+                    if sender.blocking_send(Ok(meta(location, &stat))).is_err() {
+                        return; // the consumer stopped listening
+                    }
+                }
+                FileType::Directory => {
+                    let child = open_directory(frame.directory.as_fd(), &name)
+                        .and_then(|fd| Frame::open(fd, location.as_ref().to_owned()));
+                    if let Ok(child) = child {
+                        stack.push(child);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A directory being listed: its descriptor, its path and the names left.
+struct Frame {
+    directory: OwnedFd,
+    base: String,
+    names: std::vec::IntoIter<String>,
+}
+
+impl Frame {
+    fn open(directory: OwnedFd, base: String) -> rustix::io::Result<Frame> {
+        let names = sorted_entries(&directory)?.into_iter();
+        Ok(Frame {
+            directory,
+            base,
+            names,
+        })
     }
 }
 
@@ -501,6 +529,12 @@ impl DirectoryStore {
     }
 }
 
+/// Whether `name` in `at` is a symbolic link.
+fn is_link(at: BorrowedFd<'_>, name: &str) -> bool {
+    rustix::fs::statat(at, name, AtFlags::SYMLINK_NOFOLLOW)
+        .is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode as _) == FileType::Symlink)
+}
+
 /// The segments of a path; none for the root.
 fn parts_of(path: &Path) -> Vec<&str> {
     if path.as_ref().is_empty() {
@@ -627,4 +661,113 @@ fn etag(stat: &Stat) -> String {
         micros.max(0) as u128,
         stat.st_size as u64
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::TryStreamExt;
+
+    fn store() -> (tempfile::TempDir, DirectoryStore) {
+        let root = tempfile::tempdir().unwrap();
+        let store = DirectoryStore::open(root.path()).unwrap();
+        (root, store)
+    }
+
+    #[tokio::test]
+    async fn objects_round_trip_and_list_in_name_order() {
+        let (root, store) = store();
+        for key in ["b/2", "a", "b/1", "c d"] {
+            let path = Path::parse(format!("bucket/{key}")).unwrap();
+            store
+                .put(&path, key.as_bytes().to_vec().into())
+                .await
+                .unwrap();
+        }
+        let read = store
+            .get(&Path::parse("bucket/b/1").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(read.bytes().await.unwrap().as_ref(), b"b/1");
+        let listed: Vec<String> = store
+            .list(Some(&Path::parse("bucket").unwrap()))
+            .map_ok(|meta| meta.location.to_string())
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(
+            listed,
+            ["bucket/a", "bucket/b/1", "bucket/b/2", "bucket/c d"]
+        );
+        let level = store
+            .list_with_delimiter(Some(&Path::parse("bucket").unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(level.objects.len(), 2);
+        assert_eq!(level.common_prefixes, [Path::parse("bucket/b").unwrap()]);
+        // Nothing staged is left behind.
+        let names: Vec<_> = std::fs::read_dir(root.path().join("bucket"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.starts_with(STAGING_PREFIX)),
+            "{names:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn multipart_uploads_appear_only_when_complete() {
+        let (_root, store) = store();
+        let path = Path::parse("bucket/big").unwrap();
+        let mut upload = store.put_multipart(&path).await.unwrap();
+        let first = upload.put_part(vec![1u8; 10].into());
+        let second = upload.put_part(vec![2u8; 5].into());
+        futures::future::try_join(second, first).await.unwrap();
+        assert!(
+            store.head(&path).await.is_err(),
+            "not visible before complete"
+        );
+        upload.complete().await.unwrap();
+        let bytes = store.get(&path).await.unwrap().bytes().await.unwrap();
+        assert_eq!(bytes.as_ref(), [[1u8; 10].as_slice(), &[2u8; 5]].concat());
+        let aborted = Path::parse("bucket/aborted").unwrap();
+        let mut upload = store.put_multipart(&aborted).await.unwrap();
+        upload.put_part(vec![3u8; 4].into()).await.unwrap();
+        upload.abort().await.unwrap();
+        let listed: Vec<ObjectMeta> = store.list(None).try_collect().await.unwrap();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+    }
+
+    #[tokio::test]
+    async fn copies_deletes_and_conditional_writes() {
+        let (_root, store) = store();
+        let from = Path::parse("bucket/from").unwrap();
+        let to = Path::parse("other/deep/to").unwrap();
+        store.put(&from, b"data".to_vec().into()).await.unwrap();
+        store.copy(&from, &to).await.unwrap();
+        assert!(matches!(
+            store.copy_if_not_exists(&from, &to).await,
+            Err(object_store::Error::AlreadyExists { .. })
+        ));
+        store.delete(&to).await.unwrap();
+        assert!(matches!(
+            store.delete(&to).await,
+            Err(object_store::Error::NotFound { .. })
+        ));
+        let etag = store.head(&from).await.unwrap().e_tag.unwrap();
+        let options = GetOptions {
+            if_match: Some("other".into()),
+            ..GetOptions::default()
+        };
+        assert!(matches!(
+            store.get_opts(&from, options).await,
+            Err(object_store::Error::Precondition { .. })
+        ));
+        let options = GetOptions {
+            if_match: Some(etag),
+            ..GetOptions::default()
+        };
+        assert!(store.get_opts(&from, options).await.is_ok());
+    }
 }
