@@ -215,10 +215,11 @@ impl DirectoryStore {
                 continue;
             };
             match FileType::from_raw_mode(stat.st_mode as _) {
-                FileType::RegularFile => {
-                    if sender.blocking_send(Ok(meta(location, &stat))).is_err() {
-                        return; // the consumer stopped listening
-                    }
+                // The consumer stopped listening.
+                FileType::RegularFile
+                    if sender.blocking_send(Ok(meta(location, &stat))).is_err() =>
+                {
+                    return;
                 }
                 FileType::Directory => {
                     let child = open_directory(frame.directory.as_fd(), &name)
