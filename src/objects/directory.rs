@@ -217,7 +217,9 @@ impl DirectoryStore {
             match FileType::from_raw_mode(stat.st_mode as _) {
                 // The consumer stopped listening.
                 FileType::RegularFile
-                    if sender.blocking_send(Ok(meta(location, &stat))).is_err() =>
+                    if sender
+                        .blocking_send(Ok(meta(location.clone(), &stat)))
+                        .is_err() =>
                 {
                     return;
                 }
