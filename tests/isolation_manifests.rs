@@ -1,7 +1,7 @@
 //! Attacks through manifests and preparation, against the real server: a
-//! poison line that would become a huge failure reason, a huge manifest that
-//! would hold up every other account, too many tasks, an inventory listing a
-//! file twice, and prefixes that would fail a job only after its work.
+//! poison line that would become a huge failure reason, too many tasks, an
+//! inventory listing a file twice, and prefixes that would fail a job only
+//! after its work.
 
 mod common;
 
@@ -115,46 +115,6 @@ async fn a_poison_line_fails_its_job_with_a_short_reason_and_holds_up_nobody() {
     }
     // and the other account's job ran.
     wait_for_status(&mut server.client, OTHER_ACCOUNT, &other, S::Complete).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_huge_manifest_does_not_hold_up_another_accounts_job() {
-    // Given a top-priority job of one account whose manifest has 2,000,000
-    // lines, being prepared,
-    let mut server = TestServer::start().await;
-    let mut big = String::with_capacity(2_000_000 * 16);
-    for n in 0..2_000_000 {
-        big.push_str("data,k");
-        big.push_str(&n.to_string());
-        big.push('\n');
-    }
-    server.put_object("data", "big.csv", big.as_bytes());
-    drop(big);
-    server.put_object("data", "small.csv", b"data,object\n");
-    server.put_object("data", "object", b"content");
-    let mut request = job_of(ACCOUNT, "big", "big.csv");
-    request.priority = i32::MAX;
-    let huge = server.create(request).await;
-    wait_for(&mut server.client, &huge, S::Preparing).await;
-
-    // when another account creates a one-object job,
-    let small = server
-        .create(job_of(OTHER_ACCOUNT, "small", "small.csv"))
-        .await;
-
-    // then that job completes while the huge one is still being prepared.
-    wait_for_status(&mut server.client, OTHER_ACCOUNT, &small, S::Complete).await;
-    let job = describe(&mut server.client, &huge).await;
-    assert_eq!(
-        job.status,
-        S::Preparing as i32,
-        "the huge manifest was prepared before the small job completed"
-    );
-    server
-        .update_status(&huge, S::Cancelled, "done with it")
-        .await
-        .unwrap();
-    wait_for(&mut server.client, &huge, S::Cancelled).await;
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ use tracing::{info, instrument};
 use super::auth::Access;
 use super::page_token::{self, PageTokens};
 use super::{ApiError, convert};
+use crate::domain::text::clip;
 use crate::domain::{Command, JobId, JobStatus};
 use crate::engine::Wakers;
 use crate::metrics::Metrics;
@@ -77,7 +78,7 @@ const RESULTS_PAGE: usize = 1000;
 
 #[tonic::async_trait]
 impl JobService for JobApi {
-    #[instrument(skip_all, fields(account_id = %request.get_ref().account_id))]
+    #[instrument(skip_all, fields(account_id = %clip(&request.get_ref().account_id)))]
     async fn create_job(
         &self,
         request: Request<pb::CreateJobRequest>,
@@ -106,7 +107,7 @@ impl JobService for JobApi {
         }))
     }
 
-    #[instrument(skip_all, fields(job_id = %request.get_ref().job_id))]
+    #[instrument(skip_all, fields(job_id = %clip(&request.get_ref().job_id)))]
     async fn describe_job(
         &self,
         request: Request<pb::DescribeJobRequest>,
@@ -120,7 +121,7 @@ impl JobService for JobApi {
         }))
     }
 
-    #[instrument(skip_all, fields(account_id = %request.get_ref().account_id))]
+    #[instrument(skip_all, fields(account_id = %clip(&request.get_ref().account_id)))]
     async fn list_jobs(
         &self,
         request: Request<pb::ListJobsRequest>,
@@ -157,7 +158,7 @@ impl JobService for JobApi {
         }))
     }
 
-    #[instrument(skip_all, fields(job_id = %request.get_ref().job_id))]
+    #[instrument(skip_all, fields(job_id = %clip(&request.get_ref().job_id)))]
     async fn update_job_status(
         &self,
         request: Request<pb::UpdateJobStatusRequest>,
@@ -191,7 +192,7 @@ impl JobService for JobApi {
         }))
     }
 
-    #[instrument(skip_all, fields(job_id = %request.get_ref().job_id))]
+    #[instrument(skip_all, fields(job_id = %clip(&request.get_ref().job_id)))]
     async fn update_job_priority(
         &self,
         request: Request<pb::UpdateJobPriorityRequest>,
@@ -214,7 +215,7 @@ impl JobService for JobApi {
         }))
     }
 
-    #[instrument(skip_all, fields(job_id = %request.get_ref().job_id))]
+    #[instrument(skip_all, fields(job_id = %clip(&request.get_ref().job_id)))]
     async fn put_job_tagging(
         &self,
         request: Request<pb::PutJobTaggingRequest>,
@@ -235,7 +236,7 @@ impl JobService for JobApi {
         }))
     }
 
-    #[instrument(skip_all, fields(job_id = %request.get_ref().job_id))]
+    #[instrument(skip_all, fields(job_id = %clip(&request.get_ref().job_id)))]
     async fn get_job_tagging(
         &self,
         request: Request<pb::GetJobTaggingRequest>,
@@ -249,7 +250,7 @@ impl JobService for JobApi {
         }))
     }
 
-    #[instrument(skip_all, fields(job_id = %request.get_ref().job_id))]
+    #[instrument(skip_all, fields(job_id = %clip(&request.get_ref().job_id)))]
     async fn delete_job_tagging(
         &self,
         request: Request<pb::DeleteJobTaggingRequest>,
@@ -271,7 +272,7 @@ impl JobService for JobApi {
 
     type WatchJobsStream = WatchStream;
 
-    #[instrument(skip_all, fields(account_id = %request.get_ref().account_id))]
+    #[instrument(skip_all, fields(account_id = %clip(&request.get_ref().account_id)))]
     async fn watch_jobs(
         &self,
         request: Request<pb::WatchJobsRequest>,
@@ -312,7 +313,7 @@ impl JobService for JobApi {
 
     type ListJobTaskResultsStream = ResultsStream;
 
-    #[instrument(skip_all, fields(job_id = %request.get_ref().job_id))]
+    #[instrument(skip_all, fields(job_id = %clip(&request.get_ref().job_id)))]
     async fn list_job_task_results(
         &self,
         request: Request<pb::ListJobTaskResultsRequest>,
@@ -341,7 +342,7 @@ impl JobService for JobApi {
 
     type GetJobHistoryStream = HistoryStream;
 
-    #[instrument(skip_all, fields(job_id = %request.get_ref().job_id))]
+    #[instrument(skip_all, fields(job_id = %clip(&request.get_ref().job_id)))]
     async fn get_job_history(
         &self,
         request: Request<pb::GetJobHistoryRequest>,

@@ -20,6 +20,15 @@ pub fn quoted(text: &str) -> String {
     }
 }
 
+/// At most [`EXCERPT_CHARS`] characters of `text`, borrowed: for log fields
+/// that carry request input (ids and accounts as the caller sent them).
+pub fn clip(text: &str) -> &str {
+    match text.char_indices().nth(EXCERPT_CHARS) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
 /// `text` cut at a character boundary to at most `max` bytes, marked with
 /// an ellipsis when cut.
 pub fn truncated(text: &str, max: usize) -> String {
@@ -51,6 +60,12 @@ mod tests {
         assert!(excerpt.ends_with("(6000000 bytes)"), "{excerpt}");
         let wide = "é".repeat(100);
         assert!(quoted(&wide).contains('…'));
+    }
+
+    #[test]
+    fn clipping_borrows_at_most_the_excerpt() {
+        assert_eq!(clip("abc"), "abc");
+        assert_eq!(clip(&"é".repeat(1000)).chars().count(), EXCERPT_CHARS);
     }
 
     #[test]

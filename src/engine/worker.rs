@@ -17,34 +17,49 @@ use tracing::{Instrument, debug, info_span, warn};
 use uuid::Uuid;
 
 use super::{Engine, Round, Wakers, run_rounds};
-use crate::domain::{JobStatus, Operation};
+use crate::domain::{AccountId, JobStatus, Operation};
 use crate::objects::operations::TaskOperation;
 use crate::store::{ClaimedChunk, StoreError, Task, TaskResult, tasks};
 
 pub(super) async fn run(engine: Engine, permits: Arc<Semaphore>, shutdown: CancellationToken) {
     let owner = Uuid::new_v4();
+    // The account served last: the next claim goes to the account after it.
+    let last_account = std::sync::Mutex::new(None);
     run_rounds(
         &engine,
         "worker",
         &engine.wakers.workers,
         &shutdown,
         || async {
-            Ok(if work_once(&engine, owner, &permits).await? {
-                Round::MoreWork
-            } else {
-                Round::Idle
-            })
+            Ok(
+                if work_once(&engine, owner, &permits, &last_account).await? {
+                    Round::MoreWork
+                } else {
+                    Round::Idle
+                },
+            )
         },
     )
     .await;
 }
 
 /// Runs one chunk if there is one; returns whether there was.
-async fn work_once(engine: &Engine, owner: Uuid, permits: &Semaphore) -> Result<bool, StoreError> {
+async fn work_once(
+    engine: &Engine,
+    owner: Uuid,
+    permits: &Semaphore,
+    last_account: &std::sync::Mutex<Option<AccountId>>,
+) -> Result<bool, StoreError> {
     let mut client = engine.store.client().await?;
-    let Some(chunk) = tasks::claim_chunk(&client, owner, engine.config.lease).await? else {
+    let after = last_account
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let claimed = tasks::claim_chunk(&client, owner, engine.config.lease, after.as_ref()).await?;
+    let Some(chunk) = claimed else {
         return Ok(false);
     };
+    *last_account.lock().unwrap_or_else(|e| e.into_inner()) = Some(chunk.account_id.clone());
     debug!(job_id = %chunk.job_id, chunk = chunk.chunk_number, tasks = chunk.tasks.len(), "chunk claimed");
     let stop = AtomicBool::new(false);
     let span = info_span!("chunk", job_id = %chunk.job_id, chunk = chunk.chunk_number);

@@ -45,13 +45,18 @@ const JOBS_TO_PREPARE: &str = "
     ) waiting
     ORDER BY turn, created_at, job_id
     LIMIT $2";
+/// Accounts take turns: the next account after `$3` (in account order,
+/// wrapping around) that has a claimable chunk is served, and within it the
+/// highest-priority job. Priority orders an account's own jobs; it never
+/// lets one account's job hold the workers while another's waits.
 const CLAIM_CHUNK: &str = "
     WITH candidate AS (
-        SELECT c.job_id, c.chunk_number
+        SELECT c.job_id, c.chunk_number, j.account_id
         FROM task_chunks c JOIN jobs j ON j.job_id = c.job_id
         WHERE j.status = 'Active'
           AND (c.lease_expires_at IS NULL OR c.lease_expires_at < now())
-        ORDER BY j.priority DESC, j.created_at, c.chunk_number
+        ORDER BY j.account_id <= coalesce($3, ''), j.account_id,
+                 j.priority DESC, j.created_at, c.chunk_number
         LIMIT 1
         FOR UPDATE OF c SKIP LOCKED
         FOR SHARE OF j
@@ -62,7 +67,7 @@ const CLAIM_CHUNK: &str = "
         attempts = c.attempts + 1
     FROM candidate
     WHERE c.job_id = candidate.job_id AND c.chunk_number = candidate.chunk_number
-    RETURNING c.job_id, c.chunk_number, c.first_task, c.task_count";
+    RETURNING c.job_id, c.chunk_number, c.first_task, c.task_count, candidate.account_id";
 const CHUNK_TASKS: &str = "
     SELECT t.task_number, t.bucket, t.key, t.version_id, j.state -> 'spec' -> 'operation',
            j.state -> 'spec' -> 'bucket_grant'
@@ -132,6 +137,7 @@ pub struct TaskResult {
 #[derive(Debug, Clone)]
 pub struct ClaimedChunk {
     pub job_id: JobId,
+    pub account_id: AccountId,
     pub chunk_number: i64,
     pub operation: Operation,
     /// The buckets the job may use, when its token limited them.
@@ -240,14 +246,17 @@ pub async fn copy_tasks(
     Ok(next)
 }
 
-/// Leases the next chunk of the highest-priority Active job, if any.
+/// Leases the next chunk to run, if any: of the next account after
+/// `after_account` with work, its highest-priority Active job's.
 pub async fn claim_chunk(
     client: &Client,
     owner: Uuid,
     lease: Duration,
+    after_account: Option<&AccountId>,
 ) -> Result<Option<ClaimedChunk>, StoreError> {
+    let after_account = after_account.map(|account| account.0.as_str());
     let Some(row) = client
-        .query_opt(CLAIM_CHUNK, &[&owner, &lease.as_secs_f64()])
+        .query_opt(CLAIM_CHUNK, &[&owner, &lease.as_secs_f64(), &after_account])
         .await
         .during("CLAIM_CHUNK")?
     else {
@@ -257,6 +266,7 @@ pub async fn claim_chunk(
     let chunk_number: i64 = row.try_get(1)?;
     let first_task: i64 = row.try_get(2)?;
     let task_count: i32 = row.try_get(3)?;
+    let account_id = AccountId(row.try_get(4)?);
     let rows = client
         .query(
             CHUNK_TASKS,
@@ -288,6 +298,7 @@ pub async fn claim_chunk(
     })?;
     Ok(Some(ClaimedChunk {
         job_id,
+        account_id,
         chunk_number,
         operation,
         bucket_grant,
