@@ -9,50 +9,8 @@ use std::time::Duration;
 use batchops::proto as pb;
 use common::*;
 use pb::JobStatus as S;
-use tonic::transport::Channel;
 
 const OTHER_ACCOUNT: &str = "444455556666";
-
-/// A one-object checksum job of `account` over `data/<manifest>`.
-fn job_of(account: &str, token: &str, manifest: &str) -> pb::CreateJobRequest {
-    let mut request = checksum_job(token, Some(false));
-    request.account_id = account.into();
-    request.manifest.as_mut().unwrap().key = manifest.into();
-    request
-}
-
-async fn status_of(
-    client: &mut pb::job_service_client::JobServiceClient<Channel>,
-    account: &str,
-    job_id: &str,
-) -> pb::JobDescriptor {
-    client
-        .describe_job(pb::DescribeJobRequest {
-            account_id: account.into(),
-            job_id: job_id.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .job
-        .unwrap()
-}
-
-async fn wait_for_status(
-    client: &mut pb::job_service_client::JobServiceClient<Channel>,
-    account: &str,
-    job_id: &str,
-    status: S,
-) -> pb::JobDescriptor {
-    for _ in 0..1500 {
-        let job = status_of(client, account, job_id).await;
-        if job.status == status as i32 {
-            return job;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("job {job_id} never reached {status:?}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_manifest_does_not_hold_up_another_accounts_job() {
@@ -69,18 +27,18 @@ async fn a_huge_manifest_does_not_hold_up_another_accounts_job() {
     drop(big);
     server.put_object("data", "small.csv", b"data,object\n");
     server.put_object("data", "object", b"content");
-    let mut request = job_of(ACCOUNT, "big", "big.csv");
+    let mut request = checksum_job_of(ACCOUNT, "big", "big.csv");
     request.priority = i32::MAX;
     let huge = server.create(request).await;
     wait_for(&mut server.client, &huge, S::Preparing).await;
 
     // when another account creates a one-object job,
     let small = server
-        .create(job_of(OTHER_ACCOUNT, "small", "small.csv"))
+        .create(checksum_job_of(OTHER_ACCOUNT, "small", "small.csv"))
         .await;
 
     // then that job completes while the huge one is still being prepared.
-    wait_for_status(&mut server.client, OTHER_ACCOUNT, &small, S::Complete).await;
+    wait_for_of(&mut server.client, OTHER_ACCOUNT, &small, S::Complete).await;
     let job = describe(&mut server.client, &huge).await;
     assert_eq!(
         job.status,
@@ -134,7 +92,7 @@ async fn a_top_priority_job_does_not_hold_the_workers_from_another_account() {
         .await;
 
     // then it completes while the big job is still running.
-    wait_for_status(&mut server.client, OTHER_ACCOUNT, &small, S::Complete).await;
+    wait_for_of(&mut server.client, OTHER_ACCOUNT, &small, S::Complete).await;
     let job = describe(&mut server.client, &big).await;
     assert_eq!(
         job.status,

@@ -10,50 +10,8 @@ use std::time::Duration;
 use batchops::proto as pb;
 use common::*;
 use pb::JobStatus as S;
-use tonic::transport::Channel;
 
 const OTHER_ACCOUNT: &str = "444455556666";
-
-/// A one-object checksum job of `account` over `data/<manifest>`.
-fn job_of(account: &str, token: &str, manifest: &str) -> pb::CreateJobRequest {
-    let mut request = checksum_job(token, Some(false));
-    request.account_id = account.into();
-    request.manifest.as_mut().unwrap().key = manifest.into();
-    request
-}
-
-async fn status_of(
-    client: &mut pb::job_service_client::JobServiceClient<Channel>,
-    account: &str,
-    job_id: &str,
-) -> pb::JobDescriptor {
-    client
-        .describe_job(pb::DescribeJobRequest {
-            account_id: account.into(),
-            job_id: job_id.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .job
-        .unwrap()
-}
-
-async fn wait_for_status(
-    client: &mut pb::job_service_client::JobServiceClient<Channel>,
-    account: &str,
-    job_id: &str,
-    status: S,
-) -> pb::JobDescriptor {
-    for _ in 0..1500 {
-        let job = status_of(client, account, job_id).await;
-        if job.status == status as i32 {
-            return job;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("job {job_id} never reached {status:?}");
-}
 
 #[tokio::test]
 async fn a_poison_line_fails_its_job_with_a_short_reason_and_holds_up_nobody() {
@@ -63,7 +21,7 @@ async fn a_poison_line_fails_its_job_with_a_short_reason_and_holds_up_nobody() {
     server.put_object("data", "poison.csv", poison.as_bytes());
     server.put_object("data", "ok.csv", b"data,object\n");
     server.put_object("data", "object", b"content");
-    let mut request = job_of(ACCOUNT, "poison", "poison.csv");
+    let mut request = checksum_job_of(ACCOUNT, "poison", "poison.csv");
     request.priority = i32::MAX;
     let mut watch = server
         .client
@@ -79,7 +37,7 @@ async fn a_poison_line_fails_its_job_with_a_short_reason_and_holds_up_nobody() {
     // when it is prepared next to another account's job,
     let poisoned = server.create(request).await;
     let other = server
-        .create(job_of(OTHER_ACCOUNT, "other", "ok.csv"))
+        .create(checksum_job_of(OTHER_ACCOUNT, "other", "ok.csv"))
         .await;
 
     // then it fails with a reason that quotes a short excerpt,
@@ -114,7 +72,7 @@ async fn a_poison_line_fails_its_job_with_a_short_reason_and_holds_up_nobody() {
         }
     }
     // and the other account's job ran.
-    wait_for_status(&mut server.client, OTHER_ACCOUNT, &other, S::Complete).await;
+    wait_for_of(&mut server.client, OTHER_ACCOUNT, &other, S::Complete).await;
 }
 
 #[tokio::test]
@@ -128,7 +86,9 @@ async fn a_manifest_over_the_task_limit_fails_its_job() {
     server.put_object("data", "eleven.csv", lines(11).as_bytes());
     server.put_object("data", "ten.csv", lines(10).as_bytes());
 
-    let over = server.create(job_of(ACCOUNT, "eleven", "eleven.csv")).await;
+    let over = server
+        .create(checksum_job_of(ACCOUNT, "eleven", "eleven.csv"))
+        .await;
     let job = wait_for(&mut server.client, &over, S::Failed).await;
     assert_eq!(job.failure_reasons[0].failure_code, "TooManyTasks");
     assert!(
@@ -140,7 +100,9 @@ async fn a_manifest_over_the_task_limit_fails_its_job() {
     );
     assert_eq!(job.progress_summary.unwrap().total_number_of_tasks, 0);
 
-    let within = server.create(job_of(ACCOUNT, "ten", "ten.csv")).await;
+    let within = server
+        .create(checksum_job_of(ACCOUNT, "ten", "ten.csv"))
+        .await;
     let job = wait_for(&mut server.client, &within, S::Complete).await;
     assert_eq!(job.progress_summary.unwrap().total_number_of_tasks, 10);
 }

@@ -73,6 +73,18 @@ fn operation(operation: pb::operation::Operation) -> Option<pb::Operation> {
     })
 }
 
+/// A copy operation into `bucket` under `prefix`.
+fn copy_to(bucket: &str, prefix: &str) -> Option<pb::Operation> {
+    operation(pb::operation::Operation::PutObjectCopy(
+        pb::PutObjectCopyOperation {
+            target_bucket: bucket.into(),
+            target_key_prefix: prefix.into(),
+            metadata_directive: 0,
+            new_object_metadata: None,
+        },
+    ))
+}
+
 #[tokio::test]
 async fn links_inside_the_root_are_never_followed_by_tasks() {
     // Given links inside the root to a file, a directory and a bucket outside it,
@@ -160,14 +172,7 @@ async fn copies_and_reports_never_write_through_links() {
 
     // when a copy job copies into the linked bucket and reports into the other,
     let mut request = checksum_job("copy", Some(false));
-    request.operation = operation(pb::operation::Operation::PutObjectCopy(
-        pb::PutObjectCopyOperation {
-            target_bucket: "target".into(),
-            target_key_prefix: "copies/".into(),
-            metadata_directive: 0,
-            new_object_metadata: None,
-        },
-    ));
+    request.operation = copy_to("target", "copies/");
     request.report = Some(pb::JobReport {
         enabled: true,
         bucket: "reports".into(),
@@ -309,14 +314,7 @@ async fn task_messages_name_objects_not_server_paths() {
     // A copy onto a name that is a directory fails without naming a path.
     write_manifest(&server, &["data,a.txt".into()]);
     let mut request = checksum_job("onto-directory", Some(false));
-    request.operation = operation(pb::operation::Operation::PutObjectCopy(
-        pb::PutObjectCopyOperation {
-            target_bucket: "target".into(),
-            target_key_prefix: "copies/".into(),
-            metadata_directive: 0,
-            new_object_metadata: None,
-        },
-    ));
+    request.operation = copy_to("target", "copies/");
     let job = server.create(request).await;
     wait_for(&mut server.client, &job, S::Complete).await;
     let results = server.results(&job).await;

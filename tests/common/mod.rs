@@ -359,6 +359,15 @@ pub async fn connect(address: std::net::SocketAddr) -> JobServiceClient<Channel>
     panic!("server on {address} did not come up");
 }
 
+/// A one-object-per-line checksum job of `account` over `data/<manifest>`,
+/// without confirmation.
+pub fn checksum_job_of(account: &str, token: &str, manifest: &str) -> pb::CreateJobRequest {
+    let mut request = checksum_job(token, Some(false));
+    request.account_id = account.into();
+    request.manifest.as_mut().unwrap().key = manifest.into();
+    request
+}
+
 /// A checksum CreateJob request over a manifest at `data/manifest.csv`.
 pub fn checksum_job(token: &str, confirmation_required: Option<bool>) -> pb::CreateJobRequest {
     pb::CreateJobRequest {
@@ -389,9 +398,18 @@ pub fn checksum_job(token: &str, confirmation_required: Option<bool>) -> pb::Cre
 }
 
 pub async fn describe(client: &mut JobServiceClient<Channel>, job_id: &str) -> pb::JobDescriptor {
+    describe_of(client, ACCOUNT, job_id).await
+}
+
+/// DescribeJob for `account`.
+pub async fn describe_of(
+    client: &mut JobServiceClient<Channel>,
+    account: &str,
+    job_id: &str,
+) -> pb::JobDescriptor {
     client
         .describe_job(pb::DescribeJobRequest {
-            account_id: ACCOUNT.into(),
+            account_id: account.into(),
             job_id: job_id.into(),
         })
         .await
@@ -407,9 +425,19 @@ pub async fn wait_for(
     job_id: &str,
     status: pb::JobStatus,
 ) -> pb::JobDescriptor {
+    wait_for_of(client, ACCOUNT, job_id, status).await
+}
+
+/// [`wait_for`] for a job of `account`.
+pub async fn wait_for_of(
+    client: &mut JobServiceClient<Channel>,
+    account: &str,
+    job_id: &str,
+    status: pb::JobStatus,
+) -> pb::JobDescriptor {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let job = describe(client, job_id).await;
+        let job = describe_of(client, account, job_id).await;
         if job.status == status as i32 {
             return job;
         }
