@@ -345,12 +345,9 @@ async fn a_lost_database_is_unavailable_without_leaking_sql() {
         .into_inner()
         .job_id;
     let admin = {
-        let (client, connection) = tokio_postgres::connect(
-            "postgres://postgres@127.0.0.1:5432/postgres",
-            tokio_postgres::NoTls,
-        )
-        .await
-        .unwrap();
+        let (client, connection) = tokio_postgres::connect(admin_url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
         tokio::spawn(connection);
         client
     };

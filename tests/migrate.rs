@@ -1,16 +1,17 @@
 //! `batchops migrate` creates and migrates a database, and several processes
 //! starting together agree (the migration lock).
 
+mod common;
+
 use std::process::Command;
 
+use common::{admin_url, url_for};
 use tokio_postgres::NoTls;
-
-const BASE: &str = "postgres://postgres@127.0.0.1:5432";
 
 #[tokio::test]
 async fn concurrent_migrate_commands_create_and_migrate_the_database_once() {
     let name = format!("batchops_migrate_{}", uuid::Uuid::new_v4().simple());
-    let url = format!("{BASE}/{name}");
+    let url = url_for(&name);
     let children: Vec<_> = (0..3)
         .map(|_| {
             Command::new(env!("CARGO_BIN_EXE_batchops"))
@@ -45,9 +46,7 @@ async fn concurrent_migrate_commands_create_and_migrate_the_database_once() {
     drop(client);
     let _ = driver.await;
 
-    let (admin, connection) = tokio_postgres::connect(&format!("{BASE}/postgres"), NoTls)
-        .await
-        .unwrap();
+    let (admin, connection) = tokio_postgres::connect(admin_url(), NoTls).await.unwrap();
     tokio::spawn(connection);
     admin
         .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
@@ -56,9 +55,7 @@ async fn concurrent_migrate_commands_create_and_migrate_the_database_once() {
 }
 
 async fn database_exists(name: &str) -> bool {
-    let (admin, connection) = tokio_postgres::connect(&format!("{BASE}/postgres"), NoTls)
-        .await
-        .unwrap();
+    let (admin, connection) = tokio_postgres::connect(admin_url(), NoTls).await.unwrap();
     tokio::spawn(connection);
     admin
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
@@ -68,9 +65,7 @@ async fn database_exists(name: &str) -> bool {
 }
 
 async fn drop_database(name: &str) {
-    let (admin, connection) = tokio_postgres::connect(&format!("{BASE}/postgres"), NoTls)
-        .await
-        .unwrap();
+    let (admin, connection) = tokio_postgres::connect(admin_url(), NoTls).await.unwrap();
     tokio::spawn(connection);
     let _ = admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -87,7 +82,8 @@ async fn settings_come_from_flags_then_environment_then_the_config_file() {
     std::fs::write(
         &file,
         format!(
-            "database_url = \"{BASE}/{from_file}\"\ndatabase_pool_size = 3\nmax_active_jobs = 8\n"
+            "database_url = {:?}\ndatabase_pool_size = 3\nmax_active_jobs = 8\n",
+            url_for(&from_file)
         ),
     )
     .unwrap();
@@ -97,10 +93,10 @@ async fn settings_come_from_flags_then_environment_then_the_config_file() {
             .args(["migrate", "--config", file.to_str().unwrap()])
             .env_remove("BATCHOPS_DATABASE_URL");
         if let Some(env) = env {
-            command.env("BATCHOPS_DATABASE_URL", format!("{BASE}/{env}"));
+            command.env("BATCHOPS_DATABASE_URL", url_for(env));
         }
         if let Some(flag) = flag {
-            command.args(["--database-url", &format!("{BASE}/{flag}")]);
+            command.args(["--database-url", &url_for(flag)]);
         }
         command.output().unwrap()
     };
@@ -132,5 +128,24 @@ async fn settings_come_from_flags_then_environment_then_the_config_file() {
     assert!(
         stderr.contains("config file") && stderr.contains("batchops.toml"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn database_names_replace_those_of_urls_and_strings() {
+    assert_eq!(
+        common::postgres::with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
+        "postgres://postgres@127.0.0.1:5432/t1"
+    );
+    assert_eq!(
+        common::postgres::with_database("postgresql://u@h/db?sslmode=disable", "t2"),
+        "postgresql://u@h/t2?sslmode=disable"
+    );
+    assert_eq!(
+        common::postgres::with_database(
+            "host='/tmp/x/run' port=5432 user=postgres dbname=batchops",
+            "t3"
+        ),
+        "host='/tmp/x/run' port=5432 user=postgres dbname=batchops dbname=t3"
     );
 }

@@ -15,25 +15,14 @@ use tokio_postgres::NoTls;
 use tonic::transport::Channel;
 
 pub const ACCOUNT: &str = "111122223333";
-const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub mod postgres;
 
-fn admin_url() -> String {
-    std::env::var("BATCHOPS_TEST_ADMIN_URL").unwrap_or_else(|_| ADMIN_URL.to_owned())
-}
-
-fn url_for(database: &str) -> String {
-    let admin = admin_url();
-    let base = admin
-        .rsplit_once('/')
-        .map(|(base, _)| base)
-        .unwrap_or(&admin);
-    format!("{base}/{database}")
-}
+pub use postgres::{admin_url, url_for};
 
 async fn admin() -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(&admin_url(), NoTls)
+    let (client, connection) = tokio_postgres::connect(admin_url(), NoTls)
         .await
-        .expect("PostgreSQL must run on 127.0.0.1:5432 (see README)");
+        .expect("cannot connect to the tests' PostgreSQL");
     tokio::spawn(connection);
     client
 }
@@ -137,7 +126,7 @@ impl Drop for TestDb {
                 .build()
                 .unwrap();
             runtime.block_on(async {
-                if let Ok((client, connection)) = tokio_postgres::connect(&admin_url(), NoTls).await
+                if let Ok((client, connection)) = tokio_postgres::connect(admin_url(), NoTls).await
                 {
                     tokio::spawn(connection);
                     let _ = client
