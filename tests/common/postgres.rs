@@ -142,6 +142,8 @@ fn start_guardian(dir: &Path) {
     for _ in 0..2 {
         match std::fs::File::create_new(&pid_file) {
             Ok(_) => {
+                // Never waited for: it outlives this process on purpose.
+                #[allow(clippy::zombie_processes)]
                 let child = std::process::Command::new("sh")
                     .args(["-c", GUARDIAN, "guardian"])
                     .arg(dir)
