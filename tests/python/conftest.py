@@ -2,9 +2,11 @@
 database of its own, and the batchops.v1 stubs generated from proto/."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ADMIN_URL = os.environ.get("BATCHOPS_TEST_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+BINARY = os.environ.get("BATCHOPS_BIN", str(ROOT / "target" / "debug" / "batchops"))
 
 
 @pytest.fixture(scope="session")
@@ -40,12 +42,68 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_until_serving(process, log):
+    """Waits for the server's "serving" log line: it binds its port before
+    its database is ready, so an open port is not enough."""
+    deadline = time.time() + 60
+    while True:
+        assert process.poll() is None, log.read_text()
+        if "serving" in log.read_text():
+            return
+        assert time.time() < deadline, "server did not start"
+        time.sleep(0.05)
+
+
+def with_database(url, database):
+    """`url` naming `database`: a postgres:// URL's path, or a dbname appended."""
+    if "://" in url:
+        scheme, rest = url.split("://", 1)
+        location, _, query = rest.partition("?")
+        authority = location.split("/", 1)[0]
+        return f"{scheme}://{authority}/{database}" + (f"?{query}" if query else "")
+    return f"{url} dbname={database}"
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """The server the tests use: BATCHOPS_TEST_DATABASE_URL when set, else the
+    private cluster of a `batchops serve` that owns it for the session (the
+    same one `serve` runs without a database URL), on a Unix socket."""
+    url = os.environ.get("BATCHOPS_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    # Outside pytest's private (0700) temporary directories: when the tests run
+    # as root, the cluster runs as the postgres user, which must reach it.
+    home = Path(tempfile.mkdtemp(prefix="batchops-py-"))
+    home.chmod(0o755)
+    log = home / "owner.log"
+    port = free_port()
+    owner = subprocess.Popen(
+        [
+            BINARY, "serve", "--no-engine",
+            "--listen", f"127.0.0.1:{port}",
+            "--data-dir", str(home / "data"),
+            "--object-store", str(home / "objects"),
+        ],
+        stderr=open(log, "w"),
+        env={**os.environ, "RUST_LOG": "info"},
+    )
+    try:
+        wait_until_serving(owner, log)
+        socket_dir = home / "data" / "run"
+        yield f"host='{socket_dir}' port=5432 user=postgres dbname=postgres"
+    finally:
+        owner.terminate()
+        owner.wait(timeout=60)
+        shutil.rmtree(home, ignore_errors=True)
+
+
 @pytest.fixture
-def server(tmp_path):
+def server(tmp_path, postgres):
     """The real binary on a free loopback port with a database of its own."""
-    binary = os.environ.get("BATCHOPS_BIN", str(ROOT / "target" / "debug" / "batchops"))
+    binary = BINARY
     database = f"batchops_py_{uuid.uuid4().hex}"
-    base = ADMIN_URL.rsplit("/", 1)[0]
     port = free_port()
     objects = tmp_path / "objects"
     objects.mkdir()
@@ -53,30 +111,24 @@ def server(tmp_path):
         [
             binary, "serve",
             "--listen", f"127.0.0.1:{port}",
-            "--database-url", f"{base}/{database}",
+            "--database-url", with_database(postgres, database),
             "--object-store", str(objects),
             "--poll-interval-ms", "20",
         ],
         stderr=open(tmp_path / "server.log", "w"),
+        env={**os.environ, "RUST_LOG": "info"},
     )
     try:
-        deadline = time.time() + 30
-        while True:
-            assert process.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.time() < deadline, "server did not start"
-                time.sleep(0.05)
+        wait_until_serving(process, tmp_path / "server.log")
         yield f"127.0.0.1:{port}", objects
     finally:
         process.terminate()
         assert process.wait(timeout=30) == 0, "server did not shut down cleanly on SIGTERM"
-        subprocess.run(
-            ["psql", ADMIN_URL, "-qc", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"],
-            check=False,
-            capture_output=True,
-        )
+        if os.environ.get("BATCHOPS_TEST_DATABASE_URL") and shutil.which("psql"):
+            subprocess.run(
+                ["psql", postgres, "-qc", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"],
+                check=False,
+                capture_output=True,
+            )
 
 
