@@ -35,3 +35,6 @@ def test_reflection_describes_the_job_service(server):
         # Imports resolve too.
         job = pool.FindMessageTypeByName("batchops.v1.JobDescriptor")
         assert job.fields_by_name["create_time"].message_type.full_name == "google.protobuf.Timestamp"
+        # Health checking is described as well, so generic tools can call it.
+        health = pool.FindServiceByName("grpc.health.v1.Health")
+        assert {"Check", "Watch"} <= {method.name for method in health.methods}
