@@ -36,6 +36,12 @@ async fn create_job_names_each_invalid_field() {
     let cases: Vec<(&str, pb::CreateJobRequest)> = vec![
         ("account_id", with(|r| r.account_id = String::new())),
         ("account_id", with(|r| r.account_id = "has space".into())),
+        ("account_id", with(|r| r.account_id = "123".into())),
+        ("account_id", with(|r| r.account_id = "abc".into())),
+        (
+            "account_id",
+            with(|r| r.account_id = "1111222233334".into()),
+        ),
         (
             "client_request_token",
             with(|r| r.client_request_token = String::new()),

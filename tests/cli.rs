@@ -201,8 +201,7 @@ async fn serve_without_a_database_url_runs_a_job_through_the_cli_and_leaves_noth
     );
 
     // When the server gets SIGTERM, it exits 0 and stops its cluster.
-    let status = server.terminate();
-    assert!(status.success(), "{status:?}");
+    server.stop_cleanly();
     let left = processes_of(&data.display().to_string(), Some(postmaster));
     assert!(left.is_empty(), "processes left behind: {left:?}");
     assert!(!data.join("postgres/postmaster.pid").exists());
@@ -212,7 +211,7 @@ async fn serve_without_a_database_url_runs_a_job_through_the_cli_and_leaves_noth
     let listed = json(&cli(again.address, &["list-jobs", "--output", "json"]));
     assert_eq!(listed["jobs"][0]["jobId"], job_id.as_str());
     assert_eq!(listed["jobs"][0]["status"], "JOB_STATUS_COMPLETE");
-    assert!(again.terminate().success());
+    again.stop_cleanly();
 }
 
 #[test]
@@ -230,7 +229,7 @@ fn a_second_server_on_the_same_data_directory_is_refused() {
         "{}",
         stderr(&second)
     );
-    assert!(first.terminate().success());
+    first.stop_cleanly();
 }
 
 #[test]
@@ -321,6 +320,21 @@ async fn exit_codes_tell_scripts_what_went_wrong() {
         .unwrap();
     assert_code(&missing_account, 2);
     assert!(stderr(&missing_account).contains("--account-id"));
+
+    // Account ids have AWS's form, so a typo never acts for another account.
+    for typo in ["123", "abc", "1111222233334"] {
+        let wrong_account = Command::new(env!("CARGO_BIN_EXE_batchops"))
+            .args(["list-jobs", "--account-id", typo, "--endpoint"])
+            .arg(format!("http://{address}"))
+            .output()
+            .unwrap();
+        assert_code(&wrong_account, 2);
+        assert!(
+            stderr(&wrong_account).contains("must be 12 digits"),
+            "{}",
+            stderr(&wrong_account)
+        );
+    }
 
     // Nothing listens on port 1.
     let unreachable = Command::new(env!("CARGO_BIN_EXE_batchops"))

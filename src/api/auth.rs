@@ -39,8 +39,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Status};
 
-use crate::domain::BucketGrant;
 use crate::domain::text::quoted;
+use crate::domain::{AccountId, BucketGrant};
 
 /// What a token lets its caller do.
 #[derive(Debug, Clone)]
@@ -137,6 +137,16 @@ impl Access {
             };
             if entry.accounts.is_empty() {
                 return Err(invalid(format!("token {:?}: no accounts", entry.name)));
+            }
+            if let Some(bad) = entry
+                .accounts
+                .iter()
+                .find(|a| *a != "*" && !AccountId::is_valid(a))
+            {
+                return Err(invalid(format!(
+                    "token {:?}: account {bad:?} is not 12 digits (or \"*\")",
+                    entry.name
+                )));
             }
             let accounts = if entry.accounts.iter().any(|a| a == "*") {
                 Accounts::All

@@ -22,17 +22,18 @@ pub const DEFAULT_PAGE_SIZE: i32 = 100;
 
 type Result<T> = std::result::Result<T, ApiError>;
 
+/// An account id in AWS's form: 12 digits. A typo must not silently act
+/// for another account.
 pub fn account_id(value: &str) -> Result<AccountId> {
-    let valid = (1..=64).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if valid {
+    if AccountId::is_valid(value) {
         Ok(AccountId(value.to_owned()))
     } else {
         Err(ApiError::invalid(
             "account_id",
-            "must be 1–64 characters of A–Z, a–z, 0–9, '.', '_' or '-'",
+            format!(
+                "must be 12 digits (an AWS account id), got {}",
+                quoted(value)
+            ),
         ))
     }
 }

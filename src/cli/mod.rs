@@ -46,7 +46,7 @@ pub struct ClientOptions {
     )]
     pub endpoint: String,
     /// The account that owns the jobs (12 digits, as in AWS).
-    #[arg(long, env = "BATCHOPS_ACCOUNT_ID")]
+    #[arg(long, env = "BATCHOPS_ACCOUNT_ID", value_parser = account_id_arg)]
     pub account_id: String,
     /// API token, sent as `authorization: Bearer <token>` (servers started
     /// with --auth-tokens require one).
@@ -307,6 +307,18 @@ async fn execute(command: ClientCommand) -> Result<ExitCode, CliError> {
         }
         ClientCommand::History(args) => history(args).await,
         ClientCommand::Report(args) => report::run(args).await.map(|()| ExitCode::SUCCESS),
+    }
+}
+
+/// `--account-id`: 12 digits, as AWS account ids are.
+fn account_id_arg(value: &str) -> Result<String, String> {
+    if crate::domain::AccountId::is_valid(value) {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "must be 12 digits (an AWS account id), got {}",
+            crate::domain::text::quoted(value)
+        ))
     }
 }
 

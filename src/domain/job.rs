@@ -29,6 +29,13 @@ impl fmt::Display for JobId {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AccountId(pub String);
 
+impl AccountId {
+    /// Whether `text` has AWS's form of an account id: exactly 12 digits.
+    pub fn is_valid(text: &str) -> bool {
+        text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit())
+    }
+}
+
 impl fmt::Display for AccountId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -815,6 +815,28 @@ impl ServerProcess {
     }
 }
 
+impl ServerProcess {
+    /// Sends SIGTERM and asserts a clean exit (0), showing the server's
+    /// last log lines when it was not.
+    pub fn stop_cleanly(&mut self) {
+        let status = self.terminate();
+        if !status.success() {
+            let logs = self.logs.lock().unwrap();
+            let tail: Vec<String> = logs
+                .iter()
+                .rev()
+                .take(20)
+                .rev()
+                .map(|line| line.to_string())
+                .collect();
+            panic!(
+                "the server exited with {status:?}; its last log lines:\n{}",
+                tail.join("\n")
+            );
+        }
+    }
+}
+
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
