@@ -98,8 +98,11 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub database: DatabaseConfig,
-    /// Object store holding manifests, objects and reports: file:///dir (a
-    /// bucket is a first-level directory) or a plain directory path.
+    /// Object store holding manifests, objects and reports: a directory path
+    /// or file:///dir (a bucket is a first-level directory), or s3:// for S3
+    /// and S3-compatible servers (endpoint, region and credentials from the
+    /// usual AWS_* variables: AWS_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP).
     #[arg(
         long,
         env = "BATCHOPS_OBJECT_STORE",

@@ -195,6 +195,29 @@ async fn serve_without_a_database_url_runs_a_job_through_the_cli_and_leaves_noth
     assert_code(&report, 0);
     let rows = stdout(&report);
     assert_eq!(rows.lines().count(), 40);
+    // `--output json` prints the same rows as JSON objects, keys decoded.
+    let report_json = cli(
+        address,
+        &[
+            "report",
+            "--job-id",
+            &job_id,
+            "--object-store",
+            store,
+            "--output",
+            "json",
+        ],
+    );
+    assert_code(&report_json, 0);
+    let objects_json: Vec<serde_json::Value> = stdout(&report_json)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(objects_json.len(), 40);
+    assert!(objects_json.iter().all(|row| row["bucket"] == "photos"
+        && row["task_status"] == "succeeded"
+        && row["http_status_code"] == 200
+        && row["key"].as_str().unwrap().starts_with('o')));
     assert!(
         rows.lines()
             .all(|row| row.starts_with("photos,o") && row.contains(",succeeded,200,"))
@@ -383,10 +406,36 @@ async fn exit_codes_tell_scripts_what_went_wrong() {
     // A job without a report says so, and --from-results still prints rows.
     let no_report = cli(address, &["report", "--job-id", &job_id]);
     assert_code(&no_report, 7);
-    assert!(stderr(&no_report).contains("has no completion report"));
+    assert!(
+        stderr(&no_report).contains("was created without a completion report"),
+        "{}",
+        stderr(&no_report)
+    );
     let rows = cli(address, &["report", "--job-id", &job_id, "--from-results"]);
     assert_code(&rows, 0);
     assert_eq!(stdout(&rows).lines().count(), 3);
+    // As JSON, each row is an object with the report's columns.
+    let rows = cli(
+        address,
+        &[
+            "report",
+            "--job-id",
+            &job_id,
+            "--from-results",
+            "--output",
+            "json",
+        ],
+    );
+    assert_code(&rows, 0);
+    for line in stdout(&rows).lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(row["bucket"], "photos");
+        assert_eq!(row["task_status"], "succeeded");
+        assert_eq!(row["http_status_code"], 200);
+        for field in ["key", "version_id", "error_code", "result_message"] {
+            assert!(row[field].is_string(), "{field} in {line}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -652,4 +701,51 @@ async fn a_report_is_saved_with_its_files_and_a_tampered_file_is_refused() {
     );
     assert_code(&output, 7);
     assert!(stderr(&output).contains("MD5"), "{}", stderr(&output));
+}
+
+#[test]
+fn help_lists_what_each_flag_accepts() {
+    let help = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_batchops"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_code(&output, 0);
+        stdout(&output)
+    };
+    let create = help(&["create-job", "--help"]);
+    for accepted in [
+        "compute_object_checksum",
+        "delete_object",
+        "put_object_copy",
+        "invoke",
+        "CHECKSUM_ALGORITHM_CRC32",
+        "_CRC64NVME",
+        "REPORT_SCOPE_ALL_TASKS",
+        "REPORT_SCOPE_FAILED_TASKS_ONLY",
+        "MANIFEST_FORMAT_S3_INVENTORY_REPORT_CSV_20161130",
+        "A description of the job",
+    ] {
+        assert!(
+            create.contains(accepted),
+            "{accepted} missing from:\n{create}"
+        );
+    }
+    let serve = help(&["serve", "--help"]);
+    assert!(serve.contains("s3://"), "{serve}");
+    // A value that is not accepted is answered with those that are.
+    let wrong = Command::new(env!("CARGO_BIN_EXE_batchops"))
+        .args(["create-job", "--account-id", ACCOUNT, "--manifest", "a/b"])
+        .args([
+            "--operation",
+            r#"{"compute_object_checksum": {"algorithm": "SHA256"}}"#,
+        ])
+        .output()
+        .unwrap();
+    assert_code(&wrong, 2);
+    assert!(
+        stderr(&wrong).contains("CHECKSUM_ALGORITHM_SHA256"),
+        "{}",
+        stderr(&wrong)
+    );
 }

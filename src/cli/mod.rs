@@ -115,22 +115,42 @@ pub struct JobCommand {
 pub struct CreateJob {
     #[command(flatten)]
     pub client: ClientOptions,
-    /// The operation as JSON (or file://path), e.g.
-    /// '{"compute_object_checksum": {"algorithm": "CHECKSUM_ALGORITHM_SHA256"}}'.
-    #[arg(long)]
+    /// The operation as JSON (or file://path), one of:
+    ///   {"compute_object_checksum": {"algorithm": "CHECKSUM_ALGORITHM_SHA256"}}
+    ///       algorithms: CHECKSUM_ALGORITHM_CRC32, _CRC32C, _CRC64NVME, _SHA1,
+    ///       _SHA256, _MD5 (the checksum goes into each task's result)
+    ///   {"delete_object": {}}
+    ///   {"put_object_copy": {"target_bucket": "backup", "target_key_prefix": "copies/"}}
+    ///       optional "metadata_directive": METADATA_DIRECTIVE_COPY (default) or
+    ///       METADATA_DIRECTIVE_REPLACE with "new_object_metadata"
+    ///   {"invoke": {"endpoint_url": "https://hooks.example.com/batch",
+    ///               "invocation_schema_version": "INVOCATION_SCHEMA_VERSION_2_0",
+    ///               "user_arguments": {"k": "v"}, "timeout_seconds": 30}}
+    ///       the endpoint must be in the server's --invoke-allowlist
+    #[arg(long, verbatim_doc_comment)]
     pub operation: String,
     /// The manifest: `bucket/key` of a CSV manifest of Bucket,Key lines, or
-    /// the Manifest message as JSON (or file://path).
-    #[arg(long, required_unless_present = "manifest_generator")]
+    /// the Manifest message as JSON (or file://path), e.g.
+    ///   {"format": "MANIFEST_FORMAT_S3_BATCH_OPERATIONS_CSV_20180820",
+    ///    "bucket": "photos", "key": "manifest.csv", "etag": "..."}
+    /// formats: MANIFEST_FORMAT_S3_BATCH_OPERATIONS_CSV_20180820,
+    /// MANIFEST_FORMAT_S3_INVENTORY_REPORT_CSV_20161130.
+    #[arg(
+        long,
+        required_unless_present = "manifest_generator",
+        verbatim_doc_comment
+    )]
     pub manifest: Option<String>,
     /// A manifest generator instead of a manifest, as JSON (or file://path),
     /// e.g. '{"source_bucket": "photos", "prefix": "2024/"}'.
     #[arg(long, conflicts_with = "manifest")]
     pub manifest_generator: Option<String>,
     /// The completion report as JSON (or file://path), e.g.
-    /// '{"enabled": true, "bucket": "reports", "prefix": "batch",
-    /// "report_scope": "REPORT_SCOPE_ALL_TASKS"}'. Default: no report.
-    #[arg(long)]
+    ///   {"enabled": true, "bucket": "reports", "prefix": "batch",
+    ///    "report_scope": "REPORT_SCOPE_ALL_TASKS"}
+    /// report_scope: REPORT_SCOPE_ALL_TASKS or REPORT_SCOPE_FAILED_TASKS_ONLY.
+    /// Default: no report.
+    #[arg(long, verbatim_doc_comment)]
     pub report: Option<String>,
     /// Priority; higher runs first.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
@@ -139,6 +159,7 @@ pub struct CreateJob {
     /// new random token.
     #[arg(long)]
     pub client_request_token: Option<String>,
+    /// A description of the job for people, at most 256 characters.
     #[arg(long, default_value = "")]
     pub description: String,
     /// Run without waiting in Suspended for confirmation.

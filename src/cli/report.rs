@@ -3,22 +3,32 @@
 //! server writes to and checking each file's MD5 against `manifest.json`.
 //! `--from-results` builds the same rows from the task results the server
 //! holds instead, for jobs without a report or clients without access to
-//! the store.
+//! the store. With `--output json`, each row is a JSON object on a line of
+//! its own (`bucket`, `key` decoded, `version_id`, `task_status`,
+//! `http_status_code`, `error_code`, `result_message`).
 
 use futures::StreamExt;
 use md5::{Digest, Md5};
 
-use super::{CliError, Client, Report, print_text};
+use super::{CliError, Client, Output, Report, print_json, print_text};
 use crate::objects::Buckets;
 use crate::objects::report::{ReportRow, report_row};
 use crate::proto as pb;
 
 pub async fn run(args: Report) -> Result<(), CliError> {
     let mut client = Client::connect(&args.job.client).await?;
+    let output = args.job.client.output;
     if args.from_results {
-        return from_results(&mut client, &args.job.job_id, args.only_failed).await;
+        return from_results(&mut client, &args.job.job_id, args.only_failed, output).await;
     }
     let job = client.describe(&args.job.job_id).await?;
+    if !job.report.as_ref().is_some_and(|report| report.enabled) {
+        return Err(CliError::Report(format!(
+            "job {} was created without a completion report; --from-results prints its rows \
+             from the task results",
+            job.job_id
+        )));
+    }
     let Some(location) = job.report_location else {
         return Err(CliError::Report(format!(
             "job {} has no completion report yet (status {}; a report is written when a job \
@@ -51,7 +61,52 @@ pub async fn run(args: Report) -> Result<(), CliError> {
     }
     for file in &files {
         let content = read_checked(&buckets, file).await?;
-        print_text(&String::from_utf8_lossy(&content))?;
+        match output {
+            Output::Table => print_text(&String::from_utf8_lossy(&content))?,
+            Output::Json => print_csv_as_json(&content)?,
+        }
+    }
+    Ok(())
+}
+
+/// One report row as a JSON object, with the key decoded (the CSV holds it
+/// URL-encoded, as AWS writes it).
+fn row_json(row: &ReportRow<'_>) -> serde_json::Value {
+    serde_json::json!({
+        "bucket": row.bucket,
+        "key": row.key,
+        "version_id": row.version_id,
+        "task_status": if row.succeeded { "succeeded" } else { "failed" },
+        "http_status_code": row.http_status_code,
+        "error_code": row.error_code,
+        "result_message": row.result_message,
+    })
+}
+
+/// Prints each CSV row of a report file as a JSON object on its own line.
+fn print_csv_as_json(content: &[u8]) -> Result<(), CliError> {
+    let invalid = |problem: String| CliError::Report(format!("a report file: {problem}"));
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(content);
+    for record in reader.records() {
+        let record = record.map_err(|error| invalid(error.to_string()))?;
+        if record.len() != 7 {
+            return Err(invalid(format!("a row has {} fields, not 7", record.len())));
+        }
+        let key = percent_encoding::percent_decode_str(&record[1]).decode_utf8_lossy();
+        let http_status_code = record[4]
+            .parse()
+            .map_err(|_| invalid(format!("HTTP status {:?} is not a number", &record[4])))?;
+        print_json(&row_json(&ReportRow {
+            bucket: &record[0],
+            key: &key,
+            version_id: &record[2],
+            succeeded: &record[3] == "succeeded",
+            http_status_code,
+            error_code: &record[5],
+            result_message: &record[6],
+        }))?;
     }
     Ok(())
 }
@@ -125,6 +180,7 @@ async fn from_results(
     client: &mut Client,
     job_id: &str,
     only_failed: bool,
+    output: Output,
 ) -> Result<(), CliError> {
     let mut stream = client
         .jobs
@@ -137,7 +193,7 @@ async fn from_results(
         .into_inner();
     while let Some(item) = stream.next().await {
         let Some(result) = item?.result else { continue };
-        let line = report_row(&ReportRow {
+        let row = ReportRow {
             bucket: &result.bucket,
             key: &result.key,
             version_id: &result.version_id,
@@ -145,8 +201,12 @@ async fn from_results(
             http_status_code: result.http_status_code,
             error_code: &result.error_code,
             result_message: &result.result_message,
-        })
-        .map_err(|error| CliError::Report(error.to_string()))?;
+        };
+        if output == Output::Json {
+            print_json(&row_json(&row))?;
+            continue;
+        }
+        let line = report_row(&row).map_err(|error| CliError::Report(error.to_string()))?;
         print_text(&String::from_utf8_lossy(&line))?;
     }
     Ok(())
