@@ -161,6 +161,13 @@ impl PrivateCluster {
             return Ok(());
         }
         let pgdata = self.pgdata.display().to_string();
+        if !self.is_running() {
+            warn!(
+                pgdata,
+                "private PostgreSQL was already down (it stopped or was killed); nothing to stop"
+            );
+            return Ok(());
+        }
         self.run("pg_ctl", &["stop", "-D", &pgdata, "-m", "fast", "-w", "-s"])?;
         info!(pgdata, "private PostgreSQL stopped");
         Ok(())
@@ -202,12 +209,19 @@ impl PrivateCluster {
         self.give_to_owner(&settings)
     }
 
+    /// Whether `pg_ctl status` finds the cluster's server running.
+    fn is_running(&self) -> bool {
+        let pgdata = self.pgdata.display().to_string();
+        self.command("pg_ctl", &["status", "-D", &pgdata])
+            .output()
+            .is_ok_and(|output| output.status.success())
+    }
+
     /// Starts the server unless `pg_ctl status` finds it running (left
     /// behind by a killed batchops, then adopted).
     fn start_server(&self, data_dir: &Path) -> Result<(), ClusterError> {
         let pgdata = self.pgdata.display().to_string();
-        let status = self.command("pg_ctl", &["status", "-D", &pgdata]).output();
-        if status.is_ok_and(|output| output.status.success()) {
+        if self.is_running() {
             warn!(
                 pgdata,
                 "private PostgreSQL was already running; adopting it"

@@ -186,7 +186,6 @@ async fn serve_on(
             stop_engine.clone(),
         ));
     }
-    info!(address = %listener.local_addr().map_err(|e| ServeError::Store(StoreError::Unavailable(Box::new(e))))?, "serving");
     let max_streams = config.max_streams_per_caller as usize;
     let access = Arc::new(match &config.auth_tokens {
         Some(path) => Access::from_file(path, max_streams)?,
@@ -216,6 +215,8 @@ async fn serve_on(
     if let Some(tls) = tls_config(&config)? {
         builder = builder.tls_config(tls)?;
     }
+    // Logged once everything is set up: clients (and tests) may act at once.
+    info!(address = %listener.local_addr().map_err(|e| ServeError::Store(StoreError::Unavailable(Box::new(e))))?, "serving");
     let served = builder
         .layer(RpcMetricsLayer(metrics.clone()))
         .add_service(health)

@@ -749,3 +749,122 @@ fn help_lists_what_each_flag_accepts() {
         stderr(&wrong)
     );
 }
+
+#[test]
+fn stopping_after_the_private_cluster_died_says_it_was_already_down() {
+    // Given a zero-config server whose private PostgreSQL is killed,
+    let base = reachable_tempdir();
+    let (data, objects) = (base.path().join("data"), base.path().join("objects"));
+    let mut server = ServerProcess::launch(zero_config_serve(&data, &objects));
+    let pid_file = std::fs::read_to_string(data.join("postgres/postmaster.pid")).unwrap();
+    let postmaster = pid_file.lines().next().unwrap().trim().to_owned();
+    let killed = Command::new("kill")
+        .args(["-KILL", &postmaster])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    while std::path::Path::new(&format!("/proc/{postmaster}")).exists() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    // when the server is stopped, it says the cluster was already down
+    // instead of reporting that pg_ctl failed.
+    server.stop_cleanly();
+    let logs = server.logs.lock().unwrap();
+    let said = |text: &str| {
+        logs.iter().any(|line| {
+            line["fields"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(text)
+        })
+    };
+    assert!(said("already down"), "{logs:?}");
+    assert!(
+        !logs
+            .iter()
+            .any(|line| line.to_string().contains("pg_ctl failed"))
+    );
+}
+
+/// A line of `watch` or of the README with times and job ids made uniform.
+fn uniform(line: &str) -> String {
+    let mut line = line.trim_end().to_owned();
+    let is_time = |text: &str| {
+        text.len() == 20
+            && text.as_bytes()[4] == b'-'
+            && text.as_bytes()[10] == b'T'
+            && text.ends_with('Z')
+    };
+    if line.get(..20).is_some_and(is_time) {
+        line.replace_range(..20, "<time>");
+    }
+    if let Some(start) = line.find("job-") {
+        let rest = &line[start + 4..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_hexdigit() || c == '-' || c == '.'))
+            .unwrap_or(rest.len());
+        line.replace_range(start + 4..start + 4 + end, "<id>");
+    }
+    line
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_readme_watch_sample_is_what_watch_prints() {
+    // The README's worked example: two photos, a checksum job with a report.
+    let server = TestServer::start().await;
+    let address = server.address;
+    server.put_object("photos", "2024/a.jpg", b"first\n");
+    server.put_object("photos", "2024/b c.jpg", b"second\n");
+    server.put_object(
+        "photos",
+        "manifest.csv",
+        b"photos,2024/a.jpg\nphotos,2024/b%20c.jpg\n",
+    );
+    let created = cli(
+        address,
+        &[
+            "create-job",
+            "--manifest",
+            "photos/manifest.csv",
+            "--operation",
+            r#"{"compute_object_checksum": {"algorithm": "CHECKSUM_ALGORITHM_SHA256"}}"#,
+            "--report",
+            r#"{"enabled": true, "bucket": "reports", "prefix": "batch", "report_scope": "REPORT_SCOPE_ALL_TASKS"}"#,
+            "--description",
+            "checksum my photos",
+            "--priority",
+            "10",
+        ],
+    );
+    assert_code(&created, 0);
+    let job_id = stdout(&created).trim().to_owned();
+    let mut client = server.client.clone();
+    wait_for(&mut client, &job_id, batchops::proto::JobStatus::Suspended).await;
+    let confirmed = cli(
+        address,
+        &[
+            "update-job-status",
+            "--job-id",
+            &job_id,
+            "--requested-job-status",
+            "Ready",
+        ],
+    );
+    assert_code(&confirmed, 0);
+    let watched = cli(address, &["watch", "--job-id", &job_id]);
+    assert_code(&watched, 0);
+    let printed: Vec<String> = stdout(&watched).lines().map(uniform).collect();
+
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let sample: Vec<String> = readme
+        .lines()
+        .skip_while(|line| !line.starts_with("batchops watch --job-id $JOB"))
+        .skip(1)
+        .take_while(|line| line.starts_with("# "))
+        .map(|line| uniform(&line[2..]))
+        .collect();
+    assert!(!sample.is_empty(), "the README has no watch sample");
+    assert_eq!(sample, printed, "README sample vs what watch printed");
+}

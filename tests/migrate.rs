@@ -26,9 +26,16 @@ async fn concurrent_migrate_commands_create_and_migrate_the_database_once() {
     }
     let again = Command::new(env!("CARGO_BIN_EXE_batchops"))
         .args(["migrate", "--database-url", &url])
+        .env("RUST_LOG", "info")
         .output()
         .unwrap();
     assert!(again.status.success());
+    // A start on a migrated database logs no PostgreSQL notice.
+    let logged = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !logged.contains("NOTICE") && !logged.contains("schema_migrations"),
+        "{logged}"
+    );
 
     let (client, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
     let driver = tokio::spawn(connection);

@@ -531,8 +531,15 @@ fn parse_row(
     if let Some(columns) = layout.columns
         && record.len() != columns
     {
+        // Two columns where three were, or the other way round, is a
+        // version id present on some rows only; anything else is not.
+        let hint = if matches!((columns, record.len()), (2, 3) | (3, 2)) {
+            "; version ids must be on all rows or none"
+        } else {
+            ""
+        };
         return Err(invalid(format!(
-            "expected {columns} columns like the first row, found {}; version ids must be on all rows or none",
+            "expected {columns} columns like the first row, found {}{hint}",
             record.len()
         )));
     }
@@ -704,6 +711,12 @@ mod tests {
             matches!(error, ManifestError::Invalid { line: 2, .. }),
             "{error}"
         );
+        assert!(
+            error
+                .to_string()
+                .contains("version ids must be on all rows or none"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -730,7 +743,7 @@ mod tests {
             error,
             ManifestError::Invalid {
                 line: 3,
-                problem: "expected 2 columns like the first row, found 1; version ids must be on all rows or none".into()
+                problem: "expected 2 columns like the first row, found 1".into()
             }
         );
         let error = parse("BAD_BUCKET,key\n", &[]).unwrap_err();

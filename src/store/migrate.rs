@@ -36,15 +36,23 @@ pub async fn migrate(client: &mut Client) -> Result<usize, StoreError> {
 }
 
 async fn apply_missing(client: &mut Client) -> Result<usize, StoreError> {
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                version    integer PRIMARY KEY,
-                name       text NOT NULL,
-                applied_at timestamptz NOT NULL DEFAULT now()
-            )",
-        )
-        .await?;
+    // Asked first rather than `CREATE TABLE IF NOT EXISTS`, whose NOTICE
+    // ("already exists, skipping") would be logged at every start.
+    let exists: bool = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await?
+        .try_get(0)?;
+    if !exists {
+        client
+            .batch_execute(
+                "CREATE TABLE schema_migrations (
+                    version    integer PRIMARY KEY,
+                    name       text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )",
+            )
+            .await?;
+    }
     let applied: Vec<i32> = client
         .query("SELECT version FROM schema_migrations", &[])
         .await?

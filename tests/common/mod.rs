@@ -763,6 +763,10 @@ impl ServerProcess {
                 .map_while(Result::ok)
             {
                 let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    // What is not a log line (a last error message) is kept as text.
+                    kept.lock()
+                        .unwrap()
+                        .push(serde_json::json!({ "text": line }));
                     continue;
                 };
                 kept.lock().unwrap().push(entry.clone());
