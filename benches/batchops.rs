@@ -32,10 +32,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use batchops::config::ServeConfig;
-use batchops::objects::operations::{TaskOperation, TaskOutcome};
+use batchops::domain::Task;
+use batchops::objects::{TaskOperation, TaskOutcome};
 use batchops::proto as pb;
 use batchops::proto::job_service_client::JobServiceClient;
-use batchops::store::Task;
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use futures::StreamExt;

@@ -9,11 +9,11 @@
 use batchops::api::ApiError;
 use batchops::api::convert;
 use batchops::domain::ManifestField;
+use batchops::domain::{Task, TaskRow};
 use batchops::objects::encode_key;
 use batchops::objects::invoke::{Allowlist, interpret_reply};
 use batchops::objects::manifest::{Inventory, parse_csv};
 use batchops::proto as pb;
-use batchops::store::{Task, TaskRow};
 use proptest::prelude::*;
 
 fn config() -> ProptestConfig {

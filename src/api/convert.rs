@@ -894,8 +894,8 @@ fn report_location_to_proto(location: &ObjectLocation) -> pb::ReportLocation {
 
 /// One task result as the API shows it.
 pub fn task_result_to_proto(
-    object: &crate::store::TaskRow,
-    result: &crate::store::TaskResult,
+    object: &crate::domain::TaskRow,
+    result: &crate::domain::TaskResult,
 ) -> pb::TaskResult {
     pb::TaskResult {
         bucket: object.bucket.clone(),

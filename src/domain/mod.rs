@@ -7,7 +7,9 @@ mod decide;
 mod event;
 mod grant;
 mod job;
+mod slots;
 mod status;
+mod task;
 pub mod text;
 
 pub use decide::{
@@ -22,7 +24,9 @@ pub use job::{
     ManifestSource, ManifestSpec, MetadataDirective, ObjectLocation, ObjectMetadata, Operation,
     Progress, ReportScope, ReportSpec, Tag,
 };
+pub use slots::{SlotCandidate, SlotPlan, plan_slots};
 pub use status::JobStatus;
+pub use task::{Task, TaskResult, TaskRow};
 
 /// Why `decide` refuses a command.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -20,8 +20,6 @@ use crate::metrics::Metrics;
 use crate::objects::operations::OperationContext;
 use crate::store::{Store, StoreError};
 
-pub use scheduler::{SlotCandidate, SlotPlan, plan_slots};
-
 /// Tuning of the engine loops.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {

@@ -18,8 +18,9 @@ use uuid::Uuid;
 
 use super::{Engine, Round, Wakers, run_rounds};
 use crate::domain::{AccountId, JobStatus, Operation};
-use crate::objects::operations::TaskOperation;
-use crate::store::{ClaimedChunk, StoreError, Task, TaskResult, tasks};
+use crate::domain::{Task, TaskResult};
+use crate::objects::TaskOperation;
+use crate::store::{ClaimedChunk, StoreError, tasks};
 
 pub(super) async fn run(engine: Engine, permits: Arc<Semaphore>, shutdown: CancellationToken) {
     let owner = Uuid::new_v4();

@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::encode_key;
-use super::operations::{TaskOperation, TaskOutcome};
+use super::outcome::{TaskOperation, TaskOutcome};
+use crate::domain::Task;
 use crate::domain::{InvocationSchema, InvokeSpec, JobId};
-use crate::store::Task;
 
 /// The longest endpoint URL a job may name, in bytes.
 pub const MAX_ENDPOINT_URL_BYTES: usize = 2048;

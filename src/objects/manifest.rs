@@ -15,9 +15,8 @@ use super::{Buckets, is_valid_bucket, object_path};
 use crate::domain::text::{quoted, truncated};
 use crate::domain::{
     BucketGrant, FailureReason, GeneratorSpec, ManifestField, ManifestFormat, ManifestSpec,
-    ObjectLocation,
+    ObjectLocation, TaskRow,
 };
-use crate::store::TaskRow;
 
 /// Why a manifest cannot be turned into tasks. Each maps to a failure code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

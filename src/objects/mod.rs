@@ -8,6 +8,7 @@ pub mod directory;
 pub mod invoke;
 pub mod manifest;
 pub mod operations;
+pub mod outcome;
 pub mod report;
 
 use std::{
@@ -18,6 +19,7 @@ use std::{
 use object_store::{ObjectStore, aws::AmazonS3Builder, path::Path};
 
 use directory::DirectoryStore;
+pub use outcome::{TaskOperation, TaskOutcome};
 
 /// Why an object store URL was refused.
 #[derive(Debug, thiserror::Error)]

@@ -10,89 +10,12 @@ use object_store::{
 };
 
 use super::invoke::{Allowlist, Invoke, InvokeLimits};
+use super::outcome::{TaskOperation, TaskOutcome};
 use super::{Buckets, ObjectRef};
 use crate::domain::{
     BucketGrant, ChecksumAlgorithm, CopySpec, JobId, MetadataDirective, ObjectMetadata, Operation,
+    Task,
 };
-use crate::store::{Task, TaskResult};
-
-/// What one run of an operation on one object produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskOutcome {
-    pub succeeded: bool,
-    pub http_status_code: i32,
-    pub error_code: Option<String>,
-    pub result_message: Option<String>,
-    /// A transient failure (timeout, connection error, 5xx, 429, Invoke
-    /// `TemporaryFailure`): worth another attempt.
-    pub retryable: bool,
-}
-
-impl TaskOutcome {
-    pub fn success(http_status_code: i32, message: impl Into<String>) -> TaskOutcome {
-        TaskOutcome {
-            succeeded: true,
-            http_status_code,
-            error_code: None,
-            result_message: Some(message.into()),
-            retryable: false,
-        }
-    }
-
-    pub fn failure(http_status_code: i32, code: &str, message: impl Into<String>) -> TaskOutcome {
-        TaskOutcome {
-            succeeded: false,
-            http_status_code,
-            error_code: Some(code.to_owned()),
-            result_message: Some(message.into()),
-            retryable: false,
-        }
-    }
-
-    /// Marks a failure as transient.
-    pub fn retryable(mut self) -> TaskOutcome {
-        self.retryable = true;
-        self
-    }
-
-    /// The stored result of `task`. Texts from outside (an Invoke reply, an
-    /// error) are made storable: NUL characters, which PostgreSQL text cannot
-    /// hold, are replaced, and messages are cut at `MAX_RESULT_MESSAGE` bytes.
-    pub fn into_result(self, task: &Task) -> TaskResult {
-        TaskResult {
-            task_number: task.number,
-            succeeded: self.succeeded,
-            http_status_code: self.http_status_code,
-            error_code: self.error_code.map(|code| storable(code, 64)),
-            result_message: self.result_message.map(|m| storable(m, MAX_RESULT_MESSAGE)),
-        }
-    }
-}
-
-/// The longest result message kept, in bytes.
-pub const MAX_RESULT_MESSAGE: usize = 4096;
-
-/// `text` without NUL characters, cut at a character boundary to `max` bytes.
-fn storable(text: String, max: usize) -> String {
-    let mut text = if text.contains('\0') {
-        text.replace('\0', "\u{fffd}")
-    } else {
-        text
-    };
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
-}
-
-/// Something that can be run on one task's object.
-pub trait TaskOperation: Send + Sync {
-    fn run<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, TaskOutcome>;
-}
 
 /// The bounds every task runs within.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -516,13 +439,6 @@ mod tests {
             "Error performing GET <endpoint> in 1s - Server returned 500"
         );
         assert!(sanitized(&"x".repeat(10_000)).len() <= 512);
-    }
-
-    #[test]
-    fn results_are_made_storable() {
-        assert_eq!(storable("a\0b".into(), 100), "a\u{fffd}b");
-        assert_eq!(storable("é".repeat(10), 5), "éé");
-        assert_eq!(storable("short".into(), 100), "short");
     }
 
     fn hex_of(algorithm: ChecksumAlgorithm, input: &[u8]) -> String {

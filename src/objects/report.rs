@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::{Buckets, encode_key};
 use crate::domain::ObjectLocation;
-use crate::store::{TaskResult, TaskRow};
+use crate::domain::{TaskResult, TaskRow};
 
 /// The `ReportSchema` line AWS writes (its rows put the HTTP status first).
 pub const REPORT_SCHEMA: &str =

@@ -23,7 +23,7 @@ use tracing::info;
 pub use error::StoreError;
 pub use jobs::{JobPage, LoggedEvent, RecordedEvent};
 pub use migrate::migrate;
-pub use tasks::{ClaimedChunk, PreparedCount, Task, TaskResult, TaskRow};
+pub use tasks::{ClaimedChunk, PreparedCount};
 
 /// The channel NOTIFY wakes listeners on after job events commit.
 pub const EVENTS_CHANNEL: &str = "batchops_job_events";

@@ -16,8 +16,10 @@ use tokio_postgres::{Client, GenericClient, Transaction, binary_copy::BinaryCopy
 use uuid::Uuid;
 
 use super::{PROGRESS_CHANNEL, StoreError, error::During, jobs};
-use crate::domain::{AccountId, BucketGrant, Command, Job, JobId, JobStatus, Operation};
-use crate::engine::SlotCandidate;
+use crate::domain::{
+    AccountId, BucketGrant, Command, Job, JobId, JobStatus, Operation, SlotCandidate, Task,
+    TaskResult, TaskRow,
+};
 
 /// Namespace of the per-job advisory lock held while a job is prepared.
 const PREPARATION_LOCK_SPACE: i32 = 0x6270;
@@ -107,31 +109,6 @@ const TAKE_SCHEDULER_LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
 const SLOT_CANDIDATES: &str = "
     SELECT job_id, account_id, status, priority, created_at FROM jobs
     WHERE status IN ('Ready', 'Active', 'Pausing', 'Paused')";
-
-/// One object named by a manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskRow {
-    pub bucket: String,
-    pub key: String,
-    pub version_id: Option<String>,
-}
-
-/// A task to run: its number within the job and its object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Task {
-    pub number: i64,
-    pub object: TaskRow,
-}
-
-/// The final result of one task.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskResult {
-    pub task_number: i64,
-    pub succeeded: bool,
-    pub http_status_code: i32,
-    pub error_code: Option<String>,
-    pub result_message: Option<String>,
-}
 
 /// A chunk leased by one worker.
 #[derive(Debug, Clone)]
