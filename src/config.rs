@@ -1,51 +1,14 @@
-//! Configuration: flags, `BATCHOPS_*` environment variables and an optional
-//! TOML file (`--config` or `BATCHOPS_CONFIG`), in that order of precedence,
-//! over the built-in defaults. The file's keys are the flag names with
-//! underscores (`max_active_jobs = 8`); its values become the flags' defaults.
+//! The server's configuration: what `serve`, `migrate` and `replay` take,
+//! as flags and `BATCHOPS_*` environment variables (and, through
+//! [`crate::command_line`], a TOML file), each documented with its default.
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::Args;
 
 use crate::engine::EngineConfig;
 use crate::objects::invoke::{Allowlist, InvokeLimits};
 use crate::objects::operations::OperationLimits;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "batchops",
-    version,
-    about = "Event-sourced batch operations over object storage"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: CommandLine,
-    /// A TOML file of settings (keys are flag names with underscores).
-    #[arg(long, global = true, env = "BATCHOPS_CONFIG")]
-    pub config: Option<std::path::PathBuf>,
-    /// Log format.
-    #[arg(long, global = true, env = "BATCHOPS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum CommandLine {
-    /// Run the gRPC server and the engine.
-    Serve(ServeConfig),
-    /// Apply pending database migrations and exit.
-    Migrate(DatabaseConfig),
-    /// Rebuild every job's projection from the event log and report any
-    /// difference from what is stored (exit code 1 when there is one).
-    Replay(ReplayConfig),
-    #[command(flatten)]
-    Client(crate::cli::ClientCommand),
-}
 
 /// What `batchops replay` takes.
 #[derive(Debug, Clone, Args)]
@@ -231,100 +194,15 @@ impl ServeConfig {
     /// The object store as a URL; a plain path becomes `file://` of its
     /// absolute form.
     pub fn object_store_url(&self) -> Result<String, ConfigError> {
-        object_store_url(&self.object_store)
+        Ok(crate::objects::store_url(&self.object_store)?)
     }
 }
 
-/// `--object-store` as a URL: a plain path becomes `file://` of its absolute
-/// form; URLs pass through.
-pub fn object_store_url(value: &str) -> Result<String, ConfigError> {
-    if value.contains("://") {
-        return Ok(value.to_owned());
-    }
-    let absolute = std::path::absolute(Path::new(value))
-        .map_err(|_| ConfigError::ObjectStorePath(value.to_owned()))?;
-    url::Url::from_directory_path(&absolute)
-        .map(String::from)
-        .map_err(|_| ConfigError::ObjectStorePath(value.to_owned()))
-}
-
-/// Parses the command line, with defaults taken from the TOML file that
-/// `--config` or `BATCHOPS_CONFIG` names.
-pub fn parse() -> Result<Cli, ConfigError> {
-    use clap::{CommandFactory, FromArgMatches};
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let mut command = Cli::command();
-    if let Some(path) = config_path(&args) {
-        command = with_file_defaults(command, &path)?;
-    }
-    let matches = command
-        .try_get_matches_from(args)
-        .map_err(ConfigError::Arguments)?;
-    Cli::from_arg_matches(&matches).map_err(ConfigError::Arguments)
-}
-
-/// The `--config` value, or `BATCHOPS_CONFIG`.
-fn config_path(args: &[std::ffi::OsString]) -> Option<std::path::PathBuf> {
-    let mut args = args.iter().skip(1);
-    while let Some(arg) = args.next() {
-        let arg = arg.to_string_lossy();
-        if arg == "--config" {
-            return args.next().map(Into::into);
-        }
-        if let Some(path) = arg.strip_prefix("--config=") {
-            return Some(path.into());
-        }
-    }
-    std::env::var_os("BATCHOPS_CONFIG").map(Into::into)
-}
-
-/// Makes each key of the file the default of the subcommand arguments of
-/// that name. A key that names no argument is an error.
-fn with_file_defaults(
-    mut command: clap::Command,
-    path: &Path,
-) -> Result<clap::Command, ConfigError> {
-    let file = |problem: String| ConfigError::File {
-        path: path.display().to_string(),
-        problem,
-    };
-    let text = std::fs::read_to_string(path).map_err(|error| file(error.to_string()))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|error: toml::de::Error| file(error.message().to_owned()))?;
-    for (key, value) in table {
-        let value = match value {
-            toml::Value::String(text) => text,
-            toml::Value::Integer(number) => number.to_string(),
-            toml::Value::Boolean(flag) => flag.to_string(),
-            other => return Err(file(format!("{key}: unsupported value {other}"))),
-        };
-        let subcommands: Vec<String> = command
-            .get_subcommands()
-            .filter(|sub| sub.get_arguments().any(|arg| arg.get_id() == key.as_str()))
-            .map(|sub| sub.get_name().to_owned())
-            .collect();
-        if subcommands.is_empty() {
-            return Err(file(format!("unknown setting {key:?}")));
-        }
-        for name in subcommands {
-            let (key, value) = (key.clone(), value.clone());
-            command = command.mut_subcommand(name, move |sub| {
-                sub.mut_arg(key, move |arg| arg.default_value(value))
-            });
-        }
-    }
-    Ok(command)
-}
-
+/// A setting that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{0}")]
-    Arguments(clap::Error),
-    #[error("config file {path}: {problem}")]
-    File { path: String, problem: String },
-    #[error("object store path {0:?} cannot be used")]
-    ObjectStorePath(String),
+    #[error("--object-store: {0}")]
+    ObjectStore(#[from] crate::objects::StoreUrlError),
     #[error("--invoke-allowlist: {0}")]
     InvokeAllowlist(String),
 }

@@ -8,17 +8,21 @@
 //! - [`objects`]: object stores, manifest readers and task operations.
 //! - [`metrics`]: Prometheus metrics and their HTTP endpoint.
 //! - [`notify`]: LISTEN fan-out and WatchJobs streams.
-//! - [`api`]: the tonic `JobService`, proto ↔ domain conversion, error codes.
+//! - [`contract`]: domain values as the contract's messages (jobs, history).
+//! - [`api`]: the tonic `JobService`, request validation, watch streams, error codes.
 //! - [`cli`]: the client subcommands (`create-job`, `watch`, `report`, …).
 //! - [`audit`]: rebuilds projections from the log and reports differences.
-//! - [`server`] and [`config`]: process start-up, flags and shutdown;
+//! - [`server`], [`config`] and [`command_line`]: process start-up, the
+//!   server's settings, the command line, and shutdown;
 //!   [`cluster`]: the private PostgreSQL used when no database URL is given.
 
 pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod cluster;
+pub mod command_line;
 pub mod config;
+pub mod contract;
 pub mod domain;
 pub mod engine;
 pub mod metrics;

@@ -3,15 +3,15 @@
 use std::process::ExitCode;
 
 use batchops::cluster::Ownership;
-use batchops::config::{CommandLine, LogFormat};
+use batchops::command_line::{CommandLine, LogFormat};
 use batchops::server::{self, Database};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = match batchops::config::parse() {
+    let cli = match batchops::command_line::parse() {
         Ok(cli) => cli,
-        Err(batchops::config::ConfigError::Arguments(error)) => error.exit(),
+        Err(batchops::command_line::CommandLineError::Arguments(error)) => error.exit(),
         Err(error) => {
             eprintln!("batchops: {error}");
             return ExitCode::from(2);

@@ -36,7 +36,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::api::code_name;
+use crate::contract::code_name;
 use crate::domain::{JobStatus, Operation};
 use crate::store::{Store, jobs};
 

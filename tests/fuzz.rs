@@ -7,7 +7,7 @@
 //! `BATCHOPS_FUZZ_CASES=100000` for a longer run.
 
 use batchops::api::ApiError;
-use batchops::api::convert;
+use batchops::api::validate;
 use batchops::domain::ManifestField;
 use batchops::domain::{Task, TaskRow};
 use batchops::objects::encode_key;
@@ -205,7 +205,7 @@ proptest! {
             manifest_generator: None,
         };
         let allowlist = Allowlist::parse("http://127.0.0.1:9/").unwrap();
-        match convert::create_job(&request, &allowlist, None) {
+        match validate::create_job(&request, &allowlist, None) {
             Ok((spec, fingerprint)) => {
                 prop_assert!(!fingerprint.is_empty());
                 prop_assert!(spec.priority >= 0);

@@ -1,13 +1,15 @@
-//! The gRPC front: the `JobService` implementation, the conversion between
-//! proto messages and domain types, the mapping of errors to status codes,
-//! and access control (tokens, per-caller stream limits).
+//! The gRPC front: the `JobService` implementation, the validation of
+//! requests into domain values, `WatchJobs` streams, the mapping of errors
+//! to status codes, page tokens and access control (tokens, per-caller
+//! stream limits).
 
 pub mod auth;
-pub mod convert;
 mod error;
 pub mod health;
 pub mod page_token;
 mod service;
+pub mod validate;
+pub mod watch;
 
-pub use error::{ApiError, code_name};
+pub use error::ApiError;
 pub use service::JobApi;

@@ -12,15 +12,14 @@ use tracing::{info, instrument};
 
 use super::auth::Access;
 use super::page_token::{self, PageTokens};
-use super::{ApiError, convert};
+use super::watch::{self, WatchRequest};
+use super::{ApiError, validate};
+use crate::contract;
 use crate::domain::text::clip;
 use crate::domain::{Command, JobId, JobStatus};
 use crate::engine::Wakers;
 use crate::metrics::Metrics;
-use crate::notify::{
-    Notifier,
-    watch::{self, WatchRequest},
-};
+use crate::notify::Notifier;
 use crate::objects::invoke::Allowlist;
 use crate::proto::{self as pb, job_service_server::JobService};
 use crate::store::{Store, jobs, tasks};
@@ -49,8 +48,8 @@ impl JobApi {
         job_id: &str,
         command: Command,
     ) -> Result<crate::domain::Job, ApiError> {
-        let account = convert::account_id(account_id)?;
-        let id = convert::job_id(job_id)?;
+        let account = validate::account_id(account_id)?;
+        let id = validate::job_id(job_id)?;
         let mut client = self.store.client().await?;
         let (job, _) = jobs::execute(&mut client, id, Some(&account), &command, Utc::now()).await?;
         Ok(job)
@@ -61,8 +60,8 @@ impl JobApi {
         account_id: &str,
         job_id: &str,
     ) -> Result<crate::domain::Job, ApiError> {
-        let account = convert::account_id(account_id)?;
-        let id = convert::job_id(job_id)?;
+        let account = validate::account_id(account_id)?;
+        let id = validate::job_id(job_id)?;
         let client = self.store.client().await?;
         Ok(jobs::load(&client, id, Some(&account)).await?)
     }
@@ -87,7 +86,7 @@ impl JobService for JobApi {
             .authorize(&request, &request.get_ref().account_id)?;
         let grant = self.access.bucket_grant(&request);
         let (spec, fingerprint) =
-            convert::create_job(request.get_ref(), &self.invoke_allowlist, grant.as_ref())?;
+            validate::create_job(request.get_ref(), &self.invoke_allowlist, grant.as_ref())?;
         let mut client = self.store.client().await.map_err(ApiError::from)?;
         let (id, created) = jobs::create(
             &mut client,
@@ -117,7 +116,7 @@ impl JobService for JobApi {
         let request = request.get_ref();
         let job = self.describe(&request.account_id, &request.job_id).await?;
         Ok(Response::new(pb::DescribeJobResponse {
-            job: Some(convert::job_to_proto(&job, Utc::now())),
+            job: Some(contract::job_to_proto(&job, Utc::now())),
         }))
     }
 
@@ -129,14 +128,14 @@ impl JobService for JobApi {
         self.access
             .authorize(&request, &request.get_ref().account_id)?;
         let request = request.get_ref();
-        let account = convert::account_id(&request.account_id)?;
+        let account = validate::account_id(&request.account_id)?;
         let statuses = request
             .statuses
             .iter()
             .enumerate()
-            .map(|(i, s)| convert::job_status(&format!("statuses[{i}]"), *s))
+            .map(|(i, s)| validate::job_status(&format!("statuses[{i}]"), *s))
             .collect::<Result<Vec<_>, _>>()?;
-        let page_size = convert::page_size(request.page_size)?;
+        let page_size = validate::page_size(request.page_size)?;
         let names: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
         let scope = page_token::list_jobs_scope(&account.0, &names);
         let after = self.page_tokens.open(&scope, &request.page_token)?;
@@ -149,7 +148,7 @@ impl JobService for JobApi {
             jobs: page
                 .jobs
                 .iter()
-                .map(|job| convert::job_to_list_proto(job, now))
+                .map(|job| contract::job_to_list_proto(job, now))
                 .collect(),
             next_page_token: page
                 .next
@@ -166,9 +165,9 @@ impl JobService for JobApi {
         self.access
             .authorize(&request, &request.get_ref().account_id)?;
         let request = request.get_ref();
-        let reason = convert::status_update_reason(&request.status_update_reason)?;
+        let reason = validate::status_update_reason(&request.status_update_reason)?;
         let command =
-            match convert::job_status("requested_job_status", request.requested_job_status)? {
+            match validate::job_status("requested_job_status", request.requested_job_status)? {
                 JobStatus::Ready => Command::Confirm { reason },
                 JobStatus::Cancelled => Command::Cancel { reason },
                 other => {
@@ -187,7 +186,7 @@ impl JobService for JobApi {
         Wakers::wake(&self.wakers.finisher);
         Ok(Response::new(pb::UpdateJobStatusResponse {
             job_id: job.id.to_string(),
-            status: convert::status_to_proto(job.status) as i32,
+            status: contract::status_to_proto(job.status) as i32,
             status_update_reason: job.status_update_reason.unwrap_or_default(),
         }))
     }
@@ -200,7 +199,7 @@ impl JobService for JobApi {
         self.access
             .authorize(&request, &request.get_ref().account_id)?;
         let request = request.get_ref();
-        let priority = convert::priority(request.priority)?;
+        let priority = validate::priority(request.priority)?;
         let job = self
             .run(
                 &request.account_id,
@@ -223,7 +222,7 @@ impl JobService for JobApi {
         self.access
             .authorize(&request, &request.get_ref().account_id)?;
         let request = request.get_ref();
-        let tags = convert::tags(&request.tags)?;
+        let tags = validate::tags(&request.tags)?;
         let job = self
             .run(
                 &request.account_id,
@@ -232,7 +231,7 @@ impl JobService for JobApi {
             )
             .await?;
         Ok(Response::new(pb::PutJobTaggingResponse {
-            tags: convert::tags_to_proto(&job.tags),
+            tags: contract::tags_to_proto(&job.tags),
         }))
     }
 
@@ -246,7 +245,7 @@ impl JobService for JobApi {
         let request = request.get_ref();
         let job = self.describe(&request.account_id, &request.job_id).await?;
         Ok(Response::new(pb::GetJobTaggingResponse {
-            tags: convert::tags_to_proto(&job.tags),
+            tags: contract::tags_to_proto(&job.tags),
         }))
     }
 
@@ -266,7 +265,7 @@ impl JobService for JobApi {
             )
             .await?;
         Ok(Response::new(pb::DeleteJobTaggingResponse {
-            tags: convert::tags_to_proto(&job.tags),
+            tags: contract::tags_to_proto(&job.tags),
         }))
     }
 
@@ -281,7 +280,7 @@ impl JobService for JobApi {
             .authorize(&request, &request.get_ref().account_id)?;
         let permit = self.access.open_stream(&request)?;
         let request = request.into_inner();
-        let account = convert::account_id(&request.account_id)?;
+        let account = validate::account_id(&request.account_id)?;
         if request.job_ids.len() > 100 {
             return Err(ApiError::invalid("job_ids", "at most 100 job ids").into());
         }
@@ -289,7 +288,7 @@ impl JobService for JobApi {
             .job_ids
             .iter()
             .enumerate()
-            .map(|(i, id)| convert::job_id_field(&format!("job_ids[{i}]"), id))
+            .map(|(i, id)| validate::job_id_field(&format!("job_ids[{i}]"), id))
             .collect::<Result<Vec<_>, _>>()?;
         if request.after_position.is_some_and(|p| p < 0) {
             return Err(ApiError::invalid("after_position", "must be ≥ 0").into());
@@ -356,7 +355,7 @@ impl JobService for JobApi {
         }
         // Refuses unknown jobs and other accounts' jobs before the stream starts.
         self.describe(&request.account_id, &request.job_id).await?;
-        let id = convert::job_id(&request.job_id)?;
+        let id = validate::job_id(&request.job_id)?;
         let after = request.after_sequence as u64;
         let (sender, receiver) = mpsc::channel(64);
         let store = self.store.clone();
@@ -403,7 +402,7 @@ async fn stream_results<M>(
             tasks::results_page(&client, id, after, filter, RESULTS_PAGE).await?
         };
         for (object, result) in &page {
-            let message = wrap(convert::task_result_to_proto(object, result));
+            let message = wrap(contract::task_result_to_proto(object, result));
             if sender.send(Ok(message)).await.is_err() {
                 return Ok(());
             }
@@ -424,7 +423,7 @@ async fn stream_history(
     after: u64,
     sender: &mpsc::Sender<Result<pb::GetJobHistoryResponse, Status>>,
 ) -> Result<(), ApiError> {
-    let mut folder = convert::HistoryFolder::new();
+    let mut folder = contract::HistoryFolder::new();
     let mut last = 0;
     loop {
         let page = {

@@ -31,7 +31,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use crate::api::code_name;
+use crate::contract::code_name;
 use crate::proto as pb;
 use crate::proto::job_service_client::JobServiceClient;
 

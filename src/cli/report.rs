@@ -37,7 +37,7 @@ pub async fn run(args: Report) -> Result<(), CliError> {
             super::table::status_name(job.status)
         )));
     };
-    let url = crate::config::object_store_url(&args.object_store)
+    let url = crate::objects::store_url(&args.object_store)
         .map_err(|error| CliError::Usage(format!("--object-store: {error}")))?;
     let buckets =
         Buckets::open(&url).map_err(|error| CliError::Usage(format!("--object-store: {error}")))?;

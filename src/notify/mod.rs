@@ -2,11 +2,9 @@
 //! NOTIFYs into wake-ups; a NOTIFY is only a hint, the log is the truth. On
 //! each events NOTIFY one tail reader reads the new log events once and
 //! broadcasts them over a bounded channel, so a thousand watch streams (see
-//! [`watch`]) cost one query; a stream that lagged, or whose position is not
+//! [`crate::api::watch`]) cost one query; a stream that lagged, or whose position is not
 //! where a batch starts, reads the log itself. The tail also reads every
 //! second, so a lost notification only delays the streams.
-
-pub mod watch;
 
 use std::collections::{HashMap, hash_map::Entry};
 use std::sync::Arc;
@@ -16,7 +14,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::api::convert::HistoryFolder;
+use crate::contract::HistoryFolder;
 use crate::domain::{AccountId, JobId};
 use crate::proto as pb;
 use crate::store::{EVENTS_CHANNEL, PROGRESS_CHANNEL, RecordedEvent, Store, jobs};
@@ -200,7 +198,7 @@ async fn read_tail(
 /// The folder of `recorded`'s job in `folders`; a job first seen here is
 /// folded from the log up to the event before `recorded`, so that its
 /// status changes can name the status they came from.
-pub(crate) async fn folder_for<'a>(
+pub async fn folder_for<'a>(
     store: &Store,
     folders: &'a mut HashMap<JobId, HistoryFolder>,
     recorded: &RecordedEvent,

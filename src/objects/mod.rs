@@ -24,6 +24,8 @@ pub use outcome::{TaskOperation, TaskOutcome};
 /// Why an object store URL was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreUrlError {
+    #[error("object store path {0:?} cannot be used")]
+    Path(String),
     #[error("object store url {0:?} is not a url")]
     NotAUrl(String),
     #[error("object store scheme {0:?} is not supported (use file:///path or s3://)")]
@@ -34,6 +36,19 @@ pub enum StoreUrlError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// `--object-store` as a URL: a plain path becomes `file://` of its absolute
+/// form; URLs pass through.
+pub fn store_url(value: &str) -> Result<String, StoreUrlError> {
+    if value.contains("://") {
+        return Ok(value.to_owned());
+    }
+    let absolute = std::path::absolute(std::path::Path::new(value))
+        .map_err(|_| StoreUrlError::Path(value.to_owned()))?;
+    url::Url::from_directory_path(&absolute)
+        .map(String::from)
+        .map_err(|_| StoreUrlError::Path(value.to_owned()))
 }
 
 /// An object resolved to the store that holds it and its path there.

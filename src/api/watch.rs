@@ -11,12 +11,10 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use super::{Notice, Notifier};
-use crate::api::{
-    ApiError,
-    convert::{self, HistoryFolder},
-};
+use super::ApiError;
+use crate::contract::{self, HistoryFolder};
 use crate::domain::{AccountId, JobId};
+use crate::notify::{Notice, Notifier, folder_for};
 use crate::proto as pb;
 use crate::store::{RecordedEvent, Store, jobs};
 
@@ -192,7 +190,7 @@ async fn emit(
     recorded: &RecordedEvent,
     sender: &Sender,
 ) -> Result<bool, ApiError> {
-    let folder = super::folder_for(store, folders, recorded).await?;
+    let folder = folder_for(store, folders, recorded).await?;
     let event = folder.convert(recorded);
     Ok(send(
         sender,
@@ -211,7 +209,7 @@ async fn progress_of(
     let client = store.client().await?;
     match jobs::load(&client, id, Some(&request.account)).await {
         Ok(job) => {
-            let descriptor = convert::job_to_list_proto(&job, chrono::Utc::now());
+            let descriptor = contract::job_to_list_proto(&job, chrono::Utc::now());
             Ok(Some(pb::JobProgress {
                 job_id: job.id.to_string(),
                 status: descriptor.status,

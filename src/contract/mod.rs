@@ -1,0 +1,15 @@
+//! The contract's messages made from domain values: what the gRPC API, the
+//! watch tail and the CLI send or show. Below all of them, above the domain
+//! and the store; the generated code itself is [`crate::proto`]. Requests
+//! going the other way are validated by [`crate::api::validate`].
+
+mod code;
+mod history;
+mod job;
+
+pub use code::code_name;
+pub use history::HistoryFolder;
+pub use job::{
+    job_to_list_proto, job_to_proto, status_to_proto, tags_to_proto, task_result_to_proto,
+    timestamp,
+};
