@@ -231,7 +231,7 @@ proptest! {
             let mut accepted = 1;
             for command in &commands {
                 match jobs::execute(&mut client, id, None, command, Utc::now()).await {
-                    Ok((_, events)) => accepted += events.len(),
+                    Ok((_, decision)) => accepted += decision.events.len(),
                     Err(StoreError::Domain(_)) => {}
                     Err(other) => panic!("{command:?}: {other}"),
                 }

@@ -48,15 +48,72 @@ pub fn created(id: JobId, created: &JobCreated, at: DateTime<Utc>) -> Job {
     }
 }
 
-/// Decides what a command does to a job: the events to record, or why not.
-pub fn decide(job: &Job, command: &Command, now: DateTime<Utc>) -> Result<Vec<Event>, DomainError> {
+/// What a command decided: the events to record, and what must happen
+/// besides them, which the store and the engine carry out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decision {
+    pub events: Vec<Event>,
+    pub effects: Vec<Effect>,
+}
+
+/// What must happen besides recording a decision's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// The job left Active: no new task of it may start, in any process;
+    /// tasks already started finish and are recorded.
+    StopTaskStarts,
+    /// The job ended: its task chunks will never run and are released.
+    ReleaseChunks,
+}
+
+impl Decision {
+    /// The decision to record `events` for a job now in `from`, with the
+    /// effects its status change calls for.
+    fn of(from: JobStatus, events: Vec<Event>) -> Decision {
+        let to = events
+            .iter()
+            .rev()
+            .find_map(Event::target_status)
+            .unwrap_or(from);
+        let mut effects = Vec::new();
+        if from.runs_tasks() && !to.runs_tasks() {
+            effects.push(Effect::StopTaskStarts);
+        }
+        if !from.is_terminal() && to.is_terminal() {
+            effects.push(Effect::ReleaseChunks);
+        }
+        Decision { events, effects }
+    }
+}
+
+/// Decides what a command does to a job: the events to record and their
+/// effects, or why not.
+pub fn decide(job: &Job, command: &Command, now: DateTime<Utc>) -> Result<Decision, DomainError> {
+    decide_events(job, command, now).map(|events| Decision::of(job.status, events))
+}
+
+fn decide_events(
+    job: &Job,
+    command: &Command,
+    now: DateTime<Utc>,
+) -> Result<Vec<Event>, DomainError> {
     let status = job.status;
     let events = match command {
         Command::StartPreparation => match status {
             JobStatus::New => vec![Event::PreparationStarted],
             // A preparer that died mid-way is replaced; preparation restarts.
             JobStatus::Preparing => vec![],
-            _ => return Err(refused(status, "start preparation")),
+            JobStatus::Suspended
+            | JobStatus::Ready
+            | JobStatus::Active
+            | JobStatus::Pausing
+            | JobStatus::Paused
+            | JobStatus::Completing
+            | JobStatus::Complete
+            | JobStatus::Cancelling
+            | JobStatus::Cancelled
+            | JobStatus::Failing
+            | JobStatus::Failed => return Err(refused(status, "start preparation")),
         },
         Command::FinishPreparation {
             total_number_of_tasks,
@@ -82,7 +139,18 @@ pub fn decide(job: &Job, command: &Command, now: DateTime<Utc>) -> Result<Vec<Ev
             JobStatus::Suspended => vec![Event::JobConfirmed {
                 reason: reason.clone(),
             }],
-            _ => {
+            JobStatus::New
+            | JobStatus::Preparing
+            | JobStatus::Ready
+            | JobStatus::Active
+            | JobStatus::Pausing
+            | JobStatus::Paused
+            | JobStatus::Completing
+            | JobStatus::Complete
+            | JobStatus::Cancelling
+            | JobStatus::Cancelled
+            | JobStatus::Failing
+            | JobStatus::Failed => {
                 return Err(DomainError::IllegalTransition {
                     current: status,
                     requested: JobStatus::Ready,
@@ -98,7 +166,17 @@ pub fn decide(job: &Job, command: &Command, now: DateTime<Utc>) -> Result<Vec<Ev
                 }
                 events
             }
-            _ => return Err(refused(status, "activate")),
+            JobStatus::New
+            | JobStatus::Preparing
+            | JobStatus::Suspended
+            | JobStatus::Active
+            | JobStatus::Pausing
+            | JobStatus::Completing
+            | JobStatus::Complete
+            | JobStatus::Cancelling
+            | JobStatus::Cancelled
+            | JobStatus::Failing
+            | JobStatus::Failed => return Err(refused(status, "activate")),
         },
         Command::Pause => {
             require(status, JobStatus::Active, "pause")?;
@@ -108,17 +186,26 @@ pub fn decide(job: &Job, command: &Command, now: DateTime<Utc>) -> Result<Vec<Ev
             record_task_results(job, *succeeded, *failed)?
         }
         Command::FinishDraining => match status {
-            JobStatus::Cancelling | JobStatus::Failing if job.needs_report() => {
+            JobStatus::Cancelling | JobStatus::Failing if job.report_due() => {
                 return Err(refused(status, "end before its completion report"));
             }
             JobStatus::Cancelling => vec![Event::JobCancelled],
             JobStatus::Failing => vec![Event::JobFailed],
             JobStatus::Pausing => vec![Event::JobPaused],
-            _ => return Err(refused(status, "finish draining")),
+            JobStatus::New
+            | JobStatus::Preparing
+            | JobStatus::Suspended
+            | JobStatus::Ready
+            | JobStatus::Active
+            | JobStatus::Paused
+            | JobStatus::Completing
+            | JobStatus::Complete
+            | JobStatus::Cancelled
+            | JobStatus::Failed => return Err(refused(status, "finish draining")),
         },
         Command::FinishCompletion => {
             require(status, JobStatus::Completing, "complete")?;
-            if job.needs_report() {
+            if job.report_due() {
                 return Err(refused(status, "end before its completion report"));
             }
             vec![Event::JobCompleted]
@@ -137,21 +224,19 @@ pub fn decide(job: &Job, command: &Command, now: DateTime<Utc>) -> Result<Vec<Ev
                 ),
             ))
         }
-        Command::RecordReport { outcome } => match status {
-            JobStatus::Completing | JobStatus::Cancelling | JobStatus::Failing
-                if !job.report_recorded() =>
-            {
-                vec![match outcome {
-                    Ok(location) => Event::ReportWritten {
-                        location: location.clone(),
-                    },
-                    Err(reason) => Event::ReportFailed {
-                        failure_reason: reason.clone(),
-                    },
-                }]
+        Command::RecordReport { outcome } => {
+            if !status.ends_with_report() || job.report_recorded() {
+                return Err(refused(status, "record a completion report"));
             }
-            _ => return Err(refused(status, "record a completion report")),
-        },
+            vec![match outcome {
+                Ok(location) => Event::ReportWritten {
+                    location: location.clone(),
+                },
+                Err(reason) => Event::ReportFailed {
+                    failure_reason: reason.clone(),
+                },
+            }]
+        }
         Command::ChangePriority { priority } => {
             if status.is_terminal() {
                 return Err(refused(status, "change priority"));
@@ -202,17 +287,8 @@ fn cancel(status: JobStatus, reason: &Option<String>) -> Result<Vec<Event>, Doma
 }
 
 fn record_task_results(job: &Job, succeeded: u64, failed: u64) -> Result<Vec<Event>, DomainError> {
-    match job.status {
-        JobStatus::Active | JobStatus::Pausing | JobStatus::Cancelling | JobStatus::Failing => {}
-        JobStatus::New
-        | JobStatus::Preparing
-        | JobStatus::Suspended
-        | JobStatus::Ready
-        | JobStatus::Paused
-        | JobStatus::Completing
-        | JobStatus::Complete
-        | JobStatus::Cancelled
-        | JobStatus::Failed => return Err(refused(job.status, "record task results")),
+    if !job.status.accepts_results() {
+        return Err(refused(job.status, "record task results"));
     }
     let progress = Progress {
         total: job.progress.total,
@@ -226,7 +302,7 @@ fn record_task_results(job: &Job, succeeded: u64, failed: u64) -> Result<Vec<Eve
         });
     }
     let mut events = vec![Event::TaskResultsRecorded { succeeded, failed }];
-    if job.status == JobStatus::Active {
+    if job.status.runs_tasks() {
         let threshold = job.spec.failure_threshold;
         if threshold.is_exceeded(progress.run(), progress.failed) {
             events.push(Event::FailureDetected {

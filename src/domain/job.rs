@@ -343,6 +343,12 @@ impl Job {
         self.spec.report.is_some() && self.progress.run() > 0 && !self.report_recorded()
     }
 
+    /// Whether the report must be written before the current status may
+    /// end: one is needed and the status ends with it (not Pausing).
+    pub fn report_due(&self) -> bool {
+        self.status.ends_with_report() && self.needs_report()
+    }
+
     /// Whether a report outcome (written or failed) is already recorded.
     pub fn report_recorded(&self) -> bool {
         self.report_location.is_some()

@@ -13,8 +13,8 @@ mod task;
 pub mod text;
 
 pub use decide::{
-    AWAITING_CONFIRMATION, MANIFEST_EMPTY, REPORT_WRITE_FAILED, SUSPENSION_LIMIT_EXCEEDED,
-    TASK_FAILURE_THRESHOLD_EXCEEDED, apply, create, created, decide,
+    AWAITING_CONFIRMATION, Decision, Effect, MANIFEST_EMPTY, REPORT_WRITE_FAILED,
+    SUSPENSION_LIMIT_EXCEEDED, TASK_FAILURE_THRESHOLD_EXCEEDED, apply, create, created, decide,
 };
 pub use event::{Command, EVENT_SCHEMA_VERSION, Event, JobCreated};
 pub use grant::BucketGrant;
@@ -47,6 +47,20 @@ pub enum DomainError {
     InvalidPriority(i32),
     #[error("task results would exceed the job's {total} tasks ({run} recorded)")]
     TooManyResults { total: u64, run: u64 },
+}
+
+impl DomainError {
+    /// Whether the refusal means the job moved on before an engine step
+    /// reached it (another process, or a command, got there first): the
+    /// step no longer applies. Anything else is a fault to report.
+    pub fn is_race(&self) -> bool {
+        match self {
+            DomainError::NotAllowed { .. } => true,
+            DomainError::IllegalTransition { .. }
+            | DomainError::InvalidPriority(_)
+            | DomainError::TooManyResults { .. } => false,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -47,6 +47,65 @@ impl JobStatus {
         )
     }
 
+    /// Whether workers start the job's tasks: Active only.
+    pub fn runs_tasks(self) -> bool {
+        self == JobStatus::Active
+    }
+
+    /// Whether no new task starts while the tasks in flight finish, after
+    /// which the status ends: Pausing, Cancelling and Failing.
+    pub fn is_draining(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Pausing | JobStatus::Cancelling | JobStatus::Failing
+        )
+    }
+
+    /// Whether task results may still be recorded: while tasks run or drain.
+    pub fn accepts_results(self) -> bool {
+        self.runs_tasks() || self.is_draining()
+    }
+
+    /// Whether the job occupies one of its account's active slots: Active,
+    /// and Pausing until it has drained.
+    pub fn holds_slot(self) -> bool {
+        matches!(self, JobStatus::Active | JobStatus::Pausing)
+    }
+
+    /// Whether the job is among those the scheduler weighs for the slots:
+    /// runnable (Ready, Paused) or holding one (Active, Pausing).
+    pub fn competes_for_slot(self) -> bool {
+        matches!(self, JobStatus::Ready | JobStatus::Paused) || self.holds_slot()
+    }
+
+    /// Whether a preparer should take the job: New, or Preparing in a
+    /// process that may have died (the preparation lock tells).
+    pub fn awaits_preparation(self) -> bool {
+        matches!(self, JobStatus::New | JobStatus::Preparing)
+    }
+
+    /// Whether the job waits for its owner's confirmation: Suspended.
+    pub fn awaits_confirmation(self) -> bool {
+        self == JobStatus::Suspended
+    }
+
+    /// Whether the status ends with the job's completion report written, if
+    /// it asked for one and a task ran: Completing, Cancelling and Failing.
+    /// A Pausing job owes none; it resumes later.
+    pub fn ends_with_report(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Completing | JobStatus::Cancelling | JobStatus::Failing
+        )
+    }
+
+    /// Every status for which `test` holds, in lifecycle order: the values
+    /// SQL statements take as parameters, so that no statement names a
+    /// status of its own.
+    pub fn all_where(test: fn(JobStatus) -> bool) -> Vec<JobStatus> {
+        JobStatus::ALL.into_iter().filter(|s| test(*s)).collect()
+    }
+
     /// The transition table of DESIGN.md section 1. Cancellation of an idle job
     /// passes through Cancelling within one command, so every cancel goes
     /// `… → Cancelling → Cancelled`.

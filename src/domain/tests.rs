@@ -1,6 +1,9 @@
-//! Unit tests of every transition and property tests of the fold.
+//! The lifecycle rules in the domain's own terms: given the events a job
+//! has seen, when a command arrives, then these events (and effects) are
+//! decided, or the command is refused. Property tests check the fold.
 
 use super::*;
+use JobStatus::*;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use proptest::prelude::*;
 
@@ -10,7 +13,7 @@ fn t0() -> DateTime<Utc> {
 
 fn spec(confirmation_required: bool) -> JobSpec {
     JobSpec {
-        account_id: AccountId("acct".into()),
+        account_id: AccountId("111122223333".into()),
         client_request_token: "token".into(),
         description: "test".into(),
         priority: 10,
@@ -34,105 +37,203 @@ fn spec(confirmation_required: bool) -> JobSpec {
     }
 }
 
-/// Runs a command and folds its events, panicking when it is refused.
-fn run(job: &mut Job, command: Command) -> Vec<Event> {
-    let now = t0() + TimeDelta::seconds(job.version as i64);
-    let events = decide(job, &command, now)
-        .unwrap_or_else(|e| panic!("{command:?} refused in {}: {e}", job.status));
-    for event in &events {
-        apply(job, event, now);
-    }
-    events
-}
-
+/// Tasks of the jobs in these tests.
 const TASKS: u64 = 10;
 
-/// A job driven through real commands into `status`.
-fn job_in(status: JobStatus) -> Job {
-    let mut job = created(JobId(uuid::Uuid::nil()), &create(spec(true)), t0());
-    let steps: &[Command] = match status {
-        JobStatus::New => &[],
-        JobStatus::Preparing => &[Command::StartPreparation],
-        JobStatus::Suspended => &[Command::StartPreparation, prepared()],
-        JobStatus::Ready => &[Command::StartPreparation, prepared(), confirm()],
-        JobStatus::Active => &[
-            Command::StartPreparation,
-            prepared(),
-            confirm(),
-            Command::Activate,
-        ],
-        JobStatus::Pausing => &[
-            Command::StartPreparation,
-            prepared(),
-            confirm(),
-            Command::Activate,
-            Command::Pause,
-        ],
-        JobStatus::Paused => &[
-            Command::StartPreparation,
-            prepared(),
-            confirm(),
-            Command::Activate,
-            Command::Pause,
-            Command::FinishDraining,
-        ],
-        JobStatus::Completing => &[
-            Command::StartPreparation,
-            prepared(),
-            confirm(),
-            Command::Activate,
-            Command::RecordTaskResults {
-                succeeded: TASKS,
-                failed: 0,
-            },
-        ],
-        JobStatus::Complete => &[
-            Command::StartPreparation,
-            prepared(),
-            confirm(),
-            Command::Activate,
-            Command::RecordTaskResults {
-                succeeded: TASKS,
-                failed: 0,
-            },
-            Command::FinishCompletion,
-        ],
-        JobStatus::Cancelling => &[
-            Command::StartPreparation,
-            prepared(),
-            confirm(),
-            Command::Activate,
-            Command::Cancel { reason: None },
-        ],
-        JobStatus::Cancelled => &[Command::Cancel { reason: None }],
-        JobStatus::Failing => &[
-            Command::StartPreparation,
-            prepared(),
-            confirm(),
-            Command::Activate,
-            Command::RecordTaskResults {
-                succeeded: 0,
-                failed: TASKS,
-            },
-        ],
-        JobStatus::Failed => &[
-            Command::StartPreparation,
-            Command::FailPreparation {
-                reason: FailureReason::new("ManifestNotFound", "gone"),
-            },
-        ],
+fn report_spec() -> ReportSpec {
+    ReportSpec {
+        bucket: "reports".into(),
+        prefix: String::new(),
+        scope: ReportScope::AllTasks,
+    }
+}
+
+/// The events that take a job created with confirmation required through
+/// the lifecycle to `status`: the history a test is given.
+fn history_to(status: JobStatus) -> Vec<Event> {
+    let prepared = Event::ManifestPrepared {
+        total_number_of_tasks: TASKS,
+        awaiting_confirmation: true,
     };
-    if status == JobStatus::Failing {
-        job.spec.failure_threshold = FailureThreshold {
-            minimum_tasks_run: 1,
-            max_failure_percent: 50,
-        };
+    let confirmed = Event::JobConfirmed { reason: None };
+    let to_active = || {
+        vec![
+            Event::PreparationStarted,
+            prepared.clone(),
+            confirmed.clone(),
+            Event::JobActivated,
+        ]
+    };
+    let then = |mut events: Vec<Event>, more: Vec<Event>| {
+        events.extend(more);
+        events
+    };
+    match status {
+        New => vec![],
+        Preparing => vec![Event::PreparationStarted],
+        Suspended => vec![Event::PreparationStarted, prepared.clone()],
+        Ready => vec![Event::PreparationStarted, prepared.clone(), confirmed],
+        Active => to_active(),
+        Pausing => then(to_active(), vec![Event::PauseRequested]),
+        Paused => then(to_active(), vec![Event::PauseRequested, Event::JobPaused]),
+        Completing => then(
+            to_active(),
+            vec![
+                Event::TaskResultsRecorded {
+                    succeeded: TASKS,
+                    failed: 0,
+                },
+                Event::AllTasksFinished,
+            ],
+        ),
+        Complete => then(history_to(Completing), vec![Event::JobCompleted]),
+        Cancelling => then(
+            to_active(),
+            vec![Event::CancellationRequested { reason: None }],
+        ),
+        Cancelled => vec![
+            Event::CancellationRequested { reason: None },
+            Event::JobCancelled,
+        ],
+        Failing => then(
+            to_active(),
+            vec![
+                Event::TaskResultsRecorded {
+                    succeeded: 0,
+                    failed: TASKS,
+                },
+                Event::FailureDetected {
+                    failure_reasons: vec![FailureReason::new(
+                        TASK_FAILURE_THRESHOLD_EXCEEDED,
+                        "10 of 10 tasks run failed",
+                    )],
+                },
+            ],
+        ),
+        Failed => vec![
+            Event::PreparationStarted,
+            Event::FailureDetected {
+                failure_reasons: vec![FailureReason::new("ManifestNotFound", "gone")],
+            },
+            Event::JobFailed,
+        ],
     }
-    for step in steps {
-        run(&mut job, step.clone());
+}
+
+/// A job and the events it has seen.
+#[derive(Clone)]
+struct Given {
+    job: Job,
+}
+
+/// Given a job of `spec(true)` that has seen `events`, a second apart.
+fn given(events: impl IntoIterator<Item = Event>) -> Given {
+    given_spec(spec(true), events)
+}
+
+/// Given a job of `spec` that has seen `events`, a second apart.
+fn given_spec(spec: JobSpec, events: impl IntoIterator<Item = Event>) -> Given {
+    let mut job = created(JobId(uuid::Uuid::nil()), &create(spec), t0());
+    let mut at = t0();
+    for event in events {
+        at += TimeDelta::seconds(1);
+        apply(&mut job, &event, at);
     }
-    assert_eq!(job.status, status, "fixture for {status}");
-    job
+    Given { job }
+}
+
+/// Given a job in `status`, reached by its ordinary history.
+fn given_in(status: JobStatus) -> Given {
+    given(history_to(status))
+}
+
+impl Given {
+    /// When `command` arrives a minute after the last event.
+    fn when(&self, command: Command) -> Then {
+        self.when_at(command, t0() + TimeDelta::minutes(1))
+    }
+
+    fn when_at(&self, command: Command, now: DateTime<Utc>) -> Then {
+        Then {
+            result: decide(&self.job, &command, now),
+            before: self.job.clone(),
+            now,
+            command,
+        }
+    }
+}
+
+/// What a command decided.
+struct Then {
+    result: Result<Decision, DomainError>,
+    before: Job,
+    now: DateTime<Utc>,
+    command: Command,
+}
+
+impl Then {
+    fn decision(&self) -> &Decision {
+        match &self.result {
+            Ok(decision) => decision,
+            Err(refusal) => panic!(
+                "{:?} in {} was refused: {refusal}",
+                self.command, self.before.status
+            ),
+        }
+    }
+
+    /// Then exactly these events.
+    fn then(&self, expected: &[Event]) -> &Then {
+        assert_eq!(self.decision().events, expected, "{:?}", self.command);
+        self
+    }
+
+    /// Then events that move the job through exactly these statuses.
+    fn then_statuses(&self, expected: &[JobStatus]) -> &Then {
+        let statuses: Vec<JobStatus> = self
+            .decision()
+            .events
+            .iter()
+            .filter_map(Event::target_status)
+            .collect();
+        assert_eq!(
+            statuses, expected,
+            "{:?} in {}",
+            self.command, self.before.status
+        );
+        self
+    }
+
+    /// Then these effects besides the events.
+    fn then_effects(&self, expected: &[Effect]) -> &Then {
+        assert_eq!(self.decision().effects, expected, "{:?}", self.command);
+        self
+    }
+
+    /// Then the command is refused, with this error.
+    fn then_refused(&self) -> &DomainError {
+        match &self.result {
+            Ok(decision) => panic!(
+                "{:?} in {} was accepted: {decision:?}",
+                self.command, self.before.status
+            ),
+            Err(refusal) => refusal,
+        }
+    }
+
+    /// The job after the decided events, to look at what they folded into.
+    fn state(&self) -> Job {
+        let mut job = self.before.clone();
+        for event in &self.decision().events {
+            apply(&mut job, event, self.now);
+        }
+        job
+    }
+
+    /// The job after the events, as the history a next command is given.
+    fn and(&self) -> Given {
+        Given { job: self.state() }
+    }
 }
 
 fn prepared() -> Command {
@@ -141,23 +242,9 @@ fn prepared() -> Command {
     }
 }
 
-fn confirm() -> Command {
-    Command::Confirm { reason: None }
+fn results(succeeded: u64, failed: u64) -> Command {
+    Command::RecordTaskResults { succeeded, failed }
 }
-
-fn statuses_after(job: &Job, command: Command) -> Result<Vec<JobStatus>, DomainError> {
-    let mut job = job.clone();
-    let events = decide(&job, &command, t0())?;
-    Ok(events
-        .iter()
-        .filter_map(|event| {
-            apply(&mut job, event, t0());
-            event.target_status()
-        })
-        .collect())
-}
-
-use JobStatus::*;
 
 #[test]
 fn transition_table_is_exactly_the_designed_one() {
@@ -188,6 +275,44 @@ fn transition_table_is_exactly_the_designed_one() {
 }
 
 #[test]
+fn status_predicates_are_the_designed_sets() {
+    type Predicate = fn(JobStatus) -> bool;
+    let sets: [(Predicate, &[JobStatus]); 8] = [
+        (JobStatus::is_terminal, &[Complete, Cancelled, Failed]),
+        (JobStatus::runs_tasks, &[Active]),
+        (JobStatus::is_draining, &[Pausing, Cancelling, Failing]),
+        (
+            JobStatus::accepts_results,
+            &[Active, Pausing, Cancelling, Failing],
+        ),
+        (JobStatus::holds_slot, &[Active, Pausing]),
+        (
+            JobStatus::competes_for_slot,
+            &[Ready, Active, Pausing, Paused],
+        ),
+        (JobStatus::awaits_preparation, &[New, Preparing]),
+        (
+            JobStatus::ends_with_report,
+            &[Completing, Cancelling, Failing],
+        ),
+    ];
+    for (test, expected) in sets {
+        assert_eq!(JobStatus::all_where(test), expected);
+    }
+    assert_eq!(
+        JobStatus::all_where(JobStatus::awaits_confirmation),
+        [Suspended]
+    );
+}
+
+#[test]
+fn every_history_reaches_its_status() {
+    for status in JobStatus::ALL {
+        assert_eq!(given_in(status).job.status, status);
+    }
+}
+
+#[test]
 fn status_names_round_trip() {
     for status in JobStatus::ALL {
         assert_eq!(JobStatus::parse(status.as_str()), Some(status));
@@ -197,22 +322,24 @@ fn status_names_round_trip() {
 
 #[test]
 fn confirmation_unset_means_suspended_after_preparation() {
-    let job = job_in(Preparing);
-    assert_eq!(statuses_after(&job, prepared()), Ok(vec![Suspended]));
+    given_in(Preparing)
+        .when(prepared())
+        .then(&[Event::ManifestPrepared {
+            total_number_of_tasks: TASKS,
+            awaiting_confirmation: true,
+        }]);
 }
 
 #[test]
 fn job_without_confirmation_goes_straight_to_ready() {
-    let mut job = created(JobId(uuid::Uuid::nil()), &create(spec(false)), t0());
-    run(&mut job, Command::StartPreparation);
-    run(&mut job, prepared());
-    assert_eq!(job.status, Ready);
-    assert_eq!(job.suspended_time, None);
+    let then = given_spec(spec(false), [Event::PreparationStarted]).when(prepared());
+    then.then_statuses(&[Ready]);
+    assert_eq!(then.state().suspended_time, None);
 }
 
 #[test]
 fn suspension_records_time_and_cause() {
-    let job = job_in(Suspended);
+    let job = given_in(Preparing).when(prepared()).state();
     assert!(job.suspended_time.is_some());
     assert_eq!(job.suspended_cause.as_deref(), Some(AWAITING_CONFIRMATION));
 }
@@ -220,16 +347,16 @@ fn suspension_records_time_and_cause() {
 #[test]
 fn confirm_is_allowed_only_from_suspended() {
     for status in JobStatus::ALL {
-        let result = statuses_after(&job_in(status), Command::Confirm { reason: None });
+        let then = given_in(status).when(Command::Confirm { reason: None });
         if status == Suspended {
-            assert_eq!(result, Ok(vec![Ready]));
+            then.then(&[Event::JobConfirmed { reason: None }]);
         } else {
             assert_eq!(
-                result,
-                Err(DomainError::IllegalTransition {
+                then.then_refused(),
+                &DomainError::IllegalTransition {
                     current: status,
                     requested: Ready
-                }),
+                },
                 "confirm from {status}"
             );
         }
@@ -238,13 +365,11 @@ fn confirm_is_allowed_only_from_suspended() {
 
 #[test]
 fn a_confirmed_job_never_returns_to_suspended() {
-    let mut job = job_in(Ready);
-    run(&mut job, Command::Activate);
-    run(&mut job, Command::Pause);
-    run(&mut job, Command::FinishDraining);
-    run(&mut job, Command::Activate);
+    let job = given_in(Paused)
+        .when(Command::Activate)
+        .then_statuses(&[Active])
+        .state();
     assert!(job.confirmed);
-    assert_ne!(job.status, Suspended);
 }
 
 #[test]
@@ -265,15 +390,17 @@ fn cancel_response_statuses_follow_tasks_in_flight() {
         (Failed, None),
     ];
     for (status, outcome) in expected {
-        let result = statuses_after(&job_in(*status), Command::Cancel { reason: None });
+        let then = given_in(*status).when(Command::Cancel { reason: None });
         match outcome {
-            Some(statuses) => assert_eq!(result, Ok(statuses.to_vec()), "cancel from {status}"),
+            Some(statuses) => {
+                then.then_statuses(statuses);
+            }
             None => assert_eq!(
-                result,
-                Err(DomainError::IllegalTransition {
+                then.then_refused(),
+                &DomainError::IllegalTransition {
                     current: *status,
                     requested: Cancelled
-                }),
+                },
                 "cancel from {status}"
             ),
         }
@@ -282,30 +409,64 @@ fn cancel_response_statuses_follow_tasks_in_flight() {
 
 #[test]
 fn cancel_keeps_the_status_update_reason() {
-    let mut job = job_in(Ready);
-    run(
-        &mut job,
-        Command::Cancel {
-            reason: Some("No longer needed".into()),
+    let reason = Some("No longer needed".to_owned());
+    let then = given_in(Ready).when(Command::Cancel {
+        reason: reason.clone(),
+    });
+    then.then(&[
+        Event::CancellationRequested {
+            reason: reason.clone(),
         },
-    );
-    assert_eq!(job.status, Cancelled);
-    assert_eq!(
-        job.status_update_reason.as_deref(),
-        Some("No longer needed")
-    );
+        Event::JobCancelled,
+    ]);
+    let job = then.state();
+    assert_eq!(job.status_update_reason, reason);
     assert!(job.termination_time.is_some());
+}
+
+#[test]
+fn leaving_active_stops_task_starts_and_ending_releases_chunks() {
+    given_in(Active)
+        .when(Command::Cancel { reason: None })
+        .then_effects(&[Effect::StopTaskStarts]);
+    given_in(Active)
+        .when(Command::Pause)
+        .then_effects(&[Effect::StopTaskStarts]);
+    given_in(Active)
+        .when(results(TASKS, 0))
+        .then_effects(&[Effect::StopTaskStarts]);
+    given_in(Active).when(results(1, 0)).then_effects(&[]);
+    // Ending, by any path, releases the chunks that will never run.
+    given_in(Paused)
+        .when(Command::Cancel { reason: None })
+        .then_effects(&[Effect::ReleaseChunks]);
+    given_in(Cancelling)
+        .when(Command::FinishDraining)
+        .then_effects(&[Effect::ReleaseChunks]);
+    given_in(Completing)
+        .when(Command::FinishCompletion)
+        .then_effects(&[Effect::ReleaseChunks]);
+    given_in(Pausing)
+        .when(Command::FinishDraining)
+        .then_effects(&[]);
+    given_in(Paused).when(Command::Activate).then_effects(&[]);
 }
 
 #[test]
 fn draining_ends_in_the_matching_status() {
     for status in JobStatus::ALL {
-        let result = statuses_after(&job_in(status), Command::FinishDraining);
+        let then = given_in(status).when(Command::FinishDraining);
         match status {
-            Cancelling => assert_eq!(result, Ok(vec![Cancelled])),
-            Failing => assert_eq!(result, Ok(vec![Failed])),
-            Pausing => assert_eq!(result, Ok(vec![Paused])),
-            _ => assert!(result.is_err(), "drain from {status}"),
+            Cancelling => {
+                then.then(&[Event::JobCancelled]);
+            }
+            Failing => {
+                then.then(&[Event::JobFailed]);
+            }
+            Pausing => {
+                then.then(&[Event::JobPaused]);
+            }
+            _ => assert!(then.then_refused().is_race(), "drain from {status}"),
         }
     }
 }
@@ -313,11 +474,11 @@ fn draining_ends_in_the_matching_status() {
 #[test]
 fn activation_only_from_ready_or_paused() {
     for status in JobStatus::ALL {
-        let result = statuses_after(&job_in(status), Command::Activate);
+        let then = given_in(status).when(Command::Activate);
         if matches!(status, Ready | Paused) {
-            assert_eq!(result, Ok(vec![Active]), "activate from {status}");
+            then.then(&[Event::JobActivated]);
         } else {
-            assert!(result.is_err(), "activate from {status}");
+            assert!(then.then_refused().is_race(), "activate from {status}");
         }
     }
 }
@@ -325,45 +486,41 @@ fn activation_only_from_ready_or_paused() {
 #[test]
 fn pause_only_from_active() {
     for status in JobStatus::ALL {
-        let result = statuses_after(&job_in(status), Command::Pause);
+        let then = given_in(status).when(Command::Pause);
         if status == Active {
-            assert_eq!(result, Ok(vec![Pausing]));
+            then.then(&[Event::PauseRequested]);
         } else {
-            assert!(result.is_err(), "pause from {status}");
+            assert!(then.then_refused().is_race(), "pause from {status}");
         }
     }
 }
 
 #[test]
 fn preparation_steps_only_in_their_statuses() {
+    let fail = || Command::FailPreparation {
+        reason: FailureReason::new("ManifestNotFound", "missing"),
+    };
     for status in JobStatus::ALL {
-        let job = job_in(status);
-        let start = statuses_after(&job, Command::StartPreparation);
-        let finish = statuses_after(&job, prepared());
-        let fail = statuses_after(
-            &job,
-            Command::FailPreparation {
-                reason: FailureReason::new("ManifestNotFound", "missing"),
-            },
-        );
+        let given = given_in(status);
         match status {
             New => {
-                assert_eq!(start, Ok(vec![Preparing]));
-                assert!(finish.is_err());
-                assert!(
-                    fail.is_err(),
-                    "a job fails preparation only once it started"
-                );
+                given
+                    .when(Command::StartPreparation)
+                    .then(&[Event::PreparationStarted]);
+                given.when(prepared()).then_refused();
+                // A job fails preparation only once it started.
+                given.when(fail()).then_refused();
             }
             Preparing => {
-                assert_eq!(start, Ok(vec![]), "a restarted preparer resumes");
-                assert_eq!(finish, Ok(vec![Suspended]));
-                assert_eq!(fail, Ok(vec![Failing, Failed]));
+                // A restarted preparer resumes.
+                given.when(Command::StartPreparation).then(&[]);
+                given.when(prepared()).then_statuses(&[Suspended]);
+                given.when(fail()).then_statuses(&[Failing, Failed]);
             }
             _ => {
-                assert!(start.is_err(), "start preparation from {status}");
-                assert!(finish.is_err(), "finish preparation from {status}");
-                assert!(fail.is_err(), "fail preparation from {status}");
+                given.when(Command::StartPreparation).then_refused();
+                given.when(prepared()).then_refused();
+                given.when(fail()).then_refused();
             }
         }
     }
@@ -371,80 +528,68 @@ fn preparation_steps_only_in_their_statuses() {
 
 #[test]
 fn an_empty_manifest_fails_the_job() {
-    let mut job = job_in(Preparing);
-    run(
-        &mut job,
-        Command::FinishPreparation {
-            total_number_of_tasks: 0,
-        },
-    );
-    assert_eq!(job.status, Failed);
-    assert_eq!(job.failure_reasons[0].failure_code, MANIFEST_EMPTY);
+    let then = given_in(Preparing).when(Command::FinishPreparation {
+        total_number_of_tasks: 0,
+    });
+    then.then_statuses(&[Failing, Failed]);
+    assert_eq!(then.state().failure_reasons[0].failure_code, MANIFEST_EMPTY);
 }
 
 #[test]
 fn finishing_every_task_moves_active_to_completing_then_complete() {
-    let mut job = job_in(Active);
-    run(
-        &mut job,
-        Command::RecordTaskResults {
+    let given = given_in(Active)
+        .when(results(4, 1))
+        .then(&[Event::TaskResultsRecorded {
             succeeded: 4,
             failed: 1,
-        },
-    );
-    assert_eq!(job.status, Active);
-    run(
-        &mut job,
-        Command::RecordTaskResults {
+        }])
+        .and();
+    let then = given.when(results(5, 0));
+    then.then(&[
+        Event::TaskResultsRecorded {
             succeeded: 5,
             failed: 0,
         },
-    );
-    assert_eq!(job.status, Completing);
+        Event::AllTasksFinished,
+    ]);
     assert_eq!(
-        job.progress,
+        then.state().progress,
         Progress {
             total: 10,
             succeeded: 9,
             failed: 1
         }
     );
-    run(&mut job, Command::FinishCompletion);
-    assert_eq!(job.status, Complete);
+    then.and()
+        .when(Command::FinishCompletion)
+        .then(&[Event::JobCompleted]);
 }
 
 #[test]
-fn results_beyond_the_task_count_are_refused() {
-    let job = job_in(Active);
+fn results_beyond_the_task_count_are_refused_as_a_fault() {
+    let refusal = given_in(Active)
+        .when(results(TASKS + 1, 0))
+        .then_refused()
+        .clone();
     assert_eq!(
-        decide(
-            &job,
-            &Command::RecordTaskResults {
-                succeeded: TASKS + 1,
-                failed: 0
-            },
-            t0()
-        ),
-        Err(DomainError::TooManyResults {
+        refusal,
+        DomainError::TooManyResults {
             total: TASKS,
             run: TASKS + 1
-        })
+        }
     );
+    assert!(!refusal.is_race(), "more results than tasks is no race");
 }
 
 #[test]
 fn task_results_are_accepted_only_while_tasks_can_run_or_drain() {
     for status in JobStatus::ALL {
-        let result = decide(
-            &job_in(status),
-            &Command::RecordTaskResults {
-                succeeded: 0,
-                failed: 0,
-            },
-            t0(),
+        let then = given_in(status).when(results(0, 0));
+        assert_eq!(
+            then.result.is_ok(),
+            status.accepts_results(),
+            "record results in {status}"
         );
-        let accepts = matches!(status, Active | Pausing | Cancelling | Failing);
-        assert_eq!(result.is_ok(), accepts, "record results in {status}");
     }
 }
 
@@ -457,16 +602,13 @@ fn failure_threshold_fails_the_job_above_half_after_a_thousand_tasks() {
     assert!(threshold.is_exceeded(1200, 720));
     assert!(!threshold.is_exceeded(1200, 480));
 
-    let mut job = job_in(Active);
-    job.progress.total = 2000;
-    let events = run(
-        &mut job,
-        Command::RecordTaskResults {
-            succeeded: 400,
-            failed: 600,
-        },
-    );
-    assert_eq!(job.status, Failing);
+    let mut history = history_to(Active);
+    history[1] = Event::ManifestPrepared {
+        total_number_of_tasks: 2000,
+        awaiting_confirmation: true,
+    };
+    let then = given(history).when(results(400, 600));
+    let events = &then.then_statuses(&[Failing]).decision().events;
     let Some(Event::FailureDetected { failure_reasons }) = events.last() else {
         panic!("expected a failure, got {events:?}");
     };
@@ -475,46 +617,38 @@ fn failure_threshold_fails_the_job_above_half_after_a_thousand_tasks() {
         TASK_FAILURE_THRESHOLD_EXCEEDED
     );
     assert!(failure_reasons[0].failure_reason.contains("600 of 1000"));
-    run(&mut job, Command::FinishDraining);
-    assert_eq!(job.status, Failed);
+    then.and()
+        .when(Command::FinishDraining)
+        .then(&[Event::JobFailed]);
 }
 
 #[test]
 fn priority_changes_in_every_non_terminal_status() {
     for status in JobStatus::ALL {
-        let result = decide(
-            &job_in(status),
-            &Command::ChangePriority { priority: 99 },
-            t0(),
-        );
+        let then = given_in(status).when(Command::ChangePriority { priority: 99 });
         if status.is_terminal() {
-            assert!(result.is_err(), "priority in {status}");
+            then.then_refused();
         } else {
-            assert_eq!(
-                result,
-                Ok(vec![Event::PriorityChanged {
-                    previous: 10,
-                    priority: 99
-                }])
-            );
+            then.then(&[Event::PriorityChanged {
+                previous: 10,
+                priority: 99,
+            }]);
         }
     }
 }
 
 #[test]
 fn unchanged_priority_or_tags_record_nothing() {
-    let job = job_in(Ready);
+    let given = given_in(Ready);
+    given
+        .when(Command::ChangePriority { priority: 10 })
+        .then(&[]);
+    given.when(Command::ReplaceTags { tags: vec![] }).then(&[]);
     assert_eq!(
-        decide(&job, &Command::ChangePriority { priority: 10 }, t0()),
-        Ok(vec![])
-    );
-    assert_eq!(
-        decide(&job, &Command::ReplaceTags { tags: vec![] }, t0()),
-        Ok(vec![])
-    );
-    assert_eq!(
-        decide(&job, &Command::ChangePriority { priority: -1 }, t0()),
-        Err(DomainError::InvalidPriority(-1))
+        given
+            .when(Command::ChangePriority { priority: -1 })
+            .then_refused(),
+        &DomainError::InvalidPriority(-1)
     );
 }
 
@@ -525,97 +659,104 @@ fn tags_can_be_replaced_in_every_status() {
         value: "storage".into(),
     }];
     for status in JobStatus::ALL {
-        let mut job = job_in(status);
-        run(&mut job, Command::ReplaceTags { tags: tags.clone() });
-        assert_eq!(job.tags, tags);
-        assert_eq!(job.status, status);
+        given_in(status)
+            .when(Command::ReplaceTags { tags: tags.clone() })
+            .then(&[Event::TagsReplaced { tags: tags.clone() }])
+            .then_statuses(&[]);
     }
 }
 
 #[test]
 fn suspension_expires_only_after_the_limit() {
-    let job = job_in(Suspended);
-    let suspended = job.suspended_time.unwrap();
+    let given = given_in(Suspended);
+    let suspended = given.job.suspended_time.unwrap();
     let limit = TimeDelta::days(30);
-    let early = decide(
-        &job,
-        &Command::ExpireSuspension { limit },
-        suspended + TimeDelta::days(29),
-    );
-    assert!(early.is_err());
-    let late = decide(
-        &job,
-        &Command::ExpireSuspension { limit },
-        suspended + limit,
-    )
-    .unwrap();
+    given
+        .when_at(
+            Command::ExpireSuspension { limit },
+            suspended + TimeDelta::days(29),
+        )
+        .then_refused();
+    let then = given.when_at(Command::ExpireSuspension { limit }, suspended + limit);
+    let events = &then.then_statuses(&[Failing, Failed]).decision().events;
     assert!(
-        matches!(&late[0], Event::FailureDetected { failure_reasons } if failure_reasons[0].failure_code == SUSPENSION_LIMIT_EXCEEDED)
+        matches!(&events[0], Event::FailureDetected { failure_reasons } if failure_reasons[0].failure_code == SUSPENSION_LIMIT_EXCEEDED)
     );
-    assert_eq!(late[1], Event::JobFailed);
 }
 
 #[test]
 fn a_job_owing_a_report_ends_only_once_its_outcome_is_recorded() {
-    let report = ReportSpec {
+    let mut with_report = spec(true);
+    with_report.report = Some(report_spec());
+    let location = ObjectLocation {
         bucket: "reports".into(),
-        prefix: String::new(),
-        scope: ReportScope::AllTasks,
+        key: "job-x/manifest.json".into(),
     };
     for status in [Completing, Cancelling, Failing] {
-        let mut job = job_in(status);
-        job.spec.report = Some(report.clone());
-        job.progress.succeeded = job.progress.succeeded.max(1);
-        let finish = if status == Completing {
-            Command::FinishCompletion
-        } else {
-            Command::FinishDraining
-        };
-        assert!(
-            decide(&job, &finish, t0()).is_err(),
-            "{status} ended without its report"
-        );
-        let location = ObjectLocation {
-            bucket: "reports".into(),
-            key: "job-x/manifest.json".into(),
-        };
-        run(
-            &mut job,
-            Command::RecordReport {
-                outcome: Ok(location.clone()),
-            },
-        );
-        assert_eq!(job.report_location, Some(location));
-        assert!(
-            decide(
-                &job,
-                &Command::RecordReport {
-                    outcome: Err(FailureReason::new(REPORT_WRITE_FAILED, "x"))
+        let mut history = history_to(status);
+        if status == Cancelling {
+            // A task ran before the cancel, so a report is owed.
+            history.insert(
+                4,
+                Event::TaskResultsRecorded {
+                    succeeded: 1,
+                    failed: 0,
                 },
-                t0()
-            )
-            .is_err()
-        );
-        run(&mut job, finish);
-        assert!(job.status.is_terminal());
+            );
+        }
+        let given = given_spec(with_report.clone(), history);
+        let finish = || {
+            if status == Completing {
+                Command::FinishCompletion
+            } else {
+                Command::FinishDraining
+            }
+        };
+        assert!(given.when(finish()).then_refused().is_race());
+        let recorded = given
+            .when(Command::RecordReport {
+                outcome: Ok(location.clone()),
+            })
+            .then(&[Event::ReportWritten {
+                location: location.clone(),
+            }])
+            .and();
+        recorded
+            .when(Command::RecordReport {
+                outcome: Err(FailureReason::new(REPORT_WRITE_FAILED, "x")),
+            })
+            .then_refused();
+        assert!(recorded.when(finish()).state().status.is_terminal());
     }
+    // A Pausing job owes no report: it resumes later.
+    given_spec(
+        with_report.clone(),
+        history_to(Pausing)
+            .into_iter()
+            .chain([Event::TaskResultsRecorded {
+                succeeded: 1,
+                failed: 0,
+            }]),
+    )
+    .when(Command::FinishDraining)
+    .then(&[Event::JobPaused]);
     // A report that cannot be written still lets the job end, saying why.
-    let mut job = job_in(Completing);
-    job.spec.report = Some(report);
-    run(
-        &mut job,
-        Command::RecordReport {
+    let failed = given_spec(with_report, history_to(Completing))
+        .when(Command::RecordReport {
             outcome: Err(FailureReason::new(REPORT_WRITE_FAILED, "disk full")),
-        },
+        })
+        .and()
+        .when(Command::FinishCompletion);
+    failed.then(&[Event::JobCompleted]);
+    assert_eq!(
+        failed.state().failure_reasons[0].failure_code,
+        REPORT_WRITE_FAILED
     );
-    run(&mut job, Command::FinishCompletion);
-    assert_eq!(job.status, Complete);
-    assert_eq!(job.failure_reasons[0].failure_code, REPORT_WRITE_FAILED);
 }
 
 #[test]
 fn elapsed_active_time_sums_active_intervals() {
-    let mut job = job_in(Ready);
+    let mut job = given_in(Ready).job;
     let start = t0();
     apply(&mut job, &Event::JobActivated, start);
     apply(
@@ -644,20 +785,14 @@ fn terminal_statuses_accept_no_status_change() {
         Command::Cancel { reason: None },
         Command::Activate,
         Command::Pause,
-        Command::RecordTaskResults {
-            succeeded: 1,
-            failed: 0,
-        },
+        results(1, 0),
         Command::FinishDraining,
         Command::FinishCompletion,
         Command::ChangePriority { priority: 1 },
     ];
     for status in [Complete, Cancelled, Failed] {
         for command in &commands {
-            assert!(
-                decide(&job_in(status), command, t0()).is_err(),
-                "{command:?} in {status}"
-            );
+            given_in(status).when(command.clone()).then_refused();
         }
     }
 }
@@ -710,10 +845,10 @@ proptest! {
         for (command, step_seconds) in commands {
             now += TimeDelta::seconds(step_seconds);
             let before = job.clone();
-            let Ok(events) = decide(&job, &command, now) else {
+            let Ok(decision) = decide(&job, &command, now) else {
                 continue;
             };
-            for event in events {
+            for event in decision.events {
                 if let Some(next) = event.target_status() {
                     prop_assert!(
                         job.status.can_transition_to(next),
@@ -725,6 +860,15 @@ proptest! {
                 let stored = serde_json::to_string(&event).unwrap();
                 log.push((serde_json::from_str(&stored).unwrap(), now));
             }
+            // Effects follow the status change, whatever the command.
+            prop_assert_eq!(
+                decision.effects.contains(&Effect::StopTaskStarts),
+                before.status.runs_tasks() && !job.status.runs_tasks()
+            );
+            prop_assert_eq!(
+                decision.effects.contains(&Effect::ReleaseChunks),
+                !before.status.is_terminal() && job.status.is_terminal()
+            );
             prop_assert!(!before.status.is_terminal() || job.status == before.status);
             prop_assert!(job.progress.run() <= job.progress.total);
             prop_assert!(job.priority >= 0);

@@ -27,17 +27,13 @@ pub(super) async fn run(engine: Engine, shutdown: CancellationToken) {
 
 async fn finish_once(engine: &Engine) -> Result<(), StoreError> {
     let mut client = engine.store.client().await?;
-    let draining = [
-        JobStatus::Cancelling,
-        JobStatus::Failing,
-        JobStatus::Pausing,
-    ];
+    let draining = JobStatus::all_where(JobStatus::is_draining);
     for id in tasks::jobs_in(&client, &draining, 64).await? {
         // Twice: results recorded between reading the job and ending its
         // drain may make a report due, which the domain then insists on.
         for _ in 0..2 {
             let job = jobs::load(&client, id, None).await?;
-            if job.needs_report() && job.status != JobStatus::Pausing {
+            if job.report_due() {
                 // The report lists every result: wait until nothing is in flight.
                 if !tasks::is_drained(&mut client, id).await? {
                     break;

@@ -17,7 +17,7 @@ use tracing::{Instrument, debug, info_span, warn};
 use uuid::Uuid;
 
 use super::{Engine, Round, Wakers, run_rounds};
-use crate::domain::{AccountId, JobStatus, Operation};
+use crate::domain::{AccountId, Operation};
 use crate::domain::{Task, TaskResult};
 use crate::objects::TaskOperation;
 use crate::store::{ClaimedChunk, StoreError, tasks};
@@ -77,7 +77,7 @@ async fn work_once(
         .first()
         .map(|first| (first.number, unstarted.len()));
     match tasks::complete_chunk(&mut client, &chunk, owner, &run.results, rest, Utc::now()).await? {
-        Some(job) if job.status != JobStatus::Active => Wakers::wake(&engine.wakers.finisher),
+        Some(job) if !job.status.runs_tasks() => Wakers::wake(&engine.wakers.finisher),
         Some(_) => {}
         None => {
             warn!(job_id = %chunk.job_id, chunk = chunk.chunk_number, "chunk lease lost before its results were recorded");
@@ -139,7 +139,7 @@ async fn watch_status(engine: &Engine, chunk: &ClaimedChunk, stop: &AtomicBool) 
             Ok(client) => tasks::status(&**client, chunk.job_id).await,
             Err(error) => Err(error),
         };
-        if matches!(status, Ok(status) if status != JobStatus::Active) {
+        if matches!(status, Ok(status) if !status.runs_tasks()) {
             stop.store(true, Ordering::SeqCst);
         }
     }

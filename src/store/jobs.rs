@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::{EVENTS_CHANNEL, StoreError, error::During};
 use crate::domain::{
-    self, AccountId, Command, EVENT_SCHEMA_VERSION, Event, Job, JobCreated, JobId, JobSpec,
-    JobStatus,
+    self, AccountId, Command, Decision, EVENT_SCHEMA_VERSION, Effect, Event, Job, JobCreated,
+    JobId, JobSpec, JobStatus,
 };
 
 /// Names the lock that serialises appends to `job_events` until commit.
@@ -39,6 +39,7 @@ const INSERT_EVENT: &str = "
     VALUES ($1, $2, $3, $4, $5, $6)
     RETURNING position";
 const TAKE_APPEND_LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
+const DELETE_CHUNKS: &str = "DELETE FROM task_chunks WHERE job_id = $1";
 const NOTIFY: &str = "SELECT pg_notify($1, $2)";
 const LIST_JOBS: &str = "
     SELECT state FROM jobs
@@ -230,14 +231,16 @@ fn found(row: Option<Row>, id: JobId) -> Result<Job, StoreError> {
 }
 
 /// Runs one command in its own transaction and returns the job after it and
-/// the events it produced. Retries a bounded number of times on conflict.
+/// the decision (events and effects; the store's own effects are carried
+/// out, the engine's are the caller's). Retries a bounded number of times
+/// on conflict.
 pub async fn execute(
     client: &mut Client,
     id: JobId,
     account: Option<&AccountId>,
     command: &Command,
     now: DateTime<Utc>,
-) -> Result<(Job, Vec<Event>), StoreError> {
+) -> Result<(Job, Decision), StoreError> {
     const ATTEMPTS: usize = 3;
     let mut attempt = 1;
     loop {
@@ -256,21 +259,23 @@ pub async fn execute(
     }
 }
 
-/// Decides `command` against a job locked in `tx`, appends the events, and
-/// rewrites the projection. The caller commits.
+/// Decides `command` against a job locked in `tx`, appends the events,
+/// rewrites the projection and carries out the effects that are the store's
+/// (releasing an ended job's chunks). The caller commits, and carries out
+/// the effects that are the engine's.
 pub async fn record(
     tx: &Transaction<'_>,
     mut job: Job,
     command: &Command,
     now: DateTime<Utc>,
-) -> Result<(Job, Vec<Event>), StoreError> {
+) -> Result<(Job, Decision), StoreError> {
     let now = log_time(now);
-    let events = domain::decide(&job, command, now)?;
-    if events.is_empty() {
-        return Ok((job, events));
+    let decision = domain::decide(&job, command, now)?;
+    if decision.events.is_empty() {
+        return Ok((job, decision));
     }
     let mut logged = 0;
-    for event in &events {
+    for event in &decision.events {
         domain::apply(&mut job, event, now);
         if !event.is_logged_in_job_stream() {
             continue;
@@ -308,12 +313,24 @@ pub async fn record(
     )
     .await
     .during("UPDATE_JOB")?;
+    for effect in &decision.effects {
+        match effect {
+            Effect::ReleaseChunks => {
+                tx.execute(DELETE_CHUNKS, &[&job.id.0])
+                    .await
+                    .during("DELETE_CHUNKS")?;
+            }
+            // The engine's: in this process through its task gate, in
+            // others through the NOTIFY below.
+            Effect::StopTaskStarts => {}
+        }
+    }
     if logged > 0 {
         tx.execute(NOTIFY, &[&EVENTS_CHANNEL, &job.id.to_string()])
             .await
             .during("NOTIFY")?;
     }
-    Ok((job, events))
+    Ok((job, decision))
 }
 
 /// A page of an account's jobs, newest first.

@@ -154,3 +154,31 @@ async fn connect_once(config: &tokio_postgres::Config) -> Result<(), tokio_postg
     let _ = driver.await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::JobStatus;
+
+    /// Every status rule has one home, the domain: a statement that selects
+    /// by status takes the statuses as a parameter made by a `JobStatus`
+    /// predicate (`JobStatus::all_where`), never as a literal of its own.
+    #[test]
+    fn no_statement_names_a_status() {
+        let sources = [
+            ("jobs.rs", include_str!("jobs.rs")),
+            ("tasks.rs", include_str!("tasks.rs")),
+            ("keys.rs", include_str!("keys.rs")),
+            ("migrate.rs", include_str!("migrate.rs")),
+        ];
+        for (file, text) in sources {
+            for status in JobStatus::ALL {
+                let literal = format!("'{}'", status.as_str());
+                assert!(
+                    !text.contains(&literal),
+                    "store/{file} writes {literal} in SQL; pass the statuses of a JobStatus \
+                     predicate as a parameter instead"
+                );
+            }
+        }
+    }
+}
