@@ -15,7 +15,7 @@ use crate::api::auth::{Access, TokensFileError};
 use crate::api::{self, JobApi};
 use crate::cluster::{ClusterError, Ownership, PrivateCluster};
 use crate::config::{ConfigError, DatabaseConfig, ServeConfig};
-use crate::engine::{Engine, Wakers};
+use crate::engine::{Engine, TaskGate, Wakers};
 use crate::metrics::{Metrics, RpcMetricsLayer};
 use crate::notify::Notifier;
 use crate::objects::TaskOperation;
@@ -160,12 +160,16 @@ async fn serve_on(
     let stop_engine = CancellationToken::new();
     let stopping = CancellationToken::new();
     let wakers = Arc::new(Wakers::default());
+    let gate = Arc::new(TaskGate::default());
     let metrics = Arc::new(Metrics::new());
+    let notifier = Notifier::start(store.clone(), stop_engine.clone());
     let engine = Engine::new(
         store.clone(),
         operations.clone(),
         config.engine(),
         wakers.clone(),
+        gate.clone(),
+        notifier.clone(),
         metrics.clone(),
     );
     let engine = (!config.no_engine).then(|| tokio::spawn(engine.run(stop_engine.clone())));
@@ -228,7 +232,8 @@ async fn serve_on(
                 store: store.clone(),
                 invoke_allowlist: operations.invoke_allowlist.clone(),
                 wakers,
-                notifier: Notifier::start(store, stop_engine.clone()),
+                gate,
+                notifier,
                 watch_heartbeat: Duration::from_millis(config.watch_heartbeat_ms),
                 stopping: stopping.clone(),
                 metrics,

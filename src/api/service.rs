@@ -16,8 +16,8 @@ use super::watch::{self, WatchRequest};
 use super::{ApiError, validate};
 use crate::contract;
 use crate::domain::text::clip;
-use crate::domain::{Command, JobId, JobStatus};
-use crate::engine::Wakers;
+use crate::domain::{Command, Effect, JobId, JobStatus};
+use crate::engine::{TaskGate, Wakers};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::objects::invoke::Allowlist;
@@ -33,6 +33,9 @@ pub struct JobApi {
     pub store: Store,
     pub invoke_allowlist: Arc<Allowlist>,
     pub wakers: Arc<Wakers>,
+    /// The chunks running in this process, stopped before a command that
+    /// takes their job out of Active returns.
+    pub gate: Arc<TaskGate>,
     pub notifier: Notifier,
     pub watch_heartbeat: Duration,
     pub stopping: CancellationToken,
@@ -51,7 +54,13 @@ impl JobApi {
         let account = validate::account_id(account_id)?;
         let id = validate::job_id(job_id)?;
         let mut client = self.store.client().await?;
-        let (job, _) = jobs::execute(&mut client, id, Some(&account), &command, Utc::now()).await?;
+        let (job, decision) =
+            jobs::execute(&mut client, id, Some(&account), &command, Utc::now()).await?;
+        // Before the caller hears back, no task of a job that left Active
+        // starts here any more (other processes learn it from the log).
+        if decision.effects.contains(&Effect::StopTaskStarts) {
+            self.gate.stop(job.id);
+        }
         Ok(job)
     }
 

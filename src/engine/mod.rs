@@ -5,6 +5,7 @@
 //! of processes can run them against one database.
 
 mod finisher;
+mod gate;
 mod preparer;
 mod reporter;
 mod scheduler;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::objects::operations::OperationContext;
 use crate::store::{Store, StoreError};
 
@@ -87,6 +89,8 @@ impl Wakers {
     }
 }
 
+pub use gate::{ChunkRun, TaskGate};
+
 /// The engine of one process.
 #[derive(Clone)]
 pub struct Engine {
@@ -94,6 +98,8 @@ pub struct Engine {
     operations: OperationContext,
     config: EngineConfig,
     wakers: Arc<Wakers>,
+    gate: Arc<TaskGate>,
+    notifier: Notifier,
     metrics: Arc<Metrics>,
 }
 
@@ -103,6 +109,8 @@ impl Engine {
         operations: OperationContext,
         config: EngineConfig,
         wakers: Arc<Wakers>,
+        gate: Arc<TaskGate>,
+        notifier: Notifier,
         metrics: Arc<Metrics>,
     ) -> Engine {
         Engine {
@@ -110,6 +118,8 @@ impl Engine {
             operations,
             config,
             wakers,
+            gate,
+            notifier,
             metrics,
         }
     }
@@ -124,6 +134,11 @@ impl Engine {
         loops.spawn(preparer::run(self.clone(), shutdown.clone()));
         loops.spawn(scheduler::run(self.clone(), shutdown.clone()));
         loops.spawn(finisher::run(self.clone(), shutdown.clone()));
+        loops.spawn(gate::follow_status_changes(
+            self.gate.clone(),
+            self.notifier.clone(),
+            shutdown.clone(),
+        ));
         for _ in 0..workers {
             loops.spawn(worker::run(self.clone(), permits.clone(), shutdown.clone()));
         }

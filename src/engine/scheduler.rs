@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::{Engine, Round, Wakers, run_rounds};
-use crate::domain::{Command, plan_slots};
+use crate::domain::{Command, Effect, plan_slots};
 use crate::store::{StoreError, jobs, tasks};
 
 pub(super) async fn run(engine: Engine, shutdown: CancellationToken) {
@@ -33,17 +33,25 @@ async fn schedule_once(engine: &Engine) -> Result<(), StoreError> {
     let plan = plan_slots(&candidates, engine.config.max_active_jobs);
     let changed = !plan.pause.is_empty() || !plan.activate.is_empty();
     let now = Utc::now();
+    let mut stopped = Vec::new();
     for (ids, command) in [
         (plan.pause, Command::Pause),
         (plan.activate, Command::Activate),
     ] {
         for id in ids {
             let job = jobs::lock(&tx, id, None).await?;
-            let (job, _) = jobs::record(&tx, job, &command, now).await?;
+            let (job, decision) = jobs::record(&tx, job, &command, now).await?;
+            if decision.effects.contains(&Effect::StopTaskStarts) {
+                stopped.push(id);
+            }
             info!(job_id = %id, status = %job.status, "job rescheduled");
         }
     }
     tx.commit().await?;
+    // A paused job's chunks here start nothing more from now on.
+    for id in stopped {
+        engine.gate.stop(id);
+    }
     if changed {
         Wakers::wake(&engine.wakers.workers);
         Wakers::wake(&engine.wakers.finisher);

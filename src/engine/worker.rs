@@ -10,14 +10,14 @@ use std::{
 
 use chrono::Utc;
 use futures::{StreamExt, stream::FuturesUnordered};
-use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span, warn};
 use uuid::Uuid;
 
+use super::gate::ChunkRun;
 use super::{Engine, Round, Wakers, run_rounds};
-use crate::domain::{AccountId, Operation};
+use crate::domain::{AccountId, Effect, Operation};
 use crate::domain::{Task, TaskResult};
 use crate::objects::TaskOperation;
 use crate::store::{ClaimedChunk, StoreError, tasks};
@@ -62,23 +62,36 @@ async fn work_once(
     };
     *last_account.lock().unwrap_or_else(|e| e.into_inner()) = Some(chunk.account_id.clone());
     debug!(job_id = %chunk.job_id, chunk = chunk.chunk_number, tasks = chunk.tasks.len(), "chunk claimed");
-    let stop = AtomicBool::new(false);
+    // Registered first, then the status looked at once: a stop that
+    // committed after the claim is seen one way or the other.
+    let gate = engine.gate.open(chunk.job_id);
+    if !tasks::status(&**client, chunk.job_id).await?.runs_tasks() {
+        gate.stop();
+    }
     let span = info_span!("chunk", job_id = %chunk.job_id, chunk = chunk.chunk_number);
     let run = tokio::select! {
-        run = run_tasks(engine, &chunk, permits, &stop).instrument(span) => run,
+        run = run_tasks(engine, &chunk, permits, &gate).instrument(span) => run,
         lost = renew_lease(engine, &chunk, owner) => {
             warn!(job_id = %chunk.job_id, chunk = chunk.chunk_number, lost = ?lost.err(), "chunk lease lost; abandoning it");
             return Ok(true);
         }
-        () = watch_status(engine, &chunk, &stop) => unreachable!("the status watch never returns"),
+        () = watch_status(engine, &chunk, &gate) => unreachable!("the status watch never returns"),
     };
     let unstarted = &chunk.tasks[run.started..];
     let rest = unstarted
         .first()
         .map(|first| (first.number, unstarted.len()));
     match tasks::complete_chunk(&mut client, &chunk, owner, &run.results, rest, Utc::now()).await? {
-        Some(job) if !job.status.runs_tasks() => Wakers::wake(&engine.wakers.finisher),
-        Some(_) => {}
+        Some((job, decision)) => {
+            // These results took the job out of Active (it failed or
+            // finished): the job's other chunks here start nothing more.
+            if decision.effects.contains(&Effect::StopTaskStarts) {
+                engine.gate.stop(job.id);
+            }
+            if !job.status.runs_tasks() {
+                Wakers::wake(&engine.wakers.finisher);
+            }
+        }
         None => {
             warn!(job_id = %chunk.job_id, chunk = chunk.chunk_number, "chunk lease lost before its results were recorded");
         }
@@ -88,20 +101,20 @@ async fn work_once(
 
 /// What running a chunk produced: the results of the tasks that started,
 /// which are always the first `started` tasks of the chunk.
-struct ChunkRun {
+struct ChunkOutcome {
     results: Vec<TaskResult>,
     started: usize,
 }
 
 /// Starts the chunk's tasks strictly in order, each once a process-wide
 /// permit is free (at most `task_concurrency` run at once), and stops
-/// starting them once `stop` is set; tasks already started finish.
+/// starting them once the gate says so; tasks already started finish.
 async fn run_tasks(
     engine: &Engine,
     chunk: &ClaimedChunk,
     permits: &Semaphore,
-    stop: &AtomicBool,
-) -> ChunkRun {
+    gate: &ChunkRun,
+) -> ChunkOutcome {
     let operation = engine.operations.for_operation(
         chunk.job_id,
         &chunk.operation,
@@ -111,28 +124,29 @@ async fn run_tasks(
     let mut results = Vec::with_capacity(chunk.tasks.len());
     let mut started = 0;
     loop {
-        let may_start = started < chunk.tasks.len() && !stop.load(Ordering::SeqCst);
+        let may_start = started < chunk.tasks.len() && !gate.is_stopped();
         tokio::select! {
             permit = permits.acquire(), if may_start => {
                 let Ok(permit) = permit else { break };
-                if stop.load(Ordering::SeqCst) {
+                if gate.is_stopped() {
                     continue;
                 }
                 let task = &chunk.tasks[started];
-                running.push(run_task(engine, &chunk.operation, operation.as_ref(), task, permits, permit));
+                running.push(run_task(engine, &chunk.operation, operation.as_ref(), task, permits, permit, gate));
                 started += 1;
             }
             Some(result) = running.next(), if !running.is_empty() => results.push(result),
             else => break,
         }
     }
-    ChunkRun { results, started }
+    ChunkOutcome { results, started }
 }
 
-/// Sets `stop` once the chunk's job is no longer Active (cancelled, failing,
-/// pausing), checking every poll interval (at most every 100 ms).
-async fn watch_status(engine: &Engine, chunk: &ClaimedChunk, stop: &AtomicBool) {
-    let every = engine.config.poll_interval.min(Duration::from_millis(100));
+/// The fallback of the gate: stops the chunk once its job is no longer
+/// Active (cancelled, failing, pausing), checking every poll interval, in
+/// case a notification was missed.
+async fn watch_status(engine: &Engine, chunk: &ClaimedChunk, gate: &ChunkRun) {
+    let every = engine.config.poll_interval;
     loop {
         tokio::time::sleep(every).await;
         let status = match engine.store.client().await {
@@ -140,14 +154,15 @@ async fn watch_status(engine: &Engine, chunk: &ClaimedChunk, stop: &AtomicBool) 
             Err(error) => Err(error),
         };
         if matches!(status, Ok(status) if !status.runs_tasks()) {
-            stop.store(true, Ordering::SeqCst);
+            gate.stop();
         }
     }
 }
 
 /// Runs one task on `permit`, retrying transient failures with exponential
 /// backoff and full jitter (each retry waits for a permit of its own); the
-/// last attempt's outcome is the result.
+/// last attempt's outcome is the result. No retry starts once the job has
+/// left Active.
 async fn run_task(
     engine: &Engine,
     spec: &Operation,
@@ -155,18 +170,23 @@ async fn run_task(
     task: &Task,
     permits: &Semaphore,
     permit: SemaphorePermit<'_>,
+    gate: &ChunkRun,
 ) -> TaskResult {
     let config = &engine.config;
     let started = Instant::now();
     let mut outcome = operation.run(task).await;
     drop(permit);
     let mut attempt = 1;
-    while outcome.retryable && attempt < config.task_max_attempts {
+    while outcome.retryable && attempt < config.task_max_attempts && !gate.is_stopped() {
         let delay = retry_delay(attempt, config.retry_base_delay, config.retry_max_delay);
         debug!(task = task.number, attempt, ?delay, error = ?outcome.error_code, "retrying task");
-        engine.metrics.task_retried(spec);
         tokio::time::sleep(delay).await;
         let _permit = permits.acquire().await;
+        // The job may have left Active while this task waited.
+        if gate.is_stopped() {
+            break;
+        }
+        engine.metrics.task_retried(spec);
         outcome = operation.run(task).await;
         attempt += 1;
     }

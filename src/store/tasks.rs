@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use super::{PROGRESS_CHANNEL, StoreError, error::During, jobs};
 use crate::domain::{
-    AccountId, BucketGrant, Command, Job, JobId, JobStatus, Operation, SlotCandidate, Task,
-    TaskResult, TaskRow,
+    AccountId, BucketGrant, Command, Decision, Job, JobId, JobStatus, Operation, SlotCandidate,
+    Task, TaskResult, TaskRow,
 };
 
 /// Namespace of the per-job advisory lock held while a job is prepared.
@@ -320,7 +320,8 @@ pub async fn extend_lease(
 /// finish or fail it). `unstarted` (first task, count) are the chunk's last
 /// tasks that never started: the chunk shrinks to them and is released for a
 /// later claim instead of being deleted. Returns `None` when the lease was
-/// lost, in which case nothing is written.
+/// lost, in which case nothing is written; else the job after the results
+/// and the decision they made.
 pub async fn complete_chunk(
     client: &mut Client,
     chunk: &ClaimedChunk,
@@ -328,7 +329,7 @@ pub async fn complete_chunk(
     results: &[TaskResult],
     unstarted: Option<(i64, usize)>,
     now: DateTime<Utc>,
-) -> Result<Option<Job>, StoreError> {
+) -> Result<Option<(Job, Decision)>, StoreError> {
     let tx = client.transaction().await.during("BEGIN")?;
     let (id, number) = (&chunk.job_id.0, &chunk.chunk_number);
     let released = match unstarted {
@@ -380,7 +381,7 @@ pub async fn complete_chunk(
     let job = jobs::lock(&tx, chunk.job_id, None).await?;
     let succeeded = results.iter().filter(|r| r.succeeded).count() as u64;
     let failed = results.len() as u64 - succeeded;
-    let (job, _) = jobs::record(
+    let (job, decision) = jobs::record(
         &tx,
         job,
         &Command::RecordTaskResults { succeeded, failed },
@@ -394,7 +395,7 @@ pub async fn complete_chunk(
     .await
     .during("NOTIFY_PROGRESS")?;
     tx.commit().await.during("COMMIT")?;
-    Ok(Some(job))
+    Ok(Some((job, decision)))
 }
 
 /// Ends a draining status when nothing of the job is in flight: no live

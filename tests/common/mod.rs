@@ -408,6 +408,19 @@ pub async fn describe_of(
         .unwrap()
 }
 
+/// Waits until `condition` holds, looking every 10 ms, failing after 30 s:
+/// tests wait on what they need, never for a fixed time.
+pub async fn wait_until(mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the condition did not come true within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Polls DescribeJob until the job has `status`, failing after 30 s.
 pub async fn wait_for(
     client: &mut JobServiceClient<Channel>,
