@@ -1,0 +1,239 @@
+//! The arguments of the client's commands, with the flags `aws s3control`
+//! has where it has them.
+
+use clap::{Args, Subcommand, ValueEnum};
+
+/// Settings every client subcommand takes.
+#[derive(Debug, Clone, Args)]
+pub struct ClientOptions {
+    /// The batchops server to call.
+    #[arg(
+        long,
+        env = "BATCHOPS_ENDPOINT",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub endpoint: String,
+    /// The account that owns the jobs (12 digits, as in AWS).
+    #[arg(long, env = "BATCHOPS_ACCOUNT_ID", value_parser = account_id_arg)]
+    pub account_id: String,
+    /// API token, sent as `authorization: Bearer <token>` (servers started
+    /// with --auth-tokens require one).
+    #[arg(long, env = "BATCHOPS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// PEM CA certificate to trust for an https:// endpoint (default: the
+    /// system's roots are not used; give the server's CA).
+    #[arg(long, env = "BATCHOPS_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// PEM client certificate for servers that require mutual TLS (with
+    /// --client-key).
+    #[arg(long, env = "BATCHOPS_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, env = "BATCHOPS_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<std::path::PathBuf>,
+    /// Output format: an aligned table for people, or proto3 JSON for scripts.
+    #[arg(long, env = "BATCHOPS_OUTPUT", value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// The client subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create a job (prints its id).
+    CreateJob(CreateJob),
+    /// Show a job's configuration, status, progress and failure reasons.
+    DescribeJob(JobCommand),
+    /// List the account's jobs, newest first.
+    ListJobs(ListJobs),
+    /// Confirm (Ready) or cancel (Cancelled) a job.
+    UpdateJobStatus(UpdateJobStatus),
+    /// Change a job's priority (higher runs first and may preempt).
+    UpdateJobPriority(UpdateJobPriority),
+    /// Replace a job's tags.
+    PutJobTagging(PutJobTagging),
+    /// Show a job's tags.
+    GetJobTagging(JobCommand),
+    /// Remove all of a job's tags.
+    DeleteJobTagging(JobCommand),
+    /// Follow a job to its end with a live progress bar (exit code 0 when it
+    /// completes, 1 when it fails or is cancelled).
+    Watch(JobCommand),
+    /// Print a job's event history from the log, for audit.
+    History(History),
+    /// Print or download a job's completion report.
+    Report(Report),
+}
+
+#[derive(Debug, Args)]
+pub struct JobCommand {
+    #[command(flatten)]
+    pub client: ClientOptions,
+    /// The job's id.
+    #[arg(long)]
+    pub job_id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateJob {
+    #[command(flatten)]
+    pub client: ClientOptions,
+    /// The operation as JSON (or file://path), one of:
+    ///   {"compute_object_checksum": {"algorithm": "CHECKSUM_ALGORITHM_SHA256"}}
+    ///       algorithms: CHECKSUM_ALGORITHM_CRC32, _CRC32C, _CRC64NVME, _SHA1,
+    ///       _SHA256, _MD5 (the checksum goes into each task's result)
+    ///   {"delete_object": {}}
+    ///   {"put_object_copy": {"target_bucket": "backup", "target_key_prefix": "copies/"}}
+    ///       optional "metadata_directive": METADATA_DIRECTIVE_COPY (default) or
+    ///       METADATA_DIRECTIVE_REPLACE with "new_object_metadata"
+    ///   {"invoke": {"endpoint_url": "https://hooks.example.com/batch",
+    ///               "invocation_schema_version": "INVOCATION_SCHEMA_VERSION_2_0",
+    ///               "user_arguments": {"k": "v"}, "timeout_seconds": 30}}
+    ///       the endpoint must be in the server's --invoke-allowlist
+    #[arg(long, verbatim_doc_comment)]
+    pub operation: String,
+    /// The manifest: `bucket/key` of a CSV manifest of Bucket,Key lines, or
+    /// the Manifest message as JSON (or file://path), e.g.
+    ///   {"format": "MANIFEST_FORMAT_S3_BATCH_OPERATIONS_CSV_20180820",
+    ///    "bucket": "photos", "key": "manifest.csv", "etag": "..."}
+    /// formats: MANIFEST_FORMAT_S3_BATCH_OPERATIONS_CSV_20180820,
+    /// MANIFEST_FORMAT_S3_INVENTORY_REPORT_CSV_20161130.
+    #[arg(
+        long,
+        required_unless_present = "manifest_generator",
+        verbatim_doc_comment
+    )]
+    pub manifest: Option<String>,
+    /// A manifest generator instead of a manifest, as JSON (or file://path),
+    /// e.g. '{"source_bucket": "photos", "prefix": "2024/"}'.
+    #[arg(long, conflicts_with = "manifest")]
+    pub manifest_generator: Option<String>,
+    /// The completion report as JSON (or file://path), e.g.
+    ///   {"enabled": true, "bucket": "reports", "prefix": "batch",
+    ///    "report_scope": "REPORT_SCOPE_ALL_TASKS"}
+    /// report_scope: REPORT_SCOPE_ALL_TASKS or REPORT_SCOPE_FAILED_TASKS_ONLY.
+    /// Default: no report.
+    #[arg(long, verbatim_doc_comment)]
+    pub report: Option<String>,
+    /// Priority; higher runs first.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i32,
+    /// Idempotency token: the same token returns the same job. Default: a
+    /// new random token.
+    #[arg(long)]
+    pub client_request_token: Option<String>,
+    /// A description of the job for people, at most 256 characters.
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// Run without waiting in Suspended for confirmation.
+    #[arg(long = "no-confirmation-required", action = clap::ArgAction::SetTrue)]
+    pub no_confirmation_required: bool,
+    /// Wait in Suspended for `update-job-status --requested-job-status
+    /// Ready` (the default).
+    #[arg(long, conflicts_with = "no_confirmation_required")]
+    pub confirmation_required: bool,
+    /// Tags: `key=value,key=value` or a JSON list of {"key","value"}.
+    #[arg(long)]
+    pub tags: Option<String>,
+    /// Failure threshold as JSON, e.g. '{"minimum_tasks_run": 100,
+    /// "max_failure_percent": 20}'.
+    #[arg(long)]
+    pub failure_threshold: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListJobs {
+    #[command(flatten)]
+    pub client: ClientOptions,
+    /// Only jobs in these statuses (`Active`, `Complete`, …).
+    #[arg(long, num_args = 1.., value_delimiter = ',')]
+    pub job_statuses: Vec<String>,
+    /// Jobs per page asked of the server.
+    #[arg(long)]
+    pub max_results: Option<i32>,
+    /// Continue from a page token printed by an earlier `--no-paginate` call.
+    #[arg(long)]
+    pub next_token: Option<String>,
+    /// Fetch one page only and print its next token.
+    #[arg(long)]
+    pub no_paginate: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateJobStatus {
+    #[command(flatten)]
+    pub job: JobCommand,
+    /// `Ready` to confirm a Suspended job, `Cancelled` to cancel.
+    #[arg(long)]
+    pub requested_job_status: String,
+    #[arg(long, default_value = "")]
+    pub status_update_reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateJobPriority {
+    #[command(flatten)]
+    pub job: JobCommand,
+    #[arg(long, allow_negative_numbers = true)]
+    pub priority: i32,
+}
+
+#[derive(Debug, Args)]
+pub struct PutJobTagging {
+    #[command(flatten)]
+    pub job: JobCommand,
+    /// `key=value,key=value` or a JSON list of {"key","value"}; empty
+    /// removes all tags.
+    #[arg(long)]
+    pub tags: String,
+}
+
+#[derive(Debug, Args)]
+pub struct History {
+    #[command(flatten)]
+    pub job: JobCommand,
+    /// Interleave each task's result with the events.
+    #[arg(long)]
+    pub include_task_results: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Report {
+    #[command(flatten)]
+    pub job: JobCommand,
+    /// Where the server writes reports (the server's --object-store), to read
+    /// the report files from.
+    #[arg(
+        long,
+        env = "BATCHOPS_OBJECT_STORE",
+        default_value = "batchops-objects"
+    )]
+    pub object_store: String,
+    /// Save manifest.json and the CSV files here instead of printing rows.
+    #[arg(long)]
+    pub output_dir: Option<std::path::PathBuf>,
+    /// Print rows in the report's format built from the task results the
+    /// server holds (no object store access needed; works for any job).
+    #[arg(long, conflicts_with = "output_dir")]
+    pub from_results: bool,
+    /// With --from-results: failed tasks only.
+    #[arg(long, requires = "from_results")]
+    pub only_failed: bool,
+}
+
+/// `--account-id`: 12 digits, as AWS account ids are.
+fn account_id_arg(value: &str) -> Result<String, String> {
+    if crate::domain::AccountId::is_valid(value) {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "must be 12 digits (an AWS account id), got {}",
+            crate::domain::text::quoted(value)
+        ))
+    }
+}
