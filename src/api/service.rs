@@ -3,7 +3,7 @@
 use std::{pin::Pin, sync::Arc, time::Duration};
 
 use chrono::Utc;
-use futures::Stream;
+use futures::{Stream, TryStreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::objects::invoke::Allowlist;
 use crate::proto::{self as pb, job_service_server::JobService};
-use crate::store::{Store, jobs, tasks};
+use crate::store::{Store, jobs, pages};
 
 /// Events read per page while streaming a history.
 const HISTORY_PAGE: usize = 500;
@@ -393,9 +393,8 @@ impl JobService for JobApi {
     }
 }
 
-/// Sends a job's task results in task order, a page at a time. A pooled
-/// connection is held only while a page is read, never while the client is
-/// slow to take what was sent.
+/// Sends a job's task results in task order, a page at a time (a page's
+/// read holds a connection; sending it to a slow client holds none).
 async fn stream_results<M>(
     store: Store,
     id: JobId,
@@ -403,29 +402,21 @@ async fn stream_results<M>(
     wrap: impl Fn(pb::TaskResult) -> M,
     sender: &mpsc::Sender<Result<M, Status>>,
 ) -> Result<(), ApiError> {
-    let filter = only_failed.then_some(false);
-    let mut after = -1;
-    loop {
-        let page = {
-            let client = store.client().await?;
-            tasks::results_page(&client, id, after, filter, RESULTS_PAGE).await?
-        };
+    let pages = pages::task_results(&store, id, only_failed.then_some(false), RESULTS_PAGE);
+    futures::pin_mut!(pages);
+    while let Some(page) = pages.try_next().await? {
         for (object, result) in &page {
             let message = wrap(contract::task_result_to_proto(object, result));
             if sender.send(Ok(message)).await.is_err() {
                 return Ok(());
             }
         }
-        match page.last() {
-            Some((_, last)) if page.len() == RESULTS_PAGE => after = last.task_number,
-            _ => return Ok(()),
-        }
     }
+    Ok(())
 }
 
 /// Sends a job's events in sequence order. Events before `after` are folded
-/// but not sent, so status changes still name their previous status. Like
-/// [`stream_results`], it holds a connection only while reading a page.
+/// but not sent, so status changes still name their previous status.
 async fn stream_history(
     store: Store,
     id: JobId,
@@ -433,16 +424,9 @@ async fn stream_history(
     sender: &mpsc::Sender<Result<pb::GetJobHistoryResponse, Status>>,
 ) -> Result<(), ApiError> {
     let mut folder = contract::HistoryFolder::new();
-    let mut last = 0;
-    loop {
-        let page = {
-            let client = store.client().await?;
-            jobs::events_after(&client, id, last, HISTORY_PAGE).await?
-        };
-        let Some(tail) = page.last() else {
-            return Ok(());
-        };
-        last = tail.sequence;
+    let pages = pages::job_events(&store, id, 0, HISTORY_PAGE);
+    futures::pin_mut!(pages);
+    while let Some(page) = pages.try_next().await? {
         for recorded in &page {
             let event = folder.convert(recorded);
             if recorded.sequence <= after {
@@ -456,8 +440,6 @@ async fn stream_history(
                 return Ok(());
             }
         }
-        if page.len() < HISTORY_PAGE {
-            return Ok(());
-        }
     }
+    Ok(())
 }

@@ -3,6 +3,7 @@
 //! written, before the job ends.
 
 use chrono::Utc;
+use futures::TryStreamExt;
 use tokio_postgres::Client;
 use tracing::{info, warn};
 
@@ -11,7 +12,7 @@ use crate::domain::{
     Command, FailureReason, Job, ObjectLocation, REPORT_WRITE_FAILED, ReportScope,
 };
 use crate::objects::report::{ReportError, ReportWriter};
-use crate::store::{StoreError, tasks};
+use crate::store::{StoreError, pages, tasks};
 
 /// Result rows read per page while writing a report.
 const PAGE: usize = 5000;
@@ -30,7 +31,7 @@ pub(super) async fn report(
     if !job.needs_report() {
         return Ok(());
     }
-    let outcome = match write(engine, client, job).await? {
+    let outcome = match write(engine, job).await? {
         Ok(location) => {
             info!(job_id = %job.id, bucket = %location.bucket, key = %location.key, "completion report written");
             Ok(location)
@@ -58,7 +59,6 @@ pub(super) async fn report(
 
 async fn write(
     engine: &Engine,
-    client: &Client,
     job: &Job,
 ) -> Result<Result<ObjectLocation, ReportError>, StoreError> {
     let Some(spec) = &job.spec.report else {
@@ -76,15 +76,11 @@ async fn write(
         ReportScope::FailedTasksOnly => &[false],
     };
     for succeeded in filters {
-        let mut after = -1;
-        loop {
-            let page = tasks::results_page(client, job.id, after, Some(*succeeded), PAGE).await?;
+        let pages = pages::task_results(&engine.store, job.id, Some(*succeeded), PAGE);
+        futures::pin_mut!(pages);
+        while let Some(page) = pages.try_next().await? {
             if let Err(error) = writer.write_rows(&page).await {
                 return Ok(Err(error));
-            }
-            match page.last() {
-                Some((_, last)) if page.len() == PAGE => after = last.task_number,
-                _ => break,
             }
         }
     }

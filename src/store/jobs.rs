@@ -413,9 +413,9 @@ fn decode_event(row: &Row) -> Result<RecordedEvent, StoreError> {
 pub async fn replay(client: &Client, id: JobId) -> Result<Option<Job>, StoreError> {
     const PAGE: usize = 1000;
     let mut job: Option<Job> = None;
-    let mut after = 0;
-    loop {
-        let page = events_after(client, id, after, PAGE).await?;
+    let pages = super::pages::job_events_on(client, id, 0, PAGE);
+    futures::pin_mut!(pages);
+    while let Some(page) = futures::TryStreamExt::try_next(&mut pages).await? {
         for recorded in &page {
             match (&recorded.event, job.as_mut()) {
                 (LoggedEvent::Created(created), _) => {
@@ -432,10 +432,6 @@ pub async fn replay(client: &Client, id: JobId) -> Result<Option<Job>, StoreErro
                     )));
                 }
             }
-        }
-        match page.last() {
-            Some(last) if page.len() == PAGE => after = last.sequence,
-            _ => break,
         }
     }
     if let Some(job) = job.as_mut() {

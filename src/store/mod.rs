@@ -12,6 +12,7 @@ mod error;
 pub mod jobs;
 pub mod keys;
 mod migrate;
+pub mod pages;
 pub mod tasks;
 
 use std::time::Duration;
