@@ -463,9 +463,9 @@ async fn watch_exits_1_when_the_job_is_cancelled() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
 
-    // when it is cancelled with a reason,
+    // when it is cancelled with a reason (the watcher replays the log from
+    // the start, so it needs no head start),
     let cancelled = cli(
         address,
         &[

@@ -130,7 +130,6 @@ async fn raising_a_waiting_jobs_priority_gives_it_the_slot_at_once() {
         ..Settings::default()
     })
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     server.put_object("data", "a", b"a");
     write_manifest(&server, &vec!["data,a".to_string(); 20]);
     let lock = TableLock::take(&server.db, "task_results").await;
@@ -139,11 +138,12 @@ async fn raising_a_waiting_jobs_priority_gives_it_the_slot_at_once() {
     let second = server.create(checksum_job("second", Some(false))).await;
     wait_for(&mut server.client, &second, S::Ready).await;
     // Equal priority never preempts.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert_eq!(
-        describe(&mut server.client, &first).await.status,
-        S::Active as i32
-    );
+    let client = server.client.clone();
+    holds_for(std::time::Duration::from_millis(200), || {
+        let (mut client, first) = (client.clone(), first.clone());
+        async move { describe(&mut client, &first).await.status == S::Active as i32 }
+    })
+    .await;
 
     let response = server
         .client

@@ -284,9 +284,7 @@ async fn no_task_starts_after_cancellation_and_in_flight_calls_are_recorded() {
         .into_inner()
         .job_id;
     wait_for(&mut server.client, &job_id, S::Active).await;
-    while endpoint.calls().len() < 3 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(|| endpoint.calls().len() >= 3).await;
     let response = server
         .client
         .update_job_status(pb::UpdateJobStatusRequest {

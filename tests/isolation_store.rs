@@ -304,9 +304,14 @@ async fn task_messages_name_objects_not_server_paths() {
     server.put_object("data", "dir/inner.txt", b"x");
     server.put_object("data", "a.txt", b"a");
     server.put_object("target", "copies/a.txt/blocker", b"a directory now");
-    write_manifest(&server, &["data,dir".into(), "data,missing".into()]);
-    let job = server.create(checksum_job("paths", Some(false))).await;
-    wait_for(&mut server.client, &job, S::Complete).await;
+    let job_job = server
+        .run_job(
+            &["data,dir".into(), "data,missing".into()],
+            checksum_job("paths", Some(false)),
+            S::Complete,
+        )
+        .await;
+    let job = job_job.job_id.clone();
     let results = server.results(&job).await;
     assert!(results.iter().all(|(_, status, _, _)| *status == 404));
     assert_no_server_paths(&server, &job, &outside).await;

@@ -41,11 +41,13 @@ async fn confirmed_job_goes_from_suspended_to_complete_with_correct_counts_and_c
     );
     assert!(job.suspended_time.is_some());
     assert!(!job.suspended_cause.is_empty());
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        describe(&mut server.client, &job_id).await.status,
-        S::Suspended as i32
-    );
+    // It stays Suspended: nothing runs it without confirmation.
+    let client = server.client.clone();
+    holds_for(Duration::from_millis(200), || {
+        let (mut client, job_id) = (client.clone(), job_id.clone());
+        async move { describe(&mut client, &job_id).await.status == S::Suspended as i32 }
+    })
+    .await;
 
     // When it is confirmed, it runs to Complete
     let response = server
@@ -209,9 +211,9 @@ async fn bad_manifests_fail_the_job_with_a_reason() {
     wait_for(&mut server.client, &right, S::Complete).await;
 
     // An empty manifest
-    write_manifest(&server, &[]);
-    let empty = server.create(checksum_job("empty", Some(false))).await;
-    let job = wait_for(&mut server.client, &empty, S::Failed).await;
+    let job = server
+        .run_job(&[], checksum_job("empty", Some(false)), S::Failed)
+        .await;
     assert_eq!(job.failure_reasons[0].failure_code, "ManifestEmpty");
     server.stop().await;
 }
@@ -225,10 +227,11 @@ async fn cancelling_idle_jobs_lands_in_cancelled_at_once() {
     })
     .await;
     server.put_object("data", "a", b"a");
-    write_manifest(&server, &["data,a".into()]);
+    let suspended_job = server
+        .run_job(&["data,a".into()], checksum_job("s", None), S::Suspended)
+        .await;
 
-    let suspended = server.create(checksum_job("s", None)).await;
-    wait_for(&mut server.client, &suspended, S::Suspended).await;
+    let suspended = suspended_job.job_id.clone();
     let response = server
         .update_status(&suspended, S::Cancelled, "No longer needed")
         .await
@@ -283,11 +286,13 @@ async fn cancelling_a_preparing_job_drains_through_cancelling_and_keeps_no_tasks
         .await
         .unwrap();
     assert_eq!(response.status, S::Cancelling as i32);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        describe(&mut server.client, &job_id).await.status,
-        S::Cancelling as i32
-    );
+    // While the work in flight cannot record, the job stays Cancelling.
+    let client = server.client.clone();
+    holds_for(Duration::from_millis(200), || {
+        let (mut client, job_id) = (client.clone(), job_id.clone());
+        async move { describe(&mut client, &job_id).await.status == S::Cancelling as i32 }
+    })
+    .await;
     lock.release().await;
     wait_for(&mut server.client, &job_id, S::Cancelled).await;
     let client = server.db.client().await;
@@ -315,27 +320,31 @@ async fn cancelling_an_active_job_records_in_flight_tasks_and_starts_no_more() {
     let lock = TableLock::take(&server.db, "task_results").await;
     let job_id = server.create(checksum_job("act", Some(false))).await;
     wait_for(&mut server.client, &job_id, S::Active).await;
-    // Give both workers time to claim a chunk and block on the lock.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both workers have claimed a chunk and block on the lock.
+    eventually(|| async { leased_chunks(&server.db, &job_id).await >= 2 }).await;
     let response = server
         .update_status(&job_id, S::Cancelled, "")
         .await
         .unwrap();
     assert_eq!(response.status, S::Cancelling as i32);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        describe(&mut server.client, &job_id).await.status,
-        S::Cancelling as i32
-    );
+    // While the work in flight cannot record, the job stays Cancelling.
+    let client = server.client.clone();
+    holds_for(Duration::from_millis(200), || {
+        let (mut client, job_id) = (client.clone(), job_id.clone());
+        async move { describe(&mut client, &job_id).await.status == S::Cancelling as i32 }
+    })
+    .await;
     lock.release().await;
     let job = wait_for(&mut server.client, &job_id, S::Cancelled).await;
     let progress = job.progress_summary.unwrap();
     let run = progress.number_of_tasks_succeeded + progress.number_of_tasks_failed;
     // The chunks in flight (two workers × two tasks) were recorded; no others ran.
     assert!(run > 0 && run <= 4, "{run} tasks recorded");
-    assert_eq!(server.results(&job_id).await.len() as u64, run);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(server.results(&job_id).await.len() as u64, run);
+    // And none is recorded later.
+    holds_for(Duration::from_millis(300), || async {
+        server.results(&job_id).await.len() as u64 == run
+    })
+    .await;
     server.stop().await;
 }
 
@@ -343,9 +352,14 @@ async fn cancelling_an_active_job_records_in_flight_tasks_and_starts_no_more() {
 async fn refused_transitions_are_failed_precondition_and_change_nothing() {
     let mut server = TestServer::start().await;
     server.put_object("data", "a", b"a");
-    write_manifest(&server, &["data,a".into()]);
-    let job_id = server.create(checksum_job("c", Some(false))).await;
-    wait_for(&mut server.client, &job_id, S::Complete).await;
+    let job_id_job = server
+        .run_job(
+            &["data,a".into()],
+            checksum_job("c", Some(false)),
+            S::Complete,
+        )
+        .await;
+    let job_id = job_id_job.job_id.clone();
     let before = describe(&mut server.client, &job_id).await;
     let history_before = history(&mut server.client, &job_id, 0).await;
 
@@ -394,9 +408,10 @@ async fn refused_transitions_are_failed_precondition_and_change_nothing() {
 async fn history_lists_every_event_in_order_and_resumes_after_a_sequence() {
     let mut server = TestServer::start().await;
     server.put_object("data", "a", b"a");
-    write_manifest(&server, &["data,a".into()]);
-    let job_id = server.create(checksum_job("h", None)).await;
-    wait_for(&mut server.client, &job_id, S::Suspended).await;
+    let job_id_job = server
+        .run_job(&["data,a".into()], checksum_job("h", None), S::Suspended)
+        .await;
+    let job_id = job_id_job.job_id.clone();
     server
         .client
         .update_job_priority(pb::UpdateJobPriorityRequest {

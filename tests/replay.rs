@@ -5,7 +5,6 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
 use batchops::proto as pb;
 use common::*;
@@ -78,7 +77,7 @@ async fn replaying_the_log_after_pauses_retries_and_cancellations_equals_the_sto
         ))
         .await;
     wait_for(&mut server.client, &cancelled, S::Active).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until(|| !endpoint.calls().is_empty()).await;
     server
         .update_status(&cancelled, S::Cancelled, "stop")
         .await

@@ -238,7 +238,8 @@ async fn a_cancelled_job_that_ran_tasks_gets_a_report() {
         .create(with_report("cancel", pb::ReportScope::AllTasks))
         .await;
     wait_for(&mut server.client, &job_id, S::Active).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Work is in flight (and blocked on the lock) when the cancel comes.
+    eventually(|| async { leased_chunks(&server.db, &job_id).await >= 1 }).await;
     server
         .update_status(&job_id, S::Cancelled, "stop")
         .await

@@ -168,9 +168,13 @@ async fn watchers_resuming_anywhere_see_every_later_event_exactly_once_in_order_
 
     // Watchers resume from spread-out positions, including the very start.
     let mut watchers = Vec::new();
+    // How far each watcher has read, for waiting until all reached the end.
+    let mut reached = Vec::new();
     for (i, after) in [0, 1, start / 2, start, start].into_iter().enumerate() {
         let mut client = connect(server.address).await;
         let mut stream = watch(&mut client, Some(after)).await;
+        let read_to = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(after));
+        reached.push(read_to.clone());
         watchers.push((
             i,
             after,
@@ -186,6 +190,7 @@ async fn watchers_resuming_anywhere_see_every_later_event_exactly_once_in_order_
                         };
                     assert!(message.position >= last_position, "positions never go back");
                     last_position = message.position;
+                    read_to.store(last_position, std::sync::atomic::Ordering::SeqCst);
                     if let Some(Message::Event(event)) = message.message {
                         seen.push(event.position);
                         if event.event_type == "TagsReplaced" && event.job_id == "stop" {
@@ -252,8 +257,13 @@ async fn watchers_resuming_anywhere_see_every_later_event_exactly_once_in_order_
     // Six creations, six cancellations (two events each) and the priority
     // changes that reached a job before its cancellation.
     assert!(all.len() > 6 + 12, "{} events", all.len());
-    // Give the watchers time to reach the end, then close them.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Once every watcher has read to the end, close them.
+    wait_until(|| {
+        reached
+            .iter()
+            .all(|read_to| read_to.load(std::sync::atomic::Ordering::SeqCst) >= end)
+    })
+    .await;
     server.stop().await;
     for (i, after, watcher) in watchers {
         let seen = watcher.await.unwrap();
