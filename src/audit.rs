@@ -17,6 +17,7 @@ use crate::store::{Store, StoreError, jobs};
 /// What a replay found.
 #[derive(Debug, Default)]
 pub struct ReplayReport {
+    /// Jobs whose logs were replayed.
     pub jobs_checked: usize,
     /// Jobs whose stored projection differs from the replay: the differing fields.
     pub differences: Vec<(JobId, Vec<String>)>,
@@ -27,6 +28,7 @@ pub struct ReplayReport {
 }
 
 impl ReplayReport {
+    /// Whether every stored projection equals its replay.
     pub fn is_clean(&self) -> bool {
         self.differences.is_empty() && self.missing_projections.is_empty()
     }

@@ -38,6 +38,7 @@ const PORT: u16 = 5432;
 /// Longest Unix socket path the kernel accepts, without the final NUL.
 const MAX_SOCKET_PATH: usize = 107;
 
+/// Why the private cluster cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error(
@@ -46,32 +47,46 @@ pub enum ClusterError {
          postgresql-server`, macOS: `brew install postgresql`), or pass --postgres-bin-dir, or \
          pass --database-url for an existing server"
     )]
+    /// PostgreSQL's server programs are not installed.
     NotInstalled,
+    /// The directory `--postgres-bin-dir` names lacks the programs.
     #[error("--postgres-bin-dir {0}: no initdb and pg_ctl there")]
     BinDir(String),
     #[error(
         "data directory {0} is in use by another batchops process; stop it or choose another \
          --data-dir"
     )]
+    /// Another batchops process serves this data directory.
     InUse(String),
     #[error(
         "batchops runs as root, and PostgreSQL refuses to: a `postgres` user must exist to own \
          the private cluster (or pass --database-url)"
     )]
+    /// batchops runs as root and no `postgres` user exists to own the cluster.
     NoPostgresUser,
     #[error(
         "socket path {0} is longer than the {MAX_SOCKET_PATH} bytes Unix sockets allow; choose a \
          shorter --data-dir"
     )]
+    /// The socket path would be longer than Unix sockets allow.
     SocketPathTooLong(String),
+    /// The data directory (or a file in it) cannot be made or used.
     #[error("data directory {path}: {source}")]
     DataDir {
+        /// The path that failed.
         path: String,
+        /// Why.
         #[source]
         source: io::Error,
     },
+    /// A PostgreSQL program (`initdb`, `pg_ctl`) failed; `output` is what it said.
     #[error("{program} failed: {output}")]
-    Program { program: String, output: String },
+    Program {
+        /// The program.
+        program: String,
+        /// What it said.
+        output: String,
+    },
 }
 
 /// Whether this process starts and stops the cluster, or only connects to

@@ -18,7 +18,9 @@ use crate::config::{DatabaseConfig, ReplayConfig, ServeConfig};
     version,
     about = "Event-sourced batch operations over object storage"
 )]
+/// The `batchops` command line.
 pub struct Cli {
+    /// What to do.
     #[command(subcommand)]
     pub command: CommandLine,
     /// A TOML file of settings (keys are flag names with underscores).
@@ -29,12 +31,16 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
+/// How the server writes its logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
+    /// Human-readable lines.
     Text,
+    /// One JSON object per line.
     Json,
 }
 
+/// The `batchops` commands.
 #[derive(Debug, Subcommand)]
 pub enum CommandLine {
     /// Run the gRPC server and the engine.
@@ -44,6 +50,7 @@ pub enum CommandLine {
     /// Rebuild every job's projection from the event log and report any
     /// difference from what is stored (exit code 1 when there is one).
     Replay(ReplayConfig),
+    /// The client's commands.
     #[command(flatten)]
     Client(crate::cli::ClientCommand),
 }
@@ -120,8 +127,15 @@ fn with_file_defaults(
 /// Why the command line cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandLineError {
+    /// The flags are wrong (clap says how, and exits with its code).
     #[error("{0}")]
     Arguments(clap::Error),
+    /// The TOML file named by `--config` is unreadable or has an unknown key.
     #[error("config file {path}: {problem}")]
-    File { path: String, problem: String },
+    File {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        problem: String,
+    },
 }

@@ -13,6 +13,7 @@ use crate::objects::operations::OperationLimits;
 /// What `batchops replay` takes.
 #[derive(Debug, Clone, Args)]
 pub struct ReplayConfig {
+    /// The database to replay.
     #[command(flatten)]
     pub database: DatabaseConfig,
     /// Rewrite differing projections from the log.
@@ -59,6 +60,7 @@ pub struct ServeConfig {
     /// Address the gRPC server listens on.
     #[arg(long, env = "BATCHOPS_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    /// The database.
     #[command(flatten)]
     pub database: DatabaseConfig,
     /// Object store holding manifests, objects and reports: a directory path
@@ -159,6 +161,7 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
+    /// The engine's tuning from these settings.
     pub fn engine(&self) -> EngineConfig {
         EngineConfig {
             max_active_jobs: self.max_active_jobs,
@@ -201,8 +204,10 @@ impl ServeConfig {
 /// A setting that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// `--object-store` cannot be used.
     #[error("--object-store: {0}")]
     ObjectStore(#[from] crate::objects::StoreUrlError),
+    /// `--invoke-allowlist` is not a list of http(s) URL prefixes.
     #[error("--invoke-allowlist: {0}")]
     InvokeAllowlist(String),
 }

@@ -16,17 +16,19 @@
 //!   server's settings, the command line, and shutdown;
 //!   [`cluster`]: the private PostgreSQL used when no database URL is given.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod cluster;
 pub mod command_line;
 pub mod config;
-pub mod contract;
+pub(crate) mod contract;
 pub mod domain;
-pub mod engine;
-pub mod metrics;
-pub mod notify;
+pub(crate) mod engine;
+pub(crate) mod metrics;
+pub(crate) mod notify;
 pub mod objects;
 pub mod server;
 pub mod store;

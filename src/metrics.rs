@@ -101,6 +101,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Metrics in a registry of their own.
     pub fn new() -> Metrics {
         let mut metrics = Metrics {
             jobs: Family::default(),
@@ -165,6 +166,7 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// Counts a retry of a task of `operation`.
     pub fn task_retried(&self, operation: &Operation) {
         self.task_retries
             .get_or_create(&OperationLabels {
@@ -248,7 +250,7 @@ fn operation_label(operation: &Operation) -> &'static str {
 }
 
 /// Serves `GET /metrics` on `listener` until `shutdown`.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     store: Store,
@@ -315,7 +317,7 @@ async fn respond(
 /// A tower layer that records every gRPC call's method, status code and
 /// latency.
 #[derive(Clone)]
-pub struct RpcMetricsLayer(pub Arc<Metrics>);
+pub(crate) struct RpcMetricsLayer(pub Arc<Metrics>);
 
 impl<S> tower::Layer<S> for RpcMetricsLayer {
     type Service = RpcMetrics<S>;
@@ -328,8 +330,9 @@ impl<S> tower::Layer<S> for RpcMetricsLayer {
     }
 }
 
+/// The service wrapped by [`RpcMetricsLayer`].
 #[derive(Clone)]
-pub struct RpcMetrics<S> {
+pub(crate) struct RpcMetrics<S> {
     inner: S,
     metrics: Arc<Metrics>,
 }

@@ -25,32 +25,46 @@ use crate::proto;
 use crate::proto::job_service_server::JobServiceServer;
 use crate::store::{Store, StoreError};
 
+/// Why the server cannot start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// A setting cannot be used.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The private cluster cannot be used.
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    /// The database failed.
     #[error("database: {0}")]
     Store(#[from] StoreError),
+    /// The object store cannot be opened.
     #[error(transparent)]
     ObjectStore(#[from] StoreUrlError),
+    /// The gRPC server failed.
     #[error("server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The metrics address cannot be listened on.
     #[error("cannot listen for metrics on {address}: {source}")]
     MetricsListen {
+        /// The address.
         address: String,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// The tokens file cannot be used.
     #[error(transparent)]
     Tokens(#[from] TokensFileError),
+    /// A TLS file cannot be read.
     #[error("cannot read {path}: {source}")]
     Tls {
+        /// The file.
         path: String,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// The reflection service cannot be built.
     #[error("reflection: {0}")]
     Reflection(#[source] tonic_reflection::server::Error),
 }
@@ -58,6 +72,7 @@ pub enum ServeError {
 /// The migrated database and, when no URL was given, the private cluster
 /// that holds it.
 pub struct Database {
+    /// The event store on the database.
     pub store: Store,
     cluster: Option<PrivateCluster>,
 }

@@ -45,6 +45,7 @@ use crate::domain::{AccountId, BucketGrant};
 /// What a token lets its caller do.
 #[derive(Debug, Clone)]
 pub struct Grant {
+    /// The token's name, shown in errors and stream limits (never the token).
     pub name: String,
     accounts: Accounts,
     /// The buckets jobs created with the token may use; `None` for any.
@@ -57,10 +58,17 @@ enum Accounts {
     Only(HashSet<String>),
 }
 
+/// Why a tokens file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TokensFileError {
+    /// The file is unreadable or invalid; `problem` says where.
     #[error("auth tokens file {path}: {problem}")]
-    Invalid { path: String, problem: String },
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong, and where.
+        problem: String,
+    },
 }
 
 #[derive(Deserialize)]

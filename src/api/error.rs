@@ -11,16 +11,24 @@ use crate::store::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// A request field is missing or out of range.
+    /// A request field is missing, malformed or out of range.
     #[error("{field}: {problem}")]
-    InvalidArgument { field: String, problem: String },
+    InvalidArgument {
+        /// The field, as the contract names it (`manifest.key`, `tags[2].value`).
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// The caller's token does not cover what the request names.
     #[error("{0}")]
     PermissionDenied(String),
+    /// The store refused or failed (not found, a refused transition, a conflict, the database).
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl ApiError {
+    /// An INVALID_ARGUMENT naming `field` and what is wrong with it.
     pub fn invalid(field: impl Into<String>, problem: impl Into<String>) -> ApiError {
         ApiError::InvalidArgument {
             field: field.into(),

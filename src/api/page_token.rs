@@ -35,6 +35,7 @@ impl std::fmt::Debug for PageTokens {
 }
 
 impl PageTokens {
+    /// Tokens signed with `key` (the database's shared page-token key).
     pub fn new(key: [u8; 32]) -> PageTokens {
         PageTokens { key }
     }

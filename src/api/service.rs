@@ -30,17 +30,26 @@ const HISTORY_PAGE: usize = 500;
 /// The `JobService` over one store, and what it works with.
 #[derive(Clone)]
 pub struct JobApi {
+    /// The event store.
     pub store: Store,
+    /// The endpoints Invoke jobs may call, checked at CreateJob.
     pub invoke_allowlist: Arc<Allowlist>,
+    /// Wake-ups of this process's engine loops.
     pub wakers: Arc<Wakers>,
     /// The chunks running in this process, stopped before a command that
     /// takes their job out of Active returns.
     pub gate: Arc<TaskGate>,
+    /// This process's notification fan-out, for WatchJobs.
     pub notifier: Notifier,
+    /// How often an idle WatchJobs stream gets a heartbeat.
     pub watch_heartbeat: Duration,
+    /// Cancelled at shutdown, ending the streams.
     pub stopping: CancellationToken,
+    /// Prometheus metrics of this process.
     pub metrics: Arc<Metrics>,
+    /// Tokens, their grants and the per-caller stream limits.
     pub access: Arc<Access>,
+    /// Signs and checks ListJobs page tokens.
     pub page_tokens: PageTokens,
 }
 

@@ -17,8 +17,11 @@ use crate::domain::{
 use crate::objects::{self, invoke::Allowlist, manifest};
 use crate::proto as pb;
 
+/// Tags a job may carry.
 pub const MAX_TAGS: usize = 50;
+/// The largest ListJobs page.
 pub const MAX_PAGE_SIZE: i32 = 1000;
+/// The ListJobs page size when none is asked for.
 pub const DEFAULT_PAGE_SIZE: i32 = 100;
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -39,6 +42,7 @@ pub fn account_id(value: &str) -> Result<AccountId> {
     }
 }
 
+/// The `job_id` field as a job id.
 pub fn job_id(value: &str) -> Result<JobId> {
     job_id_field("job_id", value)
 }
@@ -71,10 +75,12 @@ fn optional_reason(field: &str, value: &str) -> Result<Option<String>> {
     Ok((!value.is_empty()).then(|| value.to_owned()))
 }
 
+/// The optional `status_update_reason`: at most 256 characters.
 pub fn status_update_reason(value: &str) -> Result<Option<String>> {
     optional_reason("status_update_reason", value)
 }
 
+/// A priority: non-negative.
 pub fn priority(value: i32) -> Result<i32> {
     if value < 0 {
         return Err(ApiError::invalid(
@@ -108,6 +114,7 @@ pub fn job_status(field: &str, value: i32) -> Result<JobStatus> {
     Ok(status)
 }
 
+/// Tags: at most 50, keys 1–128 characters and unique, values at most 256.
 pub fn tags(values: &[pb::Tag]) -> Result<Vec<Tag>> {
     if values.len() > MAX_TAGS {
         return Err(ApiError::invalid(
@@ -558,6 +565,7 @@ fn fingerprint(spec: &JobSpec) -> String {
     hex::encode(Sha256::digest(canonical))
 }
 
+/// A page size: 0 for the default, else 1–1000.
 pub fn page_size(value: i32) -> Result<usize> {
     match value {
         0 => Ok(DEFAULT_PAGE_SIZE as usize),

@@ -25,10 +25,13 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// What a client asked to watch.
 pub struct WatchRequest {
+    /// The account whose jobs are watched.
     pub account: AccountId,
+    /// Only these jobs; empty for all of the account's.
     pub job_ids: Vec<JobId>,
     /// Resume after this position; `None`: from now.
     pub after: Option<i64>,
+    /// How often an idle stream gets a heartbeat.
     pub heartbeat: Duration,
     /// Ends the stream when the server shuts down.
     pub stopping: CancellationToken,

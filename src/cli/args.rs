@@ -36,9 +36,12 @@ pub struct ClientOptions {
     pub output: Output,
 }
 
+/// How a command prints what it got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
+    /// Aligned tables for people.
     Table,
+    /// Proto3 JSON for scripts (one document per line for streams).
     Json,
 }
 
@@ -70,8 +73,10 @@ pub enum ClientCommand {
     Report(Report),
 }
 
+/// A command about one job.
 #[derive(Debug, Args)]
 pub struct JobCommand {
+    /// The server and account.
     #[command(flatten)]
     pub client: ClientOptions,
     /// The job's id.
@@ -79,8 +84,10 @@ pub struct JobCommand {
     pub job_id: String,
 }
 
+/// `create-job`.
 #[derive(Debug, Args)]
 pub struct CreateJob {
+    /// The server and account.
     #[command(flatten)]
     pub client: ClientOptions,
     /// The operation as JSON (or file://path), one of:
@@ -146,8 +153,10 @@ pub struct CreateJob {
     pub failure_threshold: Option<String>,
 }
 
+/// `list-jobs`.
 #[derive(Debug, Args)]
 pub struct ListJobs {
+    /// The server and account.
     #[command(flatten)]
     pub client: ClientOptions,
     /// Only jobs in these statuses (`Active`, `Complete`, …).
@@ -164,27 +173,35 @@ pub struct ListJobs {
     pub no_paginate: bool,
 }
 
+/// `update-job-status`.
 #[derive(Debug, Args)]
 pub struct UpdateJobStatus {
+    /// The job.
     #[command(flatten)]
     pub job: JobCommand,
     /// `Ready` to confirm a Suspended job, `Cancelled` to cancel.
     #[arg(long)]
     pub requested_job_status: String,
+    /// Why, kept as the job's status update reason (at most 256 characters).
     #[arg(long, default_value = "")]
     pub status_update_reason: String,
 }
 
+/// `update-job-priority`.
 #[derive(Debug, Args)]
 pub struct UpdateJobPriority {
+    /// The job.
     #[command(flatten)]
     pub job: JobCommand,
+    /// The new priority; higher runs first.
     #[arg(long, allow_negative_numbers = true)]
     pub priority: i32,
 }
 
+/// `put-job-tagging`.
 #[derive(Debug, Args)]
 pub struct PutJobTagging {
+    /// The job.
     #[command(flatten)]
     pub job: JobCommand,
     /// `key=value,key=value` or a JSON list of {"key","value"}; empty
@@ -193,8 +210,10 @@ pub struct PutJobTagging {
     pub tags: String,
 }
 
+/// `history`.
 #[derive(Debug, Args)]
 pub struct History {
+    /// The job.
     #[command(flatten)]
     pub job: JobCommand,
     /// Interleave each task's result with the events.
@@ -202,8 +221,10 @@ pub struct History {
     pub include_task_results: bool,
 }
 
+/// `report`.
 #[derive(Debug, Args)]
 pub struct Report {
+    /// The job.
     #[command(flatten)]
     pub job: JobCommand,
     /// Where the server writes reports (the server's --object-store), to read

@@ -12,7 +12,9 @@ use crate::proto::job_service_client::JobServiceClient;
 
 /// A connected client and the account it acts for.
 pub struct Client {
+    /// The generated client, sending the token with every call.
     pub jobs: JobServiceClient<InterceptedService<Channel, Bearer>>,
+    /// The account every request names.
     pub account_id: String,
 }
 

@@ -17,7 +17,7 @@ static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
 });
 
 /// Parses `text` as the proto3 JSON of `M`; the error names what is wrong.
-pub fn parse<M: Message + Name + Default>(text: &str) -> Result<M, String> {
+pub(crate) fn parse<M: Message + Name + Default>(text: &str) -> Result<M, String> {
     let descriptor = POOL
         .get_message_by_name(&M::full_name())
         .ok_or_else(|| format!("{} is not in the contract", M::full_name()))?;
@@ -88,7 +88,7 @@ fn check(message: &MessageDescriptor, value: &serde_json::Value, path: &str) -> 
 
 /// The proto3 JSON of `message`, with default-valued fields included so that
 /// scripts find every field.
-pub fn to_value<M: Message + Name>(message: &M) -> serde_json::Value {
+pub(crate) fn to_value<M: Message + Name>(message: &M) -> serde_json::Value {
     let Some(descriptor) = POOL.get_message_by_name(&M::full_name()) else {
         return serde_json::Value::Null;
     };

@@ -46,21 +46,33 @@ pub use connect::Client;
 /// Why a client command failed; each maps to an exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    /// A bad command line or flag value (exit code 2).
     #[error("{0}")]
     Usage(String),
+    /// The server could not be reached (exit code 5).
     #[error("cannot reach batchops at {endpoint}: {reason}")]
-    Connect { endpoint: String, reason: String },
+    Connect {
+        /// The server's address.
+        endpoint: String,
+        /// Why the connection failed.
+        reason: String,
+    },
+    /// The server answered with an error; its code decides the exit code.
     #[error("{}: {}", code_name(.0.code()), .0.message())]
     Rpc(#[from] tonic::Status),
+    /// A stream ended in an unexpected way (exit code 7).
     #[error("{0}")]
     Stream(String),
+    /// A report could not be read or failed its MD5 check (exit code 7).
     #[error("{0}")]
     Report(String),
+    /// Standard output could not be written.
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
 }
 
 impl CliError {
+    /// The documented exit code of this error.
     pub fn exit_code(&self) -> u8 {
         use tonic::Code;
         match self {

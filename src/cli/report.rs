@@ -15,7 +15,8 @@ use crate::objects::Buckets;
 use crate::objects::report::{ReportRow, report_row};
 use crate::proto as pb;
 
-pub async fn run(args: Report) -> Result<(), CliError> {
+/// Runs `batchops report`.
+pub(crate) async fn run(args: Report) -> Result<(), CliError> {
     let mut client = Client::connect(&args.job.client).await?;
     let output = args.job.client.output;
     if args.from_results {

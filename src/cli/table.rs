@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::proto as pb;
 
 /// Columns padded to their widest cell; the last column is not padded.
-pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn render(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -32,7 +32,7 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// `Key: value` lines with the values aligned; empty values are left out.
-pub fn render_fields(fields: &[(&str, String)]) -> String {
+pub(crate) fn render_fields(fields: &[(&str, String)]) -> String {
     let width = fields
         .iter()
         .filter(|(_, value)| !value.is_empty())
@@ -48,7 +48,7 @@ pub fn render_fields(fields: &[(&str, String)]) -> String {
 
 /// `Active` for `JOB_STATUS_ACTIVE`; `Unknown(99)` for a value this build
 /// does not know.
-pub fn status_name(value: i32) -> String {
+pub(crate) fn status_name(value: i32) -> String {
     match pb::JobStatus::try_from(value) {
         Ok(status) => title_case(
             status
@@ -61,7 +61,7 @@ pub fn status_name(value: i32) -> String {
 }
 
 /// Parses `Active`, `active` or `JOB_STATUS_ACTIVE`.
-pub fn parse_status(name: &str) -> Result<pb::JobStatus, String> {
+pub(crate) fn parse_status(name: &str) -> Result<pb::JobStatus, String> {
     let upper = name.trim().to_ascii_uppercase();
     let full = if upper.starts_with("JOB_STATUS_") {
         upper
@@ -79,7 +79,7 @@ pub fn parse_status(name: &str) -> Result<pb::JobStatus, String> {
 }
 
 /// `Suspended -> Cancelling  (reason)  [Code: reason]` for a status change.
-pub fn status_change(change: &pb::StatusChangedEvent) -> String {
+pub(crate) fn status_change(change: &pb::StatusChangedEvent) -> String {
     let mut text = format!(
         "{} -> {}",
         status_name(change.previous_status),
@@ -98,7 +98,7 @@ pub fn status_change(change: &pb::StatusChangedEvent) -> String {
 }
 
 /// A job's failure reasons and report location, as `render_fields` rows.
-pub fn outcome_fields(job: &pb::JobDescriptor) -> Vec<(&'static str, String)> {
+pub(crate) fn outcome_fields(job: &pb::JobDescriptor) -> Vec<(&'static str, String)> {
     let mut fields: Vec<(&'static str, String)> = job
         .failure_reasons
         .iter()
@@ -119,7 +119,7 @@ pub fn outcome_fields(job: &pb::JobDescriptor) -> Vec<(&'static str, String)> {
 }
 
 /// A short name for an enum value: `SHA256` for `CHECKSUM_ALGORITHM_SHA256`.
-pub fn enum_suffix(full: &str, prefix: &str) -> String {
+pub(crate) fn enum_suffix(full: &str, prefix: &str) -> String {
     full.strip_prefix(prefix).unwrap_or(full).to_owned()
 }
 
@@ -132,7 +132,7 @@ fn title_case(upper: &str) -> String {
 }
 
 /// RFC 3339 time in UTC to the second; empty when absent.
-pub fn time(value: Option<&prost_types::Timestamp>) -> String {
+pub(crate) fn time(value: Option<&prost_types::Timestamp>) -> String {
     value
         .and_then(|t| DateTime::<Utc>::from_timestamp(t.seconds, t.nanos.max(0) as u32))
         .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
@@ -140,7 +140,7 @@ pub fn time(value: Option<&prost_types::Timestamp>) -> String {
 }
 
 /// `succeeded/failed/total` of a progress summary.
-pub fn progress(summary: Option<&pb::JobProgressSummary>) -> String {
+pub(crate) fn progress(summary: Option<&pb::JobProgressSummary>) -> String {
     let summary = summary.cloned().unwrap_or_default();
     format!(
         "{}/{}/{}",

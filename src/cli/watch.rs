@@ -20,14 +20,18 @@ use crate::proto::watch_jobs_response::Message;
 const RATE_WINDOW: Duration = Duration::from_secs(10);
 
 /// What `watch` ended with.
-pub enum Ending {
+pub(crate) enum Ending {
     Complete,
     /// Failed or Cancelled.
     Unsuccessful,
 }
 
 /// Follows `job_id` until it is Complete, Failed or Cancelled.
-pub async fn run(client: &mut Client, output: Output, job_id: &str) -> Result<Ending, CliError> {
+pub(crate) async fn run(
+    client: &mut Client,
+    output: Output,
+    job_id: &str,
+) -> Result<Ending, CliError> {
     let job = client.describe(job_id).await?;
     let mut state = State::new(&job);
     let request = pb::WatchJobsRequest {

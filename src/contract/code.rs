@@ -3,7 +3,7 @@
 
 /// A status code's name as gRPC spells it: `FAILED_PRECONDITION` for
 /// `Code::FailedPrecondition`.
-pub fn code_name(code: tonic::Code) -> String {
+pub(crate) fn code_name(code: tonic::Code) -> String {
     let mut name = String::new();
     for (index, c) in format!("{code:?}").chars().enumerate() {
         if c.is_ascii_uppercase() && index > 0 {

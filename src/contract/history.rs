@@ -13,24 +13,27 @@ use super::job::{
 
 /// Turns a job's stored events into proto events, folding them as it goes
 /// so that status changes can name the status they came from.
-pub struct HistoryFolder {
+pub(crate) struct HistoryFolder {
     job: Option<Job>,
 }
 
 impl HistoryFolder {
-    pub fn new() -> HistoryFolder {
+    /// A folder that has seen no event yet.
+    pub(crate) fn new() -> HistoryFolder {
         HistoryFolder { job: None }
     }
 
     /// Whether the folded job has reached Complete, Cancelled or Failed, after
     /// which no status change follows.
-    pub fn is_finished(&self) -> bool {
+    pub(crate) fn is_finished(&self) -> bool {
         self.job
             .as_ref()
             .is_some_and(|job| job.status.is_terminal())
     }
 
-    pub fn convert(&mut self, recorded: &RecordedEvent) -> pb::JobEvent {
+    /// The contract's form of `recorded`, the next event of its job (the job's events must come
+    /// in sequence order).
+    pub(crate) fn convert(&mut self, recorded: &RecordedEvent) -> pb::JobEvent {
         use pb::job_event::Event as E;
         let event = match (&recorded.event, &mut self.job) {
             (LoggedEvent::Created(created), _) => {

@@ -10,7 +10,8 @@ use crate::domain::{
 };
 use crate::proto as pb;
 
-pub fn status_to_proto(status: JobStatus) -> pb::JobStatus {
+/// A status as the contract's enum.
+pub(crate) fn status_to_proto(status: JobStatus) -> pb::JobStatus {
     use pb::JobStatus as P;
     match status {
         JobStatus::New => P::New,
@@ -29,7 +30,8 @@ pub fn status_to_proto(status: JobStatus) -> pb::JobStatus {
     }
 }
 
-pub fn tags_to_proto(tags: &[Tag]) -> Vec<pb::Tag> {
+/// Tags as the contract's messages.
+pub(crate) fn tags_to_proto(tags: &[Tag]) -> Vec<pb::Tag> {
     tags.iter()
         .map(|t| pb::Tag {
             key: t.key.clone(),
@@ -38,7 +40,8 @@ pub fn tags_to_proto(tags: &[Tag]) -> Vec<pb::Tag> {
         .collect()
 }
 
-pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
+/// A time as a protobuf Timestamp.
+pub(crate) fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: time.timestamp(),
         nanos: time.timestamp_subsec_nanos() as i32,
@@ -173,7 +176,7 @@ fn progress_to_proto(job: &Job, now: DateTime<Utc>) -> pb::JobProgressSummary {
 }
 
 /// The whole descriptor of a job as of `now` (for the Active timer).
-pub fn job_to_proto(job: &Job, now: DateTime<Utc>) -> pb::JobDescriptor {
+pub(crate) fn job_to_proto(job: &Job, now: DateTime<Utc>) -> pb::JobDescriptor {
     pb::JobDescriptor {
         report_location: job.report_location.as_ref().map(report_location_to_proto),
         job_id: job.id.to_string(),
@@ -208,7 +211,8 @@ pub fn job_to_proto(job: &Job, now: DateTime<Utc>) -> pb::JobDescriptor {
     }
 }
 
-pub fn job_to_list_proto(job: &Job, now: DateTime<Utc>) -> pb::JobListDescriptor {
+/// A job's ListJobs row as of `now`.
+pub(crate) fn job_to_list_proto(job: &Job, now: DateTime<Utc>) -> pb::JobListDescriptor {
     pb::JobListDescriptor {
         job_id: job.id.to_string(),
         description: job.spec.description.clone(),
@@ -228,7 +232,7 @@ pub(crate) fn report_location_to_proto(location: &ObjectLocation) -> pb::ReportL
 }
 
 /// One task result as the API shows it.
-pub fn task_result_to_proto(object: &TaskRow, result: &TaskResult) -> pb::TaskResult {
+pub(crate) fn task_result_to_proto(object: &TaskRow, result: &TaskResult) -> pb::TaskResult {
     pb::TaskResult {
         bucket: object.bucket.clone(),
         key: object.key.clone(),

@@ -7,9 +7,8 @@ mod code;
 mod history;
 mod job;
 
-pub use code::code_name;
-pub use history::HistoryFolder;
-pub use job::{
+pub(crate) use code::code_name;
+pub(crate) use history::HistoryFolder;
+pub(crate) use job::{
     job_to_list_proto, job_to_proto, status_to_proto, tags_to_proto, task_result_to_proto,
-    timestamp,
 };

@@ -52,7 +52,9 @@ pub fn created(id: JobId, created: &JobCreated, at: DateTime<Utc>) -> Job {
 /// besides them, which the store and the engine carry out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Decision {
+    /// What happened, in order, to append to the log.
     pub events: Vec<Event>,
+    /// What must happen besides.
     pub effects: Vec<Effect>,
 }
 

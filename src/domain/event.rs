@@ -16,6 +16,7 @@ pub const EVENT_SCHEMA_VERSION: u16 = 1;
 /// The first event of every job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobCreated {
+    /// Everything the job was created with.
     pub spec: JobSpec,
 }
 
@@ -25,78 +26,139 @@ pub enum Command {
     /// The preparer begins reading the manifest (New → Preparing).
     StartPreparation,
     /// The manifest produced this many tasks (Preparing → Suspended or Ready).
-    FinishPreparation { total_number_of_tasks: u64 },
+    /// The manifest produced this many tasks (Preparing → Suspended or Ready).
+    FinishPreparation {
+        /// Tasks the manifest produced.
+        total_number_of_tasks: u64,
+    },
     /// The manifest could not be read or is invalid (→ Failing → Failed).
-    FailPreparation { reason: FailureReason },
+    /// The manifest could not be read or is invalid (→ Failing → Failed).
+    FailPreparation {
+        /// Why.
+        reason: FailureReason,
+    },
     /// UpdateJobStatus READY: confirm a Suspended job.
-    Confirm { reason: Option<String> },
+    /// UpdateJobStatus READY: confirm a Suspended job.
+    Confirm {
+        /// The status update reason, if given.
+        reason: Option<String>,
+    },
     /// UpdateJobStatus CANCELLED.
-    Cancel { reason: Option<String> },
+    /// UpdateJobStatus CANCELLED.
+    Cancel {
+        /// The status update reason, if given.
+        reason: Option<String>,
+    },
     /// The scheduler gives the job an active slot (Ready/Paused → Active).
     Activate,
     /// The scheduler takes the slot back for a higher-priority job (Active → Pausing).
     Pause,
     /// A chunk of tasks finished with these counts.
-    RecordTaskResults { succeeded: u64, failed: u64 },
+    /// A chunk of tasks finished with these counts.
+    RecordTaskResults {
+        /// Tasks of the chunk that succeeded.
+        succeeded: u64,
+        /// Tasks of the chunk that failed.
+        failed: u64,
+    },
     /// No task of the job is in flight any more: a draining status ends.
     FinishDraining,
     /// The completion step (report) is done (Completing → Complete).
     FinishCompletion,
     /// Fail the job if it has been Suspended for at least `limit`.
-    ExpireSuspension { limit: chrono::TimeDelta },
+    /// Fail the job if it has been Suspended for at least `limit`.
+    ExpireSuspension {
+        /// How long a job may wait for confirmation.
+        limit: chrono::TimeDelta,
+    },
     /// The completion report was written, or could not be.
     RecordReport {
+        /// Where the report's `manifest.json` went, or why it could not be written.
         outcome: Result<ObjectLocation, FailureReason>,
     },
     /// UpdateJobPriority.
-    ChangePriority { priority: i32 },
+    /// UpdateJobPriority.
+    ChangePriority {
+        /// The new priority.
+        priority: i32,
+    },
     /// PutJobTagging (and DeleteJobTagging with no tags).
-    ReplaceTags { tags: Vec<Tag> },
+    /// PutJobTagging (and DeleteJobTagging with no tags).
+    ReplaceTags {
+        /// The tags from now on.
+        tags: Vec<Tag>,
+    },
 }
 
 /// Something that happened to a job after its creation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum Event {
+    /// The preparer began reading the manifest (→ Preparing).
     PreparationStarted,
     /// Preparation ended; the job now waits for confirmation or is Ready.
     ManifestPrepared {
+        /// Tasks the manifest produced.
         total_number_of_tasks: u64,
+        /// Whether the job now waits in Suspended (else it is Ready).
         awaiting_confirmation: bool,
     },
+    /// The owner confirmed the job (Suspended → Ready).
     JobConfirmed {
+        /// The status update reason given.
         reason: Option<String>,
     },
+    /// The scheduler gave the job an active slot (→ Active).
     JobActivated,
+    /// A higher-priority job needs the slot (Active → Pausing).
     PauseRequested,
+    /// No task is in flight any more (Pausing → Paused).
     JobPaused,
+    /// A chunk's results: its per-task rows are in the task result log.
     TaskResultsRecorded {
+        /// Tasks that succeeded.
         succeeded: u64,
+        /// Tasks that failed.
         failed: u64,
     },
+    /// Every task has a final result (Active → Completing).
     AllTasksFinished,
+    /// The completion step is done (Completing → Complete).
     JobCompleted,
+    /// The owner cancelled the job (→ Cancelling).
     CancellationRequested {
+        /// The status update reason given.
         reason: Option<String>,
     },
+    /// Nothing is in flight any more (Cancelling → Cancelled).
     JobCancelled,
+    /// The job fails (→ Failing): the manifest, the threshold or the suspension limit.
     FailureDetected {
+        /// Why.
         failure_reasons: Vec<FailureReason>,
     },
+    /// Nothing is in flight any more (Failing → Failed).
     JobFailed,
+    /// The priority changed.
     PriorityChanged {
+        /// The priority before.
         previous: i32,
+        /// The priority now.
         priority: i32,
     },
     /// The completion report's `manifest.json` is at `location`.
     ReportWritten {
+        /// Where the report's `manifest.json` is.
         location: ObjectLocation,
     },
     /// The completion report could not be written.
     ReportFailed {
+        /// Why the report could not be written.
         failure_reason: FailureReason,
     },
+    /// The tags were replaced.
     TagsReplaced {
+        /// The tags now.
         tags: Vec<Tag>,
     },
 }

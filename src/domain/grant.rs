@@ -10,6 +10,7 @@ use super::{JobSpec, ManifestSource, Operation};
 /// Bucket names, or name prefixes ending in `*`, that a job may use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketGrant {
+    /// Bucket names, or prefixes ending in `*`.
     pub patterns: Vec<String>,
 }
 

@@ -55,25 +55,33 @@ pub enum ManifestFormat {
 /// What one manifest column holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ManifestField {
+    /// A column to skip.
     Ignore,
+    /// The bucket.
     Bucket,
+    /// The URL-encoded key.
     Key,
+    /// The version id.
     VersionId,
 }
 
 /// An object in the store: bucket and (decoded) key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectLocation {
+    /// The bucket.
     pub bucket: String,
+    /// The key, decoded.
     pub key: String,
 }
 
 /// Where a manifest is and how to read it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestSpec {
+    /// How the manifest is laid out.
     pub format: ManifestFormat,
     /// Empty means the default layout (`bucket,key[,version_id]`).
     pub fields: Vec<ManifestField>,
+    /// Where the manifest object is.
     pub location: ObjectLocation,
     /// When set, the manifest object must carry this ETag (without quotes).
     pub etag: Option<String>,
@@ -84,7 +92,9 @@ pub struct ManifestSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ManifestSource {
+    /// A manifest object.
     Manifest(ManifestSpec),
+    /// A listing of a bucket.
     Generator(GeneratorSpec),
 }
 
@@ -92,7 +102,9 @@ pub enum ManifestSource {
 /// filter that is set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GeneratorSpec {
+    /// The bucket to list.
     pub source_bucket: String,
+    /// Only keys under this prefix.
     pub prefix: String,
     /// Keys must start with one of these, when any is given.
     pub match_any_prefix: Vec<String>,
@@ -100,9 +112,13 @@ pub struct GeneratorSpec {
     pub match_any_suffix: Vec<String>,
     /// Keys must contain one of these, when any is given.
     pub match_any_substring: Vec<String>,
+    /// Only objects larger than this many bytes.
     pub size_greater_than: Option<u64>,
+    /// Only objects smaller than this many bytes.
     pub size_less_than: Option<u64>,
+    /// Only objects created after this time.
     pub created_after: Option<DateTime<Utc>>,
+    /// Only objects created before this time.
     pub created_before: Option<DateTime<Utc>>,
 }
 
@@ -126,11 +142,17 @@ impl GeneratorSpec {
 /// A checksum algorithm of the `compute_object_checksum` operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChecksumAlgorithm {
+    /// CRC-32 (ISO HDLC).
     Crc32,
+    /// CRC-32C (Castagnoli).
     Crc32c,
+    /// CRC-64/NVME.
     Crc64Nvme,
+    /// SHA-1.
     Sha1,
+    /// SHA-256.
     Sha256,
+    /// MD5.
     Md5,
 }
 
@@ -151,17 +173,27 @@ impl ChecksumAlgorithm {
 /// The operation a job runs on each object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Operation {
-    ComputeObjectChecksum { algorithm: ChecksumAlgorithm },
+    /// Compute a checksum of each object with `algorithm`.
+    ComputeObjectChecksum {
+        /// The checksum to compute.
+        algorithm: ChecksumAlgorithm,
+    },
+    /// Delete each object.
     DeleteObject,
+    /// Call an HTTP endpoint with each object, as AWS Lambda is called.
     Invoke(InvokeSpec),
+    /// Copy each object.
     PutObjectCopy(CopySpec),
 }
 
 /// Copy each object to `target_bucket`, its key prefixed by `target_key_prefix`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CopySpec {
+    /// The bucket copies go to.
     pub target_bucket: String,
+    /// Prepended to each object's key.
     pub target_key_prefix: String,
+    /// Keep the object's metadata or replace it.
     pub metadata: MetadataDirective,
 }
 
@@ -177,8 +209,11 @@ pub enum MetadataDirective {
 /// Object metadata set by a copy with the REPLACE directive.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectMetadata {
+    /// The `Content-Type` to set.
     pub content_type: Option<String>,
+    /// The `Cache-Control` to set.
     pub cache_control: Option<String>,
+    /// User metadata (`x-amz-meta-*`) to set.
     pub user_metadata: std::collections::BTreeMap<String, String>,
 }
 
@@ -194,8 +229,11 @@ pub enum InvocationSchema {
 /// POST one AWS Lambda S3 batch event per task to an HTTP(S) endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvokeSpec {
+    /// The endpoint, under the server's invoke allowlist.
     pub endpoint_url: String,
+    /// The event layout the handler expects.
     pub schema: InvocationSchema,
+    /// Passed to schema 2.0 handlers as `userArguments`.
     pub user_arguments: std::collections::BTreeMap<String, String>,
     /// Per-call timeout.
     pub timeout_millis: u64,
@@ -204,15 +242,20 @@ pub struct InvokeSpec {
 /// Which tasks a completion report lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReportScope {
+    /// Every task.
     AllTasks,
+    /// Failed tasks only.
     FailedTasksOnly,
 }
 
 /// Where the completion report goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportSpec {
+    /// The bucket the report goes to.
     pub bucket: String,
+    /// Reports go under `<prefix>/job-<id>/`.
     pub prefix: String,
+    /// Which tasks the report lists.
     pub scope: ReportScope,
 }
 
@@ -220,7 +263,9 @@ pub struct ReportSpec {
 /// fails when failed tasks exceed `max_failure_percent` of the tasks run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailureThreshold {
+    /// Tasks run before the threshold is checked.
     pub minimum_tasks_run: u64,
+    /// The share of failed tasks, in percent, above which the job fails.
     pub max_failure_percent: u32,
 }
 
@@ -245,14 +290,18 @@ impl FailureThreshold {
 /// A key/value label on a job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tag {
+    /// The tag's key.
     pub key: String,
+    /// The tag's value.
     pub value: String,
 }
 
 /// Why a job failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailureReason {
+    /// A code such as `ManifestNotFound` or `TaskFailureThresholdExceeded`.
     pub failure_code: String,
+    /// What happened, for people; at most 1 KiB.
     pub failure_reason: String,
 }
 
@@ -272,15 +321,25 @@ impl FailureReason {
 /// priority and tags, which have their own events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSpec {
+    /// The owning account.
     pub account_id: AccountId,
+    /// The idempotency token of the CreateJob call.
     pub client_request_token: String,
+    /// A description for people.
     pub description: String,
+    /// The priority the job was created with.
     pub priority: i32,
+    /// Whether the job waits in Suspended for its owner's confirmation.
     pub confirmation_required: bool,
+    /// Where the job's objects come from.
     pub manifest: ManifestSource,
+    /// What is done to each object.
     pub operation: Operation,
+    /// Where the completion report goes, if one is wanted.
     pub report: Option<ReportSpec>,
+    /// The tags the job was created with.
     pub tags: Vec<Tag>,
+    /// When too many failed tasks fail the job.
     pub failure_threshold: FailureThreshold,
     /// The buckets the job may use, when the token that created it was
     /// limited to some; absent means any bucket.
@@ -291,8 +350,11 @@ pub struct JobSpec {
 /// Task counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
+    /// Tasks the manifest produced.
     pub total: u64,
+    /// Tasks that succeeded.
     pub succeeded: u64,
+    /// Tasks that failed.
     pub failed: u64,
 }
 
@@ -311,19 +373,31 @@ impl Progress {
 /// The current state of a job: the fold of its events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
+    /// The job's id.
     pub id: JobId,
+    /// What the job was created with.
     pub spec: JobSpec,
+    /// Where the job is in its lifecycle.
     pub status: JobStatus,
+    /// The current priority.
     pub priority: i32,
+    /// The current tags.
     pub tags: Vec<Tag>,
+    /// Task counts.
     pub progress: Progress,
+    /// Why the job failed, or why its report could not be written.
     pub failure_reasons: Vec<FailureReason>,
+    /// The reason given with the latest confirmation or cancellation.
     pub status_update_reason: Option<String>,
+    /// When the job entered Suspended.
     pub suspended_time: Option<DateTime<Utc>>,
+    /// Why it waits in Suspended.
     pub suspended_cause: Option<String>,
     /// Set once the job was confirmed; it never returns to Suspended after.
     pub confirmed: bool,
+    /// When the job was created.
     pub created_at: DateTime<Utc>,
+    /// When the job reached Complete, Cancelled or Failed.
     pub termination_time: Option<DateTime<Utc>>,
     /// When the current Active interval began, while Active.
     pub active_since: Option<DateTime<Utc>>,

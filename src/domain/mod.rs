@@ -34,19 +34,30 @@ pub enum DomainError {
     /// A status change the caller asked for is not allowed from the current status.
     #[error("job is {current}; it cannot change to {requested}")]
     IllegalTransition {
+        /// Where the job is.
         current: JobStatus,
+        /// Where the caller asked it to go.
         requested: JobStatus,
     },
     /// An engine step that does not apply in the current status.
     #[error("job is {current}; cannot {action}")]
     NotAllowed {
+        /// Where the job is.
         current: JobStatus,
+        /// The step that does not apply there.
         action: &'static str,
     },
+    /// A negative priority.
     #[error("priority must be non-negative, got {0}")]
     InvalidPriority(i32),
+    /// More results than the job has tasks: a fault, never a race.
     #[error("task results would exceed the job's {total} tasks ({run} recorded)")]
-    TooManyResults { total: u64, run: u64 },
+    TooManyResults {
+        /// The job's tasks.
+        total: u64,
+        /// Results there would be.
+        run: u64,
+    },
 }
 
 impl DomainError {

@@ -9,10 +9,15 @@ use super::{JobId, JobStatus};
 /// A job competing for an active slot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SlotCandidate {
+    /// The job.
     pub job_id: JobId,
+    /// Its account, whose slots it competes for.
     pub account_id: String,
+    /// Ready, Active, Pausing or Paused.
     pub status: JobStatus,
+    /// Higher runs first.
     pub priority: i32,
+    /// Older first among equals.
     pub created_at: DateTime<Utc>,
 }
 

@@ -6,18 +6,31 @@ use std::fmt;
 /// Where a job is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum JobStatus {
+    /// Created; nothing processed yet.
     New,
+    /// The manifest is read into tasks.
     Preparing,
+    /// Waiting for the owner's confirmation.
     Suspended,
+    /// Waiting for an active slot.
     Ready,
+    /// Tasks run.
     Active,
+    /// A higher-priority job needs the slot; in-flight tasks drain.
     Pausing,
+    /// Waiting to get a slot back.
     Paused,
+    /// Every task has a result; the report is written.
     Completing,
+    /// Terminal: every task ran.
     Complete,
+    /// Cancelled; in-flight tasks drain.
     Cancelling,
+    /// Terminal.
     Cancelled,
+    /// Failing; in-flight tasks drain and the report is written.
     Failing,
+    /// Terminal; the failure reasons say why.
     Failed,
 }
 

@@ -42,6 +42,7 @@ pub struct EngineConfig {
     /// The first retry waits up to this long; each later one up to twice as
     /// long as the one before, capped at `retry_max_delay` (full jitter).
     pub retry_base_delay: Duration,
+    /// The longest wait between retries.
     pub retry_max_delay: Duration,
     /// Rows per completion report CSV file.
     pub report_rows_per_file: u64,
@@ -75,9 +76,13 @@ impl Default for EngineConfig {
 /// other processes notice).
 #[derive(Debug, Default)]
 pub struct Wakers {
+    /// Wakes the preparer.
     pub preparer: Notify,
+    /// Wakes the scheduler.
     pub scheduler: Notify,
+    /// Wakes the workers.
     pub workers: Notify,
+    /// Wakes the finisher.
     pub finisher: Notify,
 }
 
@@ -89,11 +94,11 @@ impl Wakers {
     }
 }
 
-pub use gate::{ChunkRun, TaskGate};
+pub(crate) use gate::TaskGate;
 
 /// The engine of one process.
 #[derive(Clone)]
-pub struct Engine {
+pub(crate) struct Engine {
     store: Store,
     operations: OperationContext,
     config: EngineConfig,
@@ -104,7 +109,8 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(
+    /// The engine over `store`, running operations with `operations`.
+    pub(crate) fn new(
         store: Store,
         operations: OperationContext,
         config: EngineConfig,
@@ -125,7 +131,7 @@ impl Engine {
     }
 
     /// Runs every loop until `shutdown` is cancelled; in-flight chunks finish first.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub(crate) async fn run(self, shutdown: CancellationToken) {
         let permits = Arc::new(tokio::sync::Semaphore::new(
             self.config.task_concurrency.max(1),
         ));

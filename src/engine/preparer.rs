@@ -31,7 +31,7 @@ const CHUNKS_PER_BATCH: usize = 16;
 const CANDIDATES: usize = 64;
 
 /// The failure code of a manifest that lists more objects than a job may have.
-pub const TOO_MANY_TASKS: &str = "TooManyTasks";
+pub(crate) const TOO_MANY_TASKS: &str = "TooManyTasks";
 
 /// Accounts with a preparation running in this process.
 type Busy = Arc<Mutex<HashSet<AccountId>>>;

@@ -33,16 +33,22 @@ pub enum Notice {
 /// (every job's, with its account and its proto form), in log order.
 #[derive(Debug)]
 pub struct EventBatch {
+    /// The position the batch starts after.
     pub after: i64,
+    /// The position of its last event.
     pub until: i64,
+    /// The events, in log order.
     pub events: Vec<TailEvent>,
 }
 
 /// One event as the tail read it.
 #[derive(Debug)]
 pub struct TailEvent {
+    /// The account that owns the job.
     pub account: AccountId,
+    /// The job.
     pub job_id: JobId,
+    /// The event's log position.
     pub position: i64,
     /// Converted once for every stream.
     pub event: pb::JobEvent,
@@ -198,7 +204,7 @@ async fn read_tail(
 /// The folder of `recorded`'s job in `folders`; a job first seen here is
 /// folded from the log up to the event before `recorded`, so that its
 /// status changes can name the status they came from.
-pub async fn folder_for<'a>(
+pub(crate) async fn folder_for<'a>(
     store: &Store,
     folders: &'a mut HashMap<JobId, HistoryFolder>,
     recorded: &RecordedEvent,

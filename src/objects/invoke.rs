@@ -71,12 +71,16 @@ fn path_within(prefix: &str, path: &str) -> bool {
 /// Why an endpoint URL is refused at job creation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EndpointError {
+    /// Not an http(s) URL, or too long.
     #[error("must be an http(s) URL of at most {MAX_ENDPOINT_URL_BYTES} bytes")]
     NotHttp,
+    /// A user name or password in the URL.
     #[error("must not carry a user name or password")]
     Credentials,
+    /// A path that hides where it goes.
     #[error("must not contain '.' or '..' path segments, encoded or not, or encoded '/' or '\\'")]
     DotSegments,
+    /// Outside the allowlist; names the URL's origin.
     #[error("{0} is not in the server's invoke allowlist")]
     NotAllowed(String),
 }
@@ -150,10 +154,15 @@ pub fn http_client() -> reqwest::Client {
 
 /// Calls an endpoint with one task per request.
 pub struct Invoke {
+    /// The client calls are made with (it follows no redirect).
     pub http: reqwest::Client,
+    /// The job's Invoke settings.
     pub spec: InvokeSpec,
+    /// The job, named in every event.
     pub job_id: JobId,
+    /// The endpoints that may be called.
     pub allowlist: std::sync::Arc<Allowlist>,
+    /// The reply cap.
     pub limits: InvokeLimits,
 }
 

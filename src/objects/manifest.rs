@@ -21,24 +21,45 @@ use crate::domain::{
 /// Why a manifest cannot be turned into tasks. Each maps to a failure code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ManifestError {
+    /// The manifest object does not exist.
     #[error("manifest {bucket}/{key} does not exist")]
-    NotFound { bucket: String, key: String },
+    NotFound {
+        /// The manifest's bucket.
+        bucket: String,
+        /// The manifest's key.
+        key: String,
+    },
+    /// The manifest object is not the version the job pinned.
     #[error("manifest {bucket}/{key} does not have ETag {expected}")]
     ETagMismatch {
+        /// The manifest's bucket.
         bucket: String,
+        /// The manifest's key.
         key: String,
+        /// The ETag the job pinned.
         expected: String,
     },
+    /// A line that is not a valid manifest line.
     #[error("manifest line {line}: {problem}")]
-    Invalid { line: u64, problem: String },
+    Invalid {
+        /// The line's number, from 1.
+        line: u64,
+        /// What is wrong with it (quoting a short excerpt at most).
+        problem: String,
+    },
+    /// The job's `fields` cannot describe a manifest.
     #[error("manifest fields are invalid: {0}")]
     InvalidFields(String),
+    /// The manifest could not be read.
     #[error("manifest could not be read: {0}")]
     Unreadable(String),
+    /// The inventory's `manifest.json` is not usable.
     #[error("inventory manifest: {0}")]
     InvalidInventory(String),
+    /// The generator cannot list what it names.
     #[error("manifest generator: {0}")]
     InvalidGenerator(String),
+    /// The manifest names a bucket the job's token does not grant.
     #[error("the job's token does not grant bucket {0}, which the manifest names")]
     AccessDenied(String),
 }
@@ -292,8 +313,11 @@ async fn read_inventory(
 /// What an S3 Inventory `manifest.json` says about its data files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inventory {
+    /// The bucket the data files are in.
     pub destination_bucket: String,
+    /// The columns of the data files.
     pub fields: Vec<ManifestField>,
+    /// The data files' keys.
     pub files: Vec<String>,
 }
 

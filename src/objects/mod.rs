@@ -24,15 +24,21 @@ pub use outcome::{TaskOperation, TaskOutcome};
 /// Why an object store URL was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreUrlError {
+    /// A plain path that cannot be made absolute.
     #[error("object store path {0:?} cannot be used")]
     Path(String),
+    /// Not a URL.
     #[error("object store url {0:?} is not a url")]
     NotAUrl(String),
+    /// Neither `file` nor `s3`.
     #[error("object store scheme {0:?} is not supported (use file:///path or s3://)")]
     UnsupportedScheme(String),
+    /// The directory cannot be made or opened.
     #[error("object store directory {path}: {source}")]
     Directory {
+        /// The directory.
         path: String,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
@@ -53,7 +59,9 @@ pub fn store_url(value: &str) -> Result<String, StoreUrlError> {
 
 /// An object resolved to the store that holds it and its path there.
 pub struct ObjectRef {
+    /// The store that holds the object.
     pub store: Arc<dyn ObjectStore>,
+    /// The object's path in it.
     pub path: Path,
 }
 
@@ -116,8 +124,11 @@ impl Buckets {
 /// store, the path of the deepest directory the prefix names, and how many
 /// leading bytes of a listed location are not part of the key.
 pub struct Listing {
+    /// The store that holds the bucket.
     pub store: Arc<dyn ObjectStore>,
+    /// The directory to list, if any.
     pub directory: Option<Path>,
+    /// Bytes of a listed location before the key.
     pub strip: usize,
 }
 
@@ -196,8 +207,10 @@ pub fn encode_key(key: &str) -> String {
 /// Why a bucket or key cannot name an object.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidKey {
+    /// Not an S3 bucket name.
     #[error("bucket name {0:?} is not valid")]
     Bucket(String),
+    /// Empty, too long, absolute, or leaving its bucket.
     #[error("key {0:?} is empty, absolute, or leaves its bucket")]
     Key(String),
 }

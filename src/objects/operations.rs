@@ -22,6 +22,7 @@ use crate::domain::{
 pub struct OperationLimits {
     /// How long one attempt of an operation on one object may take.
     pub timeout: std::time::Duration,
+    /// What Invoke may take from an endpoint.
     pub invoke: InvokeLimits,
 }
 
@@ -38,9 +39,13 @@ impl Default for OperationLimits {
 /// endpoints Invoke may call and the limits every task runs within.
 #[derive(Clone)]
 pub struct OperationContext {
+    /// Where objects are.
     pub buckets: Buckets,
+    /// The HTTP client of Invoke.
     pub http: reqwest::Client,
+    /// The endpoints Invoke may call.
     pub invoke_allowlist: Arc<Allowlist>,
+    /// The bounds every task runs within.
     pub limits: OperationLimits,
     /// Runs every task instead of the job's operation: for benchmarks that
     /// measure the engine alone (a no-op), never set by the server.
@@ -48,6 +53,7 @@ pub struct OperationContext {
 }
 
 impl OperationContext {
+    /// Operations over `buckets`, calling only what `invoke_allowlist` allows, within `limits`.
     pub fn new(
         buckets: Buckets,
         invoke_allowlist: Allowlist,
@@ -388,6 +394,7 @@ static CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 static CRC64NVME: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_NVME);
 
 impl Checksummer {
+    /// A checksum of nothing yet, by `algorithm`.
     pub fn new(algorithm: ChecksumAlgorithm) -> Checksummer {
         use sha2::Digest;
         Checksummer(match algorithm {
@@ -400,6 +407,7 @@ impl Checksummer {
         })
     }
 
+    /// Adds `bytes` to the checksum.
     pub fn update(&mut self, bytes: &[u8]) {
         use sha2::Digest;
         match &mut self.0 {

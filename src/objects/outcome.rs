@@ -9,9 +9,13 @@ use crate::domain::{Task, TaskResult};
 /// What one run of an operation on one object produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskOutcome {
+    /// Whether the operation succeeded.
     pub succeeded: bool,
+    /// The HTTP status S3 would report.
     pub http_status_code: i32,
+    /// The error code of a failure.
     pub error_code: Option<String>,
+    /// The message: a result, or what went wrong.
     pub result_message: Option<String>,
     /// A transient failure (timeout, connection error, 5xx, 429, Invoke
     /// `TemporaryFailure`): worth another attempt.
@@ -19,6 +23,7 @@ pub struct TaskOutcome {
 }
 
 impl TaskOutcome {
+    /// A success with this status and message.
     pub fn success(http_status_code: i32, message: impl Into<String>) -> TaskOutcome {
         TaskOutcome {
             succeeded: true,
@@ -29,6 +34,7 @@ impl TaskOutcome {
         }
     }
 
+    /// A failure with this status, error code and message.
     pub fn failure(http_status_code: i32, code: &str, message: impl Into<String>) -> TaskOutcome {
         TaskOutcome {
             succeeded: false,
@@ -81,6 +87,7 @@ fn storable(text: String, max: usize) -> String {
 
 /// Something that can be run on one task's object.
 pub trait TaskOperation: Send + Sync {
+    /// Runs the operation once on `task`'s object.
     fn run<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, TaskOutcome>;
 }
 

@@ -27,10 +27,13 @@ pub const REPORT_SCHEMA: &str =
 /// Why a report could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
+    /// The report's bucket or prefix cannot name objects.
     #[error("report location {0}")]
     Location(#[from] super::InvalidKey),
+    /// The object store failed.
     #[error("{0}")]
     Store(#[from] object_store::Error),
+    /// A row could not be written.
     #[error("{0}")]
     Rows(String),
 }
@@ -38,9 +41,13 @@ pub enum ReportError {
 /// A results file written so far.
 #[derive(Debug, Clone)]
 pub struct ReportFile {
+    /// The file's key.
     pub key: String,
+    /// Whether it lists succeeded tasks (else failed ones).
     pub succeeded: bool,
+    /// The MD5 of its content, in hex.
     pub md5: String,
+    /// Rows in it.
     pub rows: u64,
 }
 
@@ -197,13 +204,19 @@ fn csv_row(object: &TaskRow, result: &TaskResult) -> Result<Vec<u8>, ReportError
 
 /// One task's line of a completion report, before encoding.
 pub struct ReportRow<'a> {
+    /// The object's bucket.
     pub bucket: &'a str,
     /// The key as stored; the row carries it URL-encoded.
     pub key: &'a str,
+    /// The version id, or empty.
     pub version_id: &'a str,
+    /// Whether the task succeeded.
     pub succeeded: bool,
+    /// The HTTP status S3 would report.
     pub http_status_code: i32,
+    /// The error code, or empty.
     pub error_code: &'a str,
+    /// The result message, or empty.
     pub result_message: &'a str,
 }
 

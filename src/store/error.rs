@@ -5,25 +5,34 @@ use tokio_postgres::error::SqlState;
 
 use crate::domain::{DomainError, JobId};
 
+/// Why a store call failed, by what the caller can do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// No such job (or not the account's).
     #[error("job {0} not found")]
     NotFound(JobId),
+    /// The domain refused the command.
     #[error(transparent)]
     Domain(#[from] DomainError),
+    /// The idempotency token was used for another request (the job it made).
     #[error("client_request_token was already used with a different request (job {0})")]
     TokenReused(JobId),
+    /// Another writer changed the job at the same time; retry.
     #[error("the job was changed concurrently; retry")]
     Conflict,
+    /// The database cannot be reached.
     #[error("the database is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Stored data cannot be read back.
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
     /// A statement failed for a reason the caller cannot act on; the
     /// message (logged, never sent to clients) names the statement.
     #[error("database error in {statement}: {}", describe(source))]
     Database {
+        /// The name of the statement that failed.
         statement: &'static str,
+        /// The driver's error.
         #[source]
         source: tokio_postgres::Error,
     },

@@ -85,18 +85,26 @@ const EVENTS_AFTER: &str = "
 /// One stored event as read back from the log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedEvent {
+    /// The job.
     pub job_id: JobId,
+    /// The event's place in the job's stream, dense from 1.
     pub sequence: u64,
+    /// The event's place in the whole log.
     pub position: i64,
+    /// When it was committed.
     pub recorded_at: DateTime<Utc>,
+    /// The schema version of its payload.
     pub schema_version: u16,
+    /// What happened.
     pub event: LoggedEvent,
 }
 
 /// The payload of a stored event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LoggedEvent {
+    /// The job was created.
     Created(Box<JobCreated>),
+    /// Anything after.
     Changed(Event),
 }
 
@@ -113,6 +121,7 @@ impl LoggedEvent {
 /// A page of ListJobs.
 #[derive(Debug)]
 pub struct JobPage {
+    /// The jobs of the page.
     pub jobs: Vec<Job>,
     /// The sort key of the last job, when more jobs follow.
     pub next: Option<(DateTime<Utc>, Uuid)>,

@@ -113,12 +113,17 @@ const SLOT_CANDIDATES: &str = "
 /// A chunk leased by one worker.
 #[derive(Debug, Clone)]
 pub struct ClaimedChunk {
+    /// The chunk's job.
     pub job_id: JobId,
+    /// The job's account.
     pub account_id: AccountId,
+    /// The chunk's number within the job.
     pub chunk_number: i64,
+    /// The job's operation.
     pub operation: Operation,
     /// The buckets the job may use, when its token limited them.
     pub bucket_grant: Option<BucketGrant>,
+    /// The chunk's tasks, in order.
     pub tasks: Vec<Task>,
 }
 
@@ -178,7 +183,9 @@ pub async fn jobs_to_prepare(
 /// Where the next tasks and chunks of a job being prepared are numbered from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PreparedCount {
+    /// Tasks written so far.
     pub tasks: i64,
+    /// Chunks written so far.
     pub chunks: i64,
 }
 
