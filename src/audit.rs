@@ -45,7 +45,7 @@ pub async fn replay(store: &Store, repair: bool) -> Result<ReplayReport, StoreEr
         for id in &ids {
             report.jobs_checked += 1;
             let stored = jobs::load(&client, *id, None).await?;
-            let Some(replayed) = jobs::replay(&client, *id).await? else {
+            let Some(replayed) = crate::store::replay(&client, *id).await? else {
                 report.differences.push((*id, vec!["(no events)".into()]));
                 continue;
             };

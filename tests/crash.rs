@@ -42,7 +42,10 @@ async fn assert_exactly_one_result_per_task(db: &TestDb, job_id: &str, total: u6
     let stored = jobs::load(&client, JobId(id), None).await.unwrap();
     assert_eq!(stored.progress.run(), total);
     assert_eq!(
-        jobs::replay(&client, JobId(id)).await.unwrap().unwrap(),
+        batchops::store::replay(&client, JobId(id))
+            .await
+            .unwrap()
+            .unwrap(),
         stored
     );
 }

@@ -157,7 +157,10 @@ async fn concurrent_commands_on_one_job_all_land_with_dense_sequences() {
     assert!(events.windows(2).all(|w| w[0].position < w[1].position));
     let job = jobs::load(&client, id, None).await.unwrap();
     assert_eq!(job.version, 21);
-    assert_eq!(jobs::replay(&client, id).await.unwrap().unwrap(), job);
+    assert_eq!(
+        batchops::store::replay(&client, id).await.unwrap().unwrap(),
+        job
+    );
 }
 
 #[tokio::test]
@@ -187,7 +190,10 @@ async fn after_a_full_run_the_projection_equals_the_fold_of_the_log() {
         let id = JobId(uuid::Uuid::parse_str(&id).unwrap());
         let stored = jobs::load(&client, id, None).await.unwrap();
         assert_eq!((stored.progress.succeeded, stored.progress.failed), (30, 1));
-        assert_eq!(jobs::replay(&client, id).await.unwrap().unwrap(), stored);
+        assert_eq!(
+            batchops::store::replay(&client, id).await.unwrap().unwrap(),
+            stored
+        );
     }
     server.stop().await;
 }
@@ -236,7 +242,7 @@ proptest! {
                     Err(other) => panic!("{command:?}: {other}"),
                 }
                 let stored = jobs::load(&client, id, None).await.unwrap();
-                let replayed = jobs::replay(&client, id).await.unwrap().unwrap();
+                let replayed = batchops::store::replay(&client, id).await.unwrap().unwrap();
                 assert_eq!(replayed, stored, "after {command:?}");
                 assert_eq!(stored.version as usize, accepted);
             }
@@ -291,7 +297,7 @@ async fn events_stored_in_schema_version_1_still_replay() {
             .unwrap();
     }
     let store = store(&db).await;
-    let job = jobs::replay(&store.client().await.unwrap(), JobId(id))
+    let job = batchops::store::replay(&store.client().await.unwrap(), JobId(id))
         .await
         .unwrap()
         .unwrap();

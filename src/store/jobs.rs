@@ -48,9 +48,6 @@ const LIST_JOBS: &str = "
       AND ($3::timestamptz IS NULL OR (created_at, job_id) < ($3, $4))
     ORDER BY created_at DESC, job_id DESC
     LIMIT $5";
-const RESULT_COUNTS: &str = "
-    SELECT count(*) FILTER (WHERE succeeded), count(*) FILTER (WHERE NOT succeeded)
-    FROM task_results WHERE job_id = $1";
 const ACCOUNT_EVENTS_AFTER: &str = "
     SELECT e.job_id, e.sequence, e.position, e.event_type, e.schema_version, e.payload, e.recorded_at
     FROM job_events e JOIN jobs j ON j.job_id = e.job_id
@@ -415,43 +412,6 @@ fn decode_event(row: &Row) -> Result<RecordedEvent, StoreError> {
         schema_version: schema_version as u16,
         event,
     })
-}
-
-/// Rebuilds a job from its log alone: folds its events and counts its task
-/// results. `None` when the log holds no event of the job.
-pub async fn replay(client: &Client, id: JobId) -> Result<Option<Job>, StoreError> {
-    const PAGE: usize = 1000;
-    let mut job: Option<Job> = None;
-    let pages = super::pages::job_events_on(client, id, 0, PAGE);
-    futures::pin_mut!(pages);
-    while let Some(page) = futures::TryStreamExt::try_next(&mut pages).await? {
-        for recorded in &page {
-            match (&recorded.event, job.as_mut()) {
-                (LoggedEvent::Created(created), _) => {
-                    job = Some(domain::created(id, created, recorded.recorded_at));
-                }
-                (LoggedEvent::Changed(event), Some(job)) => {
-                    domain::apply(job, event, recorded.recorded_at);
-                    job.version = recorded.sequence;
-                }
-                (LoggedEvent::Changed(_), None) => {
-                    return Err(StoreError::Corrupt(format!(
-                        "job {id} has event {} before JobCreated",
-                        recorded.sequence
-                    )));
-                }
-            }
-        }
-    }
-    if let Some(job) = job.as_mut() {
-        let row = client
-            .query_one(RESULT_COUNTS, &[&id.0])
-            .await
-            .during("RESULT_COUNTS")?;
-        job.progress.succeeded = row.try_get::<_, i64>(0)? as u64;
-        job.progress.failed = row.try_get::<_, i64>(1)? as u64;
-    }
-    Ok(job)
 }
 
 /// Up to `limit` events of an account's jobs (or only of `job_ids`) after

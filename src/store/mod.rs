@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod keys;
 mod migrate;
 pub mod pages;
+mod replay;
 pub mod tasks;
 
 use std::time::Duration;
@@ -24,6 +25,7 @@ use tracing::info;
 pub use error::StoreError;
 pub use jobs::{JobPage, LoggedEvent, RecordedEvent};
 pub use migrate::migrate;
+pub use replay::replay;
 pub use tasks::{ClaimedChunk, PreparedCount};
 
 /// The channel NOTIFY wakes listeners on after job events commit.
