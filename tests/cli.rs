@@ -23,6 +23,24 @@ fn cli(address: std::net::SocketAddr, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `update-job-status Ready`, then `watch` until the job ends Complete.
+fn confirm_and_watch(address: std::net::SocketAddr, job_id: &str) -> Output {
+    let confirmed = cli(
+        address,
+        &[
+            "update-job-status",
+            "--job-id",
+            job_id,
+            "--requested-job-status",
+            "Ready",
+        ],
+    );
+    assert_code(&confirmed, 0);
+    let watched = cli(address, &["watch", "--job-id", job_id]);
+    assert_code(&watched, 0);
+    watched
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -161,19 +179,7 @@ async fn serve_without_a_database_url_runs_a_job_through_the_cli_and_leaves_noth
         "40"
     );
 
-    let confirmed = cli(
-        address,
-        &[
-            "update-job-status",
-            "--job-id",
-            &job_id,
-            "--requested-job-status",
-            "Ready",
-        ],
-    );
-    assert_code(&confirmed, 0);
-    let watched = cli(address, &["watch", "--job-id", &job_id]);
-    assert_code(&watched, 0);
+    let watched = confirm_and_watch(address, &job_id);
     let text = stdout(&watched);
     for step in [
         "New -> Preparing",
@@ -841,19 +847,7 @@ async fn the_readme_watch_sample_is_what_watch_prints() {
     let job_id = stdout(&created).trim().to_owned();
     let mut client = server.client.clone();
     wait_for(&mut client, &job_id, batchops::proto::JobStatus::Suspended).await;
-    let confirmed = cli(
-        address,
-        &[
-            "update-job-status",
-            "--job-id",
-            &job_id,
-            "--requested-job-status",
-            "Ready",
-        ],
-    );
-    assert_code(&confirmed, 0);
-    let watched = cli(address, &["watch", "--job-id", &job_id]);
-    assert_code(&watched, 0);
+    let watched = confirm_and_watch(address, &job_id);
     // Off a terminal, watch prints progress lines where a terminal shows
     // the bar (on stderr); the README shows a terminal.
     let is_progress = |line: &&str| line.contains(" tasks") && line.contains('%');
