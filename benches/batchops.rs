@@ -223,6 +223,7 @@ impl Bench {
                 tags: vec![],
                 failure_threshold: None,
                 manifest_generator: None,
+                role_arn: String::new(),
             })
             .await
             .unwrap()

@@ -37,6 +37,11 @@ async fn create_job_names_each_invalid_field() {
         ("account_id", with(|r| r.account_id = String::new())),
         ("account_id", with(|r| r.account_id = "has space".into())),
         ("account_id", with(|r| r.account_id = "123".into())),
+        ("role_arn", with(|r| r.role_arn = "admin".into())),
+        (
+            "role_arn",
+            with(|r| r.role_arn = "arn:aws:iam::12:role/x".into()),
+        ),
         ("account_id", with(|r| r.account_id = "abc".into())),
         (
             "account_id",

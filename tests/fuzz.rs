@@ -183,6 +183,7 @@ proptest! {
                 invocation_schema_version: algorithm,
                 user_arguments: Default::default(),
                 timeout_seconds: timeout,
+                function_arn: String::new(),
             })),
             _ => Some(O::PutObjectCopy(pb::PutObjectCopyOperation {
                 target_bucket: bucket.clone(),
@@ -203,6 +204,7 @@ proptest! {
             tags: tags.into_iter().map(|(key, value)| pb::Tag { key, value }).collect(),
             failure_threshold: Some(pb::FailureThreshold { minimum_tasks_run: minimum, max_failure_percent: percent }),
             manifest_generator: None,
+            role_arn: String::new(),
         };
         let allowlist = Allowlist::parse("http://127.0.0.1:9/").unwrap();
         match validate::create_job(&request, &allowlist, None) {

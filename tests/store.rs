@@ -36,6 +36,7 @@ fn spec(token: &str) -> JobSpec {
         tags: vec![],
         failure_threshold: FailureThreshold::default(),
         bucket_grant: None,
+        role_arn: None,
     }
 }
 

@@ -453,11 +453,13 @@ fn invoke_spec(value: &pb::InvokeOperation, allowlist: &Allowlist) -> Result<Inv
             ));
         }
     };
+    text(&format!("{FIELD}.function_arn"), &value.function_arn, 1024)?;
     Ok(InvokeSpec {
         endpoint_url: value.endpoint_url.clone(),
         schema,
         user_arguments: value.user_arguments.clone().into_iter().collect(),
         timeout_millis: u64::from(timeout_seconds) * 1000,
+        function_arn: (!value.function_arn.is_empty()).then(|| value.function_arn.clone()),
     })
 }
 
@@ -517,6 +519,33 @@ fn failure_threshold(value: Option<&pb::FailureThreshold>) -> Result<FailureThre
     Ok(threshold)
 }
 
+/// The optional IAM role ARN: `arn:<partition>:iam::<12 digits>:role/<name>`.
+fn role_arn(value: &str) -> Result<Option<String>> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let valid = value.len() <= 2048
+        && value.split(':').nth(2) == Some("iam")
+        && value.starts_with("arn:")
+        && value.split(':').nth(4).is_some_and(AccountId::is_valid)
+        && value
+            .split(':')
+            .nth(5)
+            .is_some_and(|r| r.starts_with("role/") && r.len() > 5)
+        && !value.chars().any(char::is_control);
+    if valid {
+        Ok(Some(value.to_owned()))
+    } else {
+        Err(ApiError::invalid(
+            "role_arn",
+            format!(
+                "must be an IAM role ARN (arn:aws:iam::<12 digits>:role/<name>), got {}",
+                quoted(value)
+            ),
+        ))
+    }
+}
+
 /// A validated CreateJob request and its fingerprint for idempotency. With
 /// a bucket grant (from a token limited to some buckets), every bucket the
 /// job names must be granted, and the job keeps the grant.
@@ -547,6 +576,7 @@ pub fn create_job(
         tags: tags(&request.tags)?,
         failure_threshold: failure_threshold(request.failure_threshold.as_ref())?,
         bucket_grant: grant.cloned(),
+        role_arn: role_arn(&request.role_arn)?,
     };
     if let Some(grant) = grant
         && let Some(bucket) = spec.bucket_outside(grant)

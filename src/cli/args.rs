@@ -147,6 +147,10 @@ pub struct CreateJob {
     /// Tags: `key=value,key=value` or a JSON list of {"key","value"}.
     #[arg(long)]
     pub tags: Option<String>,
+    /// The IAM role ARN AWS would assume (`arn:aws:iam::<account>:role/<name>`):
+    /// recorded with the job, for definitions moved over from AWS.
+    #[arg(long)]
+    pub role_arn: Option<String>,
     /// Failure threshold as JSON, e.g. '{"minimum_tasks_run": 100,
     /// "max_failure_percent": 20}'.
     #[arg(long)]

@@ -49,6 +49,7 @@ pub(super) async fn create_job(args: CreateJob) -> Result<ExitCode, CliError> {
             .as_deref()
             .map(|value| json_flag("manifest-generator", value))
             .transpose()?,
+        role_arn: args.role_arn.unwrap_or_default(),
     };
     let mut client = Client::connect(&args.client).await?;
     let response = client.jobs.create_job(request).await?.into_inner();

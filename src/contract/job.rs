@@ -116,6 +116,7 @@ fn operation_to_proto(operation: &Operation) -> pb::Operation {
             }) as i32,
             user_arguments: spec.user_arguments.clone().into_iter().collect(),
             timeout_seconds: (spec.timeout_millis / 1000) as u32,
+            function_arn: spec.function_arn.clone().unwrap_or_default(),
         }),
         Operation::PutObjectCopy(spec) => O::PutObjectCopy(pb::PutObjectCopyOperation {
             target_bucket: spec.target_bucket.clone(),
@@ -208,6 +209,7 @@ pub(crate) fn job_to_proto(job: &Job, now: DateTime<Utc>) -> pb::JobDescriptor {
             max_failure_percent: Some(job.spec.failure_threshold.max_failure_percent),
         }),
         version: job.version as i64,
+        role_arn: job.spec.role_arn.clone().unwrap_or_default(),
     }
 }
 

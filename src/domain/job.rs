@@ -237,6 +237,10 @@ pub struct InvokeSpec {
     pub user_arguments: std::collections::BTreeMap<String, String>,
     /// Per-call timeout.
     pub timeout_millis: u64,
+    /// The Lambda function ARN the endpoint stands for, when the job named
+    /// a function (S3 Control's `LambdaInvoke`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function_arn: Option<String>,
 }
 
 /// Which tasks a completion report lists.
@@ -345,6 +349,10 @@ pub struct JobSpec {
     /// limited to some; absent means any bucket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket_grant: Option<super::BucketGrant>,
+    /// The IAM role ARN the job was created with (recorded for jobs moved
+    /// over from AWS; batchops assumes no role).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
 }
 
 /// Task counts.

@@ -34,6 +34,7 @@ fn spec(confirmation_required: bool) -> JobSpec {
         tags: vec![],
         failure_threshold: FailureThreshold::default(),
         bucket_grant: None,
+        role_arn: None,
     }
 }
 

@@ -44,6 +44,7 @@ pub fn checksum_job(token: &str, confirmation_required: Option<bool>) -> pb::Cre
         tags: vec![],
         failure_threshold: None,
         manifest_generator: None,
+        role_arn: String::new(),
     }
 }
 
@@ -220,6 +221,7 @@ pub fn invoke_job(
             invocation_schema_version: schema as i32,
             user_arguments: Default::default(),
             timeout_seconds: 0,
+            function_arn: String::new(),
         })),
     });
     request
