@@ -10,6 +10,7 @@
 //! - [`notify`]: LISTEN fan-out and WatchJobs streams.
 //! - [`contract`]: domain values as the contract's messages (jobs, history).
 //! - [`api`]: the tonic `JobService`, request validation, watch streams, error codes.
+//! - [`aws`]: AWS's S3 Control job shapes (REST-XML, the CLI's JSON) and SigV4.
 //! - [`cli`]: the client subcommands (`create-job`, `watch`, `report`, …).
 //! - [`audit`]: rebuilds projections from the log and reports differences.
 //! - [`server`], [`config`] and [`command_line`]: process start-up, the
@@ -20,6 +21,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod aws;
 pub mod cli;
 pub mod cluster;
 pub mod command_line;

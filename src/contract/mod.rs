@@ -11,4 +11,5 @@ pub(crate) use code::code_name;
 pub(crate) use history::HistoryFolder;
 pub(crate) use job::{
     job_to_list_proto, job_to_proto, status_to_proto, tags_to_proto, task_result_to_proto,
+    timestamp,
 };

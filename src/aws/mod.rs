@@ -1,0 +1,10 @@
+//! AWS's own interfaces, for the tools people already drive S3 Batch
+//! Operations with: S3 Control's job shapes ([`s3control`]) in REST-XML
+//! ([`xml`]) or in the AWS CLI's JSON ([`node`]), and Signature Version 4
+//! ([`sigv4`]). Everything here converts; the rules stay behind the
+//! contract's messages it converts to.
+
+pub mod node;
+pub mod s3control;
+pub mod sigv4;
+pub mod xml;
