@@ -126,6 +126,18 @@ pub struct ServeConfig {
     /// Milliseconds between heartbeats on an idle WatchJobs stream.
     #[arg(long, env = "BATCHOPS_WATCH_HEARTBEAT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..))]
     pub watch_heartbeat_ms: u64,
+    /// Address of the S3 Control job API (REST-XML, for `aws s3control`,
+    /// boto3 and the AWS SDKs), or `off`.
+    #[arg(long, env = "BATCHOPS_S3CONTROL_LISTEN", default_value = "127.0.0.1:50052", value_parser = listen_or_off)]
+    pub s3control_listen: Listen,
+    /// The region S3 Control shows in job ARNs.
+    #[arg(long, env = "BATCHOPS_S3CONTROL_REGION", default_value = "us-east-1")]
+    pub s3control_region: String,
+    /// Lambda functions that S3 Control `LambdaInvoke` jobs may name, each
+    /// as FUNCTION_ARN=URL (or FUNCTION_NAME=URL), comma-separated; the URL
+    /// must also be in --invoke-allowlist.
+    #[arg(long, env = "BATCHOPS_INVOKE_FUNCTIONS", default_value = "")]
+    pub invoke_functions: String,
     /// Address of the Prometheus endpoint (`GET /metrics`), e.g.
     /// 127.0.0.1:9464; none by default.
     #[arg(long, env = "BATCHOPS_METRICS_LISTEN")]
@@ -179,6 +191,12 @@ impl ServeConfig {
         }
     }
 
+    /// The S3 Control function table.
+    pub fn invoke_functions(&self) -> Result<crate::aws::s3control::InvokeFunctions, ConfigError> {
+        crate::aws::s3control::InvokeFunctions::parse(&self.invoke_functions)
+            .map_err(ConfigError::InvokeFunctions)
+    }
+
     /// The bounds every task runs within.
     pub fn operation_limits(&self) -> OperationLimits {
         OperationLimits {
@@ -201,6 +219,25 @@ impl ServeConfig {
     }
 }
 
+/// An address to listen on, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// Listen here.
+    On(SocketAddr),
+    /// Do not listen.
+    Off,
+}
+
+fn listen_or_off(value: &str) -> Result<Listen, String> {
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(Listen::Off);
+    }
+    value
+        .parse()
+        .map(Listen::On)
+        .map_err(|_| format!("{value:?} is neither an address (host:port) nor off"))
+}
+
 /// A setting that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -210,4 +247,7 @@ pub enum ConfigError {
     /// `--invoke-allowlist` is not a list of http(s) URL prefixes.
     #[error("--invoke-allowlist: {0}")]
     InvokeAllowlist(String),
+    /// `--invoke-functions` is not a list of FUNCTION=URL.
+    #[error("--invoke-functions: {0}")]
+    InvokeFunctions(String),
 }

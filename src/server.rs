@@ -14,7 +14,7 @@ use tracing::info;
 use crate::api::auth::{Access, TokensFileError};
 use crate::api::{self, JobApi};
 use crate::cluster::{ClusterError, Ownership, PrivateCluster};
-use crate::config::{ConfigError, DatabaseConfig, ServeConfig};
+use crate::config::{ConfigError, DatabaseConfig, Listen, ServeConfig};
 use crate::engine::{Engine, TaskGate, Wakers};
 use crate::metrics::{Metrics, RpcMetricsLayer};
 use crate::notify::Notifier;
@@ -46,6 +46,15 @@ pub enum ServeError {
     /// The metrics address cannot be listened on.
     #[error("cannot listen for metrics on {address}: {source}")]
     MetricsListen {
+        /// The address.
+        address: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The S3 Control address cannot be listened on.
+    #[error("cannot listen for S3 Control on {address}: {source}")]
+    S3ControlListen {
         /// The address.
         address: String,
         /// Why.
@@ -235,6 +244,38 @@ async fn serve_on(
     if let Some(tls) = tls_config(&config)? {
         builder = builder.tls_config(tls)?;
     }
+    let jobs = JobApi {
+        store: store.clone(),
+        invoke_allowlist: operations.invoke_allowlist.clone(),
+        wakers,
+        gate,
+        notifier,
+        watch_heartbeat: Duration::from_millis(config.watch_heartbeat_ms),
+        stopping: stopping.clone(),
+        metrics: metrics.clone(),
+        access: access.clone(),
+        page_tokens,
+    };
+    if let Listen::On(address) = config.s3control_listen {
+        let s3control_listener =
+            TcpListener::bind(address)
+                .await
+                .map_err(|source| ServeError::S3ControlListen {
+                    address: address.to_string(),
+                    source,
+                })?;
+        tokio::spawn(api::s3control::serve(
+            s3control_listener,
+            api::s3control::S3Control {
+                jobs: jobs.clone(),
+                access: access.clone(),
+                functions: config.invoke_functions()?,
+                region: config.s3control_region.clone(),
+                max_request_bytes: config.max_request_bytes as usize,
+            },
+            stopping.clone(),
+        ));
+    }
     // Logged once everything is set up: clients (and tests) may act at once.
     info!(address = %listener.local_addr().map_err(|e| ServeError::Store(StoreError::Unavailable(Box::new(e))))?, "serving");
     let served = builder
@@ -243,19 +284,8 @@ async fn serve_on(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(InterceptedService::new(
-            JobServiceServer::new(JobApi {
-                store: store.clone(),
-                invoke_allowlist: operations.invoke_allowlist.clone(),
-                wakers,
-                gate,
-                notifier,
-                watch_heartbeat: Duration::from_millis(config.watch_heartbeat_ms),
-                stopping: stopping.clone(),
-                metrics,
-                access: access.clone(),
-                page_tokens,
-            })
-            .max_decoding_message_size(config.max_request_bytes as usize),
+            JobServiceServer::new(jobs)
+                .max_decoding_message_size(config.max_request_bytes as usize),
             move |request| access.authenticate(request),
         ))
         .serve_with_incoming_shutdown(accepted(listener), async {

@@ -19,6 +19,12 @@
 //! buckets = ["ci-data", "ci-reports-*"]    # optional: jobs may use only these
 //! ```
 //!
+//! An entry may carry an AWS access key instead of (or besides) a token,
+//! for the S3 Control API: `access_key_id = "AKIA…"` and
+//! `secret_access_key = "…"`. Requests there must then carry a valid
+//! Signature Version 4 from a known key, and the key's accounts and buckets
+//! apply exactly as a token's do.
+//!
 //! With `buckets`, a job created with the token may read its manifest from,
 //! write its report to, copy into and run tasks on those buckets only (a
 //! name, or a prefix ending in `*`): CreateJob refuses anything else with
@@ -87,11 +93,17 @@ struct TokenEntry {
     accounts: Vec<String>,
     #[serde(default)]
     buckets: Option<Vec<String>>,
+    #[serde(default)]
+    access_key_id: Option<String>,
+    #[serde(default)]
+    secret_access_key: Option<String>,
 }
 
 /// The callers' rules: the tokens (if any) and the stream limit.
 pub struct Access {
     tokens: Option<HashMap<[u8; 32], Grant>>,
+    /// AWS access keys (for the S3 Control API): id → secret and grant.
+    access_keys: HashMap<String, (String, Grant)>,
     max_streams: usize,
     open_streams: Arc<Mutex<HashMap<String, usize>>>,
 }
@@ -101,6 +113,7 @@ impl Access {
     pub fn open(max_streams: usize) -> Access {
         Access {
             tokens: None,
+            access_keys: HashMap::new(),
             max_streams,
             open_streams: Arc::default(),
         }
@@ -119,9 +132,25 @@ impl Access {
             return Err(invalid("no [[tokens]]: every call would be refused".into()));
         }
         let mut tokens = HashMap::new();
+        let mut access_keys = HashMap::new();
         for entry in file.tokens {
-            let digest = match (&entry.token, &entry.sha256) {
-                (Some(token), None) if !token.is_empty() => Sha256::digest(token.as_bytes()).into(),
+            let keys = match (&entry.access_key_id, &entry.secret_access_key) {
+                (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => {
+                    Some((id.clone(), secret.clone()))
+                }
+                (None, None) => None,
+                _ => {
+                    return Err(invalid(format!(
+                        "token {:?}: give both access_key_id and secret_access_key",
+                        entry.name
+                    )));
+                }
+            };
+            let digest: Option<[u8; 32]> = match (&entry.token, &entry.sha256) {
+                (None, None) if keys.is_some() => None,
+                (Some(token), None) if !token.is_empty() => {
+                    Some(Sha256::digest(token.as_bytes()).into())
+                }
                 (None, Some(hex_digest)) => {
                     let bytes = hex::decode(hex_digest.trim())
                         .ok()
@@ -134,11 +163,11 @@ impl Access {
                         })?;
                     let mut digest = [0u8; 32];
                     digest.copy_from_slice(&bytes);
-                    digest
+                    Some(digest)
                 }
                 _ => {
                     return Err(invalid(format!(
-                        "token {:?}: give exactly one of token and sha256",
+                        "token {:?}: give exactly one of token and sha256 (or an access key alone)",
                         entry.name
                     )));
                 }
@@ -171,15 +200,46 @@ impl Access {
                 accounts,
                 buckets,
             };
-            if tokens.insert(digest, grant).is_some() {
+            if let Some((id, secret)) = keys
+                && access_keys.insert(id, (secret, grant.clone())).is_some()
+            {
+                return Err(invalid(format!(
+                    "token {:?}: its access key is listed twice",
+                    entry.name
+                )));
+            }
+            if let Some(digest) = digest
+                && tokens.insert(digest, grant).is_some()
+            {
                 return Err(invalid(format!("token {:?} is listed twice", entry.name)));
             }
         }
         Ok(Access {
             tokens: Some(tokens),
+            access_keys,
             max_streams,
             open_streams: Arc::default(),
         })
+    }
+
+    /// Whether callers need no credentials (no tokens file).
+    pub fn is_open(&self) -> bool {
+        self.tokens.is_none()
+    }
+
+    /// The secret of an AWS access key, for verifying a signature.
+    pub fn secret_of(&self, access_key_id: &str) -> Option<String> {
+        self.access_keys
+            .get(access_key_id)
+            .map(|(secret, _)| secret.clone())
+    }
+
+    /// What an AWS access key grants; put into a request's extensions, it
+    /// is checked by [`Access::authorize`] as a bearer token's grant is.
+    pub fn grant_of_key(&self, access_key_id: &str) -> Option<Grant> {
+        self.access_keys
+            .get(access_key_id)
+            .map(|(_, grant)| grant.clone())
     }
 
     /// The interceptor's part: checks the bearer token and keeps its grant

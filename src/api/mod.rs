@@ -7,6 +7,7 @@ pub mod auth;
 mod error;
 pub mod health;
 pub mod page_token;
+pub mod s3control;
 mod service;
 pub mod validate;
 pub mod watch;

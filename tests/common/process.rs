@@ -11,6 +11,8 @@ pub struct ServerProcess {
     pub address: std::net::SocketAddr,
     /// Where `--metrics-listen` bound, when it was given.
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// Where the S3 Control listener bound, unless it was turned off.
+    pub s3control_address: Option<std::net::SocketAddr>,
     /// Every JSON log line the process wrote so far.
     pub logs: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
 }
@@ -37,6 +39,12 @@ impl ServerProcess {
     /// waits for the address it reports.
     pub fn launch(mut command: std::process::Command) -> ServerProcess {
         use std::io::BufRead;
+        let has_s3control = command
+            .get_args()
+            .any(|arg| arg.to_string_lossy().starts_with("--s3control-listen"));
+        if !has_s3control {
+            command.args(["--s3control-listen", "127.0.0.1:0"]);
+        }
         let mut child = command
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
             .env("RUST_LOG", "info")
@@ -63,7 +71,9 @@ impl ServerProcess {
                 };
                 kept.lock().unwrap().push(entry.clone());
                 let message = entry["fields"]["message"].as_str().unwrap_or_default();
-                if (message == "serving" || message == "serving metrics")
+                if (message == "serving"
+                    || message == "serving metrics"
+                    || message == "serving S3 Control")
                     && let Some(sender) = &found
                 {
                     let address = entry["fields"]["address"]
@@ -80,20 +90,23 @@ impl ServerProcess {
             }
         });
         let mut metrics_address = None;
+        let mut s3control_address = None;
         let address = loop {
             let (message, reported) = address
                 .recv_timeout(Duration::from_secs(30))
                 .expect("the server did not report its address");
             let reported = reported.parse().unwrap();
-            if message == "serving" {
-                break reported;
+            match message.as_str() {
+                "serving" => break reported,
+                "serving metrics" => metrics_address = Some(reported),
+                _ => s3control_address = Some(reported),
             }
-            metrics_address = Some(reported);
         };
         ServerProcess {
             child,
             address,
             metrics_address,
+            s3control_address,
             logs,
         }
     }

@@ -185,6 +185,14 @@ pub fn serve_config(
     if !settings.run_engine {
         args.push("--no-engine".to_owned());
     }
+    // S3 Control only where a test asks for it (on a free port).
+    if !settings
+        .extra
+        .iter()
+        .any(|arg| arg.starts_with("--s3control-listen"))
+    {
+        args.push("--s3control-listen=off".to_owned());
+    }
     args.extend(settings.extra.iter().cloned());
     Serve::parse_from(args).config
 }

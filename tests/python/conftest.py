@@ -1,7 +1,9 @@
 """Shared fixtures: the real batchops binary on a free loopback port with a
 database of its own, and the batchops.v1 stubs generated from proto/."""
 
+import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -84,6 +86,7 @@ def postgres():
             BINARY, "serve", "--no-engine",
             "--listen", f"127.0.0.1:{port}",
             "--data-dir", str(home / "data"),
+            "--s3control-listen", "off",
             "--object-store", str(home / "objects"),
         ],
         stderr=open(log, "w"),
@@ -99,28 +102,44 @@ def postgres():
         shutil.rmtree(home, ignore_errors=True)
 
 
-@pytest.fixture
-def server(tmp_path, postgres):
-    """The real binary on a free loopback port with a database of its own."""
-    binary = BINARY
+class Server:
+    """A running `batchops serve`: its gRPC address, its S3 Control URL (when
+    it listens for S3 Control), its object directory and its log."""
+
+    def __init__(self, grpc, s3control, objects, log):
+        self.grpc = grpc
+        self.s3control = s3control
+        self.objects = objects
+        self.log = log
+
+
+@contextlib.contextmanager
+def running_server(tmp_path, postgres, extra=()):
+    """Runs the real binary on free loopback ports with a database of its
+    own until the block ends; SIGTERM must then stop it cleanly."""
     database = f"batchops_py_{uuid.uuid4().hex}"
     port = free_port()
     objects = tmp_path / "objects"
-    objects.mkdir()
+    objects.mkdir(exist_ok=True)
+    log = tmp_path / f"server-{port}.log"
     process = subprocess.Popen(
         [
-            binary, "serve",
+            BINARY, "serve",
             "--listen", f"127.0.0.1:{port}",
+            "--s3control-listen", "127.0.0.1:0",
             "--database-url", with_database(postgres, database),
             "--object-store", str(objects),
             "--poll-interval-ms", "20",
+            *extra,
         ],
-        stderr=open(tmp_path / "server.log", "w"),
+        stderr=open(log, "w"),
         env={**os.environ, "RUST_LOG": "info"},
     )
     try:
-        wait_until_serving(process, tmp_path / "server.log")
-        yield f"127.0.0.1:{port}", objects
+        wait_until_serving(process, log)
+        found = re.search(r"serving S3 Control address=(\S+)", log.read_text())
+        s3control = f"http://{found.group(1)}" if found else None
+        yield Server(f"127.0.0.1:{port}", s3control, objects, log)
     finally:
         process.terminate()
         assert process.wait(timeout=30) == 0, "server did not shut down cleanly on SIGTERM"
@@ -132,3 +151,9 @@ def server(tmp_path, postgres):
             )
 
 
+@pytest.fixture
+def server(tmp_path, postgres):
+    """The real binary on a free loopback port with a database of its own:
+    its gRPC address and object directory."""
+    with running_server(tmp_path, postgres) as running:
+        yield running.grpc, running.objects
