@@ -133,7 +133,8 @@ pub struct ServeConfig {
     /// The region S3 Control shows in job ARNs.
     #[arg(long, env = "BATCHOPS_S3CONTROL_REGION", default_value = "us-east-1")]
     pub s3control_region: String,
-    /// Lambda functions that S3 Control `LambdaInvoke` jobs may name, each
+    /// Lambda functions that Invoke jobs may name (S3 Control's
+    /// `LambdaInvoke`, or `function_arn` without an endpoint), each
     /// as FUNCTION_ARN=URL (or FUNCTION_NAME=URL), comma-separated; the URL
     /// must also be in --invoke-allowlist.
     #[arg(long, env = "BATCHOPS_INVOKE_FUNCTIONS", default_value = "")]
@@ -192,8 +193,8 @@ impl ServeConfig {
     }
 
     /// The S3 Control function table.
-    pub fn invoke_functions(&self) -> Result<crate::aws::s3control::InvokeFunctions, ConfigError> {
-        crate::aws::s3control::InvokeFunctions::parse(&self.invoke_functions)
+    pub fn invoke_functions(&self) -> Result<crate::objects::invoke::Functions, ConfigError> {
+        crate::objects::invoke::Functions::parse(&self.invoke_functions)
             .map_err(ConfigError::InvokeFunctions)
     }
 

@@ -255,6 +255,7 @@ async fn serve_on(
         metrics: metrics.clone(),
         access: access.clone(),
         page_tokens,
+        functions: Arc::new(config.invoke_functions()?),
     };
     if let Listen::On(address) = config.s3control_listen {
         let s3control_listener =
@@ -269,7 +270,6 @@ async fn serve_on(
             api::s3control::S3Control {
                 jobs: jobs.clone(),
                 access: access.clone(),
-                functions: config.invoke_functions()?,
                 region: config.s3control_region.clone(),
                 max_request_bytes: config.max_request_bytes as usize,
             },

@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 use super::JobApi;
 use super::auth::Access;
 use crate::aws::node::Node;
-use crate::aws::s3control::{self, InvokeFunctions, NAMESPACE};
+use crate::aws::s3control::{self, NAMESPACE};
 use crate::aws::sigv4;
 use crate::aws::xml::{self, Writer};
 use crate::domain::text::{clip, truncated};
@@ -39,8 +39,6 @@ pub struct S3Control {
     pub jobs: JobApi,
     /// Tokens and access keys.
     pub access: Arc<Access>,
-    /// The Lambda functions `LambdaInvoke` may name, and their endpoints.
-    pub functions: InvokeFunctions,
     /// The region in job ARNs.
     pub region: String,
     /// The largest request body read.
@@ -211,9 +209,8 @@ impl S3Control {
             ("POST", ["v20180820", "jobs"]) => {
                 let document =
                     xml::parse(body).map_err(|e| AwsError::bad_request(e.to_string()))?;
-                let mut request =
-                    s3control::create_job(&account, Node::Xml(&document), &self.functions)
-                        .map_err(|e| AwsError::bad_request(e.0))?;
+                let mut request = s3control::create_job(&account, Node::Xml(&document))
+                    .map_err(|e| AwsError::bad_request(e.0))?;
                 if request.client_request_token.is_empty() {
                     return Err(AwsError::bad_request("ClientRequestToken is required"));
                 }

@@ -20,7 +20,7 @@ use crate::domain::{Command, Effect, JobId, JobStatus};
 use crate::engine::{TaskGate, Wakers};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
-use crate::objects::invoke::Allowlist;
+use crate::objects::invoke::{Allowlist, Functions};
 use crate::proto::{self as pb, job_service_server::JobService};
 use crate::store::{Store, jobs, pages};
 
@@ -51,6 +51,8 @@ pub struct JobApi {
     pub access: Arc<Access>,
     /// Signs and checks ListJobs page tokens.
     pub page_tokens: PageTokens,
+    /// The Lambda functions Invoke jobs may name, and their endpoints.
+    pub functions: Arc<Functions>,
 }
 
 impl JobApi {
@@ -103,8 +105,10 @@ impl JobService for JobApi {
         self.access
             .authorize(&request, &request.get_ref().account_id)?;
         let grant = self.access.bucket_grant(&request);
+        let mut message = request.into_inner();
+        validate::resolve_function(&mut message, &self.functions)?;
         let (spec, fingerprint) =
-            validate::create_job(request.get_ref(), &self.invoke_allowlist, grant.as_ref())?;
+            validate::create_job(&message, &self.invoke_allowlist, grant.as_ref())?;
         let mut client = self.store.client().await.map_err(ApiError::from)?;
         let (id, created) = jobs::create(
             &mut client,

@@ -14,7 +14,11 @@ use crate::domain::{
     ManifestSource, ManifestSpec, MetadataDirective, ObjectLocation, ObjectMetadata, Operation,
     ReportScope, ReportSpec, Tag,
 };
-use crate::objects::{self, invoke::Allowlist, manifest};
+use crate::objects::{
+    self,
+    invoke::{Allowlist, Functions},
+    manifest,
+};
 use crate::proto as pb;
 
 /// Tags a job may carry.
@@ -517,6 +521,36 @@ fn failure_threshold(value: Option<&pb::FailureThreshold>) -> Result<FailureThre
         threshold.max_failure_percent = percent;
     }
     Ok(threshold)
+}
+
+/// Gives an Invoke operation that names a Lambda function but no endpoint
+/// (as S3 Control's `LambdaInvoke` does) the endpoint the server's function
+/// table maps the function to.
+pub fn resolve_function(request: &mut pb::CreateJobRequest, functions: &Functions) -> Result<()> {
+    use pb::operation::Operation as O;
+    let Some(O::Invoke(invoke)) = request
+        .operation
+        .as_mut()
+        .and_then(|operation| operation.operation.as_mut())
+    else {
+        return Ok(());
+    };
+    if !invoke.endpoint_url.is_empty() || invoke.function_arn.is_empty() {
+        return Ok(());
+    }
+    match functions.endpoint(&invoke.function_arn) {
+        Some(endpoint) => {
+            invoke.endpoint_url = endpoint.to_owned();
+            Ok(())
+        }
+        None => Err(ApiError::invalid(
+            "operation.invoke.function_arn",
+            format!(
+                "{} is not in the server's function table (--invoke-functions)",
+                quoted(&invoke.function_arn)
+            ),
+        )),
+    }
 }
 
 /// The optional IAM role ARN: `arn:<partition>:iam::<12 digits>:role/<name>`.

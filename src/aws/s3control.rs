@@ -28,54 +28,6 @@ fn bad(message: impl Into<String>) -> ShapeError {
     ShapeError(message.into())
 }
 
-/// The Lambda functions Invoke jobs may name through S3 Control: each
-/// function ARN (or bare function name) stands for an HTTP endpoint, which
-/// must still match the server's invoke allowlist.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct InvokeFunctions {
-    endpoints: BTreeMap<String, String>,
-}
-
-impl InvokeFunctions {
-    /// Parses `ARN=URL` pairs separated by commas.
-    pub fn parse(list: &str) -> std::result::Result<InvokeFunctions, String> {
-        let mut endpoints = BTreeMap::new();
-        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let (function, url) = entry
-                .split_once('=')
-                .ok_or_else(|| format!("{entry:?} is not FUNCTION=URL"))?;
-            let (function, url) = (function.trim(), url.trim());
-            if function.is_empty() || url::Url::parse(url).is_err() {
-                return Err(format!("{entry:?} is not FUNCTION=URL"));
-            }
-            endpoints.insert(function.to_owned(), url.to_owned());
-        }
-        Ok(InvokeFunctions { endpoints })
-    }
-
-    /// The endpoint of `function`: by its whole ARN, else by its name.
-    pub fn endpoint(&self, function: &str) -> Option<&str> {
-        self.endpoints
-            .get(function)
-            .or_else(|| {
-                let name = function_name(function);
-                self.endpoints
-                    .iter()
-                    .find(|(known, _)| function_name(known) == name)
-                    .map(|(_, url)| url)
-            })
-            .map(String::as_str)
-    }
-}
-
-/// The function name of a Lambda ARN (`arn:aws:lambda:r:a:function:name[:q]`).
-fn function_name(arn: &str) -> &str {
-    match arn.split_once("function:") {
-        Some((_, rest)) => rest.split(':').next().unwrap_or(rest),
-        None => arn,
-    }
-}
-
 /// The bucket of an S3 bucket ARN (`arn:aws:s3:::bucket`).
 pub fn bucket_of_arn(field: &str, arn: &str) -> Result<String> {
     match s3_resource(arn) {
@@ -188,11 +140,9 @@ const OPERATIONS: [&str; 3] = ["LambdaInvoke", "S3PutObjectCopy", "S3ComputeObje
 
 /// A CreateJob request (its document, as XML or the AWS CLI's JSON) for
 /// `account`, as the contract's request.
-pub fn create_job(
-    account: &str,
-    request: Node<'_>,
-    functions: &InvokeFunctions,
-) -> Result<pb::CreateJobRequest> {
+/// A `LambdaInvoke` names its function; the server's function table
+/// (`--invoke-functions`) gives the endpoint when the job is validated.
+pub fn create_job(account: &str, request: Node<'_>) -> Result<pb::CreateJobRequest> {
     only(
         request,
         "",
@@ -221,7 +171,7 @@ pub fn create_job(
         priority: number(request, "", "Priority")?.unwrap_or(0),
         confirmation_required: boolean(request, "", "ConfirmationRequired")?,
         manifest: request.get("Manifest").map(manifest).transpose()?,
-        operation: Some(self::operation(operation, functions)?),
+        operation: Some(self::operation(operation)?),
         report: request.get("Report").map(report).transpose()?,
         tags: request
             .get("Tags")
@@ -237,7 +187,7 @@ pub fn create_job(
     })
 }
 
-fn operation(node: Node<'_>, functions: &InvokeFunctions) -> Result<pb::Operation> {
+fn operation(node: Node<'_>) -> Result<pb::Operation> {
     use pb::operation::Operation as O;
     let names = node.names();
     let [name] = names.as_slice() else {
@@ -336,12 +286,6 @@ fn operation(node: Node<'_>, functions: &InvokeFunctions) -> Result<pb::Operatio
                 "",
             )?;
             let function = required(inner, &path, "FunctionArn")?;
-            let endpoint = functions.endpoint(&function).ok_or_else(|| {
-                bad(format!(
-                    "{path}FunctionArn {} is not in the server's function table (--invoke-functions)",
-                    quoted(&function)
-                ))
-            })?;
             let schema = match text(inner, "InvocationSchemaVersion").as_deref() {
                 None | Some("1.0") => pb::InvocationSchemaVersion::InvocationSchemaVersion10,
                 Some("2.0") => pb::InvocationSchemaVersion::InvocationSchemaVersion20,
@@ -353,7 +297,7 @@ fn operation(node: Node<'_>, functions: &InvokeFunctions) -> Result<pb::Operatio
                 }
             };
             O::Invoke(pb::InvokeOperation {
-                endpoint_url: endpoint.to_owned(),
+                endpoint_url: String::new(),
                 invocation_schema_version: schema as i32,
                 user_arguments: inner
                     .get("UserArguments")
@@ -831,13 +775,6 @@ mod tests {
     use super::*;
     use crate::aws::xml;
 
-    fn functions() -> InvokeFunctions {
-        InvokeFunctions::parse(
-            "arn:aws:lambda:us-east-1:111122223333:function:resize=http://127.0.0.1:9/resize",
-        )
-        .unwrap()
-    }
-
     #[test]
     fn arns_name_buckets_and_objects() {
         assert_eq!(bucket_of_arn("f", "arn:aws:s3:::photos").unwrap(), "photos");
@@ -849,21 +786,6 @@ mod tests {
         assert!(bucket_of_arn("f", "arn:aws:s3:::photos/key").is_err());
         assert!(object_of_arn("f", "arn:aws:s3:::photos").is_err());
         assert!(object_of_arn("f", "arn:aws:iam::1:role/x").is_err());
-    }
-
-    #[test]
-    fn functions_resolve_by_arn_or_name() {
-        let table = functions();
-        assert_eq!(
-            table.endpoint("arn:aws:lambda:us-east-1:111122223333:function:resize"),
-            Some("http://127.0.0.1:9/resize")
-        );
-        assert_eq!(
-            table.endpoint("arn:aws:lambda:us-east-1:111122223333:function:resize:$LATEST"),
-            Some("http://127.0.0.1:9/resize")
-        );
-        assert_eq!(table.endpoint("other"), None);
-        assert!(InvokeFunctions::parse("nonsense").is_err());
     }
 
     const CREATE: &str = r#"<CreateJobRequest xmlns="http://awss3control.amazonaws.com/doc/2018-08-20/">
@@ -886,7 +808,7 @@ mod tests {
     #[test]
     fn xml_and_cli_json_make_the_same_request() {
         let element = xml::parse(CREATE.as_bytes()).unwrap();
-        let from_xml = create_job("111122223333", Node::Xml(&element), &functions()).unwrap();
+        let from_xml = create_job("111122223333", Node::Xml(&element)).unwrap();
         let json: serde_json::Value = serde_json::json!({
             "AccountId": "111122223333",
             "ConfirmationRequired": true,
@@ -902,7 +824,7 @@ mod tests {
             "RoleArn": "arn:aws:iam::111122223333:role/batch",
             "Tags": [{"Key": "k", "Value": "v"}]
         });
-        let from_json = create_job("111122223333", Node::Json(&json), &functions()).unwrap();
+        let from_json = create_job("111122223333", Node::Json(&json)).unwrap();
         assert_eq!(from_xml, from_json);
         assert_eq!(from_xml.priority, 7);
         assert_eq!(from_xml.manifest.as_ref().unwrap().key, "manifest.csv");
@@ -922,13 +844,9 @@ mod tests {
                 serde_json::json!({"S3ComputeObjectChecksum": {"ChecksumAlgorithm": "SHA512"}}),
                 "SHA512",
             ),
-            (
-                serde_json::json!({"LambdaInvoke": {"FunctionArn": "unknown"}}),
-                "--invoke-functions",
-            ),
         ] {
             let request = serde_json::json!({"Operation": operation});
-            let error = create_job("111122223333", Node::Json(&request), &functions()).unwrap_err();
+            let error = create_job("111122223333", Node::Json(&request)).unwrap_err();
             assert!(error.0.contains(named), "{error}");
         }
     }

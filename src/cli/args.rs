@@ -71,6 +71,27 @@ pub enum ClientCommand {
     History(History),
     /// Print or download a job's completion report.
     Report(Report),
+    /// Show an object's size, ETag and last-modified time, read from the
+    /// object store as the server reads it (the ETag is what a manifest's
+    /// `etag` pins, and what S3 Control's `Manifest.Location.ETag` needs).
+    HeadObject(HeadObject),
+}
+
+/// `head-object`.
+#[derive(Debug, Args)]
+pub struct HeadObject {
+    /// The object, as BUCKET/KEY.
+    pub object: String,
+    /// Where objects live (the server's --object-store).
+    #[arg(
+        long,
+        env = "BATCHOPS_OBJECT_STORE",
+        default_value = "batchops-objects"
+    )]
+    pub object_store: String,
+    /// `table` for people, `json` for scripts (`etag`, `size`, `last_modified`).
+    #[arg(long, env = "BATCHOPS_OUTPUT", value_enum, default_value_t = Output::Table)]
+    pub output: Output,
 }
 
 /// A command about one job.
@@ -85,7 +106,7 @@ pub struct JobCommand {
 }
 
 /// `create-job`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct CreateJob {
     /// The server and account.
     #[command(flatten)]
@@ -102,8 +123,17 @@ pub struct CreateJob {
     ///               "invocation_schema_version": "INVOCATION_SCHEMA_VERSION_2_0",
     ///               "user_arguments": {"k": "v"}, "timeout_seconds": 30}}
     ///       the endpoint must be in the server's --invoke-allowlist
-    #[arg(long, verbatim_doc_comment)]
-    pub operation: String,
+    #[arg(long, verbatim_doc_comment, required_unless_present = "cli_input_json")]
+    pub operation: Option<String>,
+    /// The whole job as the JSON `aws s3control create-job --cli-input-json`
+    /// takes (AccountId, Operation, Manifest or ManifestGenerator, Report,
+    /// Priority, RoleArn, Tags, ...), or file://path: a job definition
+    /// moves over from AWS unchanged. The job flags are then not given.
+    #[arg(
+        long,
+        conflicts_with_all = ["operation", "manifest", "manifest_generator", "report", "tags", "role_arn"]
+    )]
+    pub cli_input_json: Option<String>,
     /// The manifest: `bucket/key` of a CSV manifest of Bucket,Key lines, or
     /// the Manifest message as JSON (or file://path), e.g.
     ///   {"format": "MANIFEST_FORMAT_S3_BATCH_OPERATIONS_CSV_20180820",
@@ -112,7 +142,7 @@ pub struct CreateJob {
     /// MANIFEST_FORMAT_S3_INVENTORY_REPORT_CSV_20161130.
     #[arg(
         long,
-        required_unless_present = "manifest_generator",
+        required_unless_present_any = ["manifest_generator", "cli_input_json"],
         verbatim_doc_comment
     )]
     pub manifest: Option<String>,

@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use super::flags::{json_flag, manifest_flag, tags_flag};
+use super::flags::{flag_text, json_flag, manifest_flag, tags_flag};
 use super::{
     CliError, Client, CreateJob, History, JobCommand, ListJobs, Output, PutJobTagging,
     UpdateJobPriority, UpdateJobStatus, json, print, print_json, print_text, table,
@@ -12,7 +12,49 @@ use super::{
 use crate::proto as pb;
 
 pub(super) async fn create_job(args: CreateJob) -> Result<ExitCode, CliError> {
-    let request = pb::CreateJobRequest {
+    let request = match &args.cli_input_json {
+        Some(document) => from_cli_input_json(&args, document)?,
+        None => from_flags(&args)?,
+    };
+    let mut client = Client::connect(&args.client).await?;
+    let response = client.jobs.create_job(request).await?.into_inner();
+    print(args.client.output, &response, |r| format!("{}\n", r.job_id))
+}
+
+/// The request `aws s3control create-job --cli-input-json` would make.
+fn from_cli_input_json(args: &CreateJob, document: &str) -> Result<pb::CreateJobRequest, CliError> {
+    let text = flag_text("cli-input-json", document)?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|error| CliError::Usage(format!("--cli-input-json: {error}")))?;
+    let account = match value.get("AccountId").and_then(|a| a.as_str()) {
+        Some(account) if account != args.client.account_id => {
+            return Err(CliError::Usage(format!(
+                "--cli-input-json: AccountId {account:?} is not --account-id {:?}",
+                args.client.account_id
+            )));
+        }
+        _ => args.client.account_id.clone(),
+    };
+    let mut request =
+        crate::aws::s3control::create_job(&account, crate::aws::node::Node::Json(&value))
+            .map_err(|error| CliError::Usage(format!("--cli-input-json: {error}")))?;
+    if request.client_request_token.is_empty() {
+        request.client_request_token = args
+            .client_request_token
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    }
+    Ok(request)
+}
+
+/// The request the job flags describe.
+fn from_flags(args: &CreateJob) -> Result<pb::CreateJobRequest, CliError> {
+    let args = args.clone();
+    let operation = args
+        .operation
+        .as_deref()
+        .ok_or_else(|| CliError::Usage("--operation is required".into()))?;
+    Ok(pb::CreateJobRequest {
         account_id: args.client.account_id.clone(),
         client_request_token: args
             .client_request_token
@@ -27,7 +69,7 @@ pub(super) async fn create_job(args: CreateJob) -> Result<ExitCode, CliError> {
             None
         },
         manifest: args.manifest.as_deref().map(manifest_flag).transpose()?,
-        operation: Some(json_flag("operation", &args.operation)?),
+        operation: Some(json_flag("operation", operation)?),
         report: args
             .report
             .as_deref()
@@ -50,10 +92,7 @@ pub(super) async fn create_job(args: CreateJob) -> Result<ExitCode, CliError> {
             .map(|value| json_flag("manifest-generator", value))
             .transpose()?,
         role_arn: args.role_arn.unwrap_or_default(),
-    };
-    let mut client = Client::connect(&args.client).await?;
-    let response = client.jobs.create_job(request).await?.into_inner();
-    print(args.client.output, &response, |r| format!("{}\n", r.job_id))
+    })
 }
 
 pub(super) async fn describe_job(args: JobCommand) -> Result<ExitCode, CliError> {

@@ -38,8 +38,8 @@ use std::process::ExitCode;
 use crate::contract::code_name;
 
 pub use args::{
-    ClientCommand, ClientOptions, CreateJob, History, JobCommand, ListJobs, Output, PutJobTagging,
-    Report, UpdateJobPriority, UpdateJobStatus,
+    ClientCommand, ClientOptions, CreateJob, HeadObject, History, JobCommand, ListJobs, Output,
+    PutJobTagging, Report, UpdateJobPriority, UpdateJobStatus,
 };
 pub use connect::Client;
 
@@ -125,6 +125,7 @@ async fn execute(command: ClientCommand) -> Result<ExitCode, CliError> {
         }
         ClientCommand::History(args) => jobs::history(args).await,
         ClientCommand::Report(args) => report::run(args).await.map(|()| ExitCode::SUCCESS),
+        ClientCommand::HeadObject(args) => report::head_object(args).await,
     }
 }
 

@@ -10,7 +10,7 @@
 use futures::StreamExt;
 use md5::{Digest, Md5};
 
-use super::{CliError, Client, Output, Report, print_json, print_text};
+use super::{CliError, Client, HeadObject, Output, Report, print_json, print_text};
 use crate::objects::Buckets;
 use crate::objects::report::{ReportRow, report_row};
 use crate::proto as pb;
@@ -211,4 +211,43 @@ async fn from_results(
         print_text(&String::from_utf8_lossy(&line))?;
     }
     Ok(())
+}
+
+/// Runs `batchops head-object`: an object's size, ETag and last-modified
+/// time, from the store the server reads.
+pub(crate) async fn head_object(args: HeadObject) -> Result<std::process::ExitCode, CliError> {
+    let (bucket, key) = args
+        .object
+        .split_once('/')
+        .filter(|(bucket, key)| !bucket.is_empty() && !key.is_empty())
+        .ok_or_else(|| CliError::Usage(format!("{:?} is not BUCKET/KEY", args.object)))?;
+    let url = crate::objects::store_url(&args.object_store)
+        .map_err(|error| CliError::Usage(format!("--object-store: {error}")))?;
+    let buckets =
+        Buckets::open(&url).map_err(|error| CliError::Usage(format!("--object-store: {error}")))?;
+    let failed = |problem: String| CliError::Report(format!("{bucket}/{key}: {problem}"));
+    let object = buckets
+        .locate(bucket, key)
+        .map_err(|error| failed(error.to_string()))?;
+    let meta = object
+        .store
+        .head(&object.path)
+        .await
+        .map_err(|error| failed(error.to_string()))?;
+    let etag = meta.e_tag.unwrap_or_default();
+    let modified = meta
+        .last_modified
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    match args.output {
+        Output::Json => print_json(&serde_json::json!({
+            "etag": etag,
+            "size": meta.size,
+            "last_modified": modified,
+        }))?,
+        Output::Table => print_text(&format!(
+            "Size          {}\nETag          {etag}\nLastModified  {modified}\n",
+            meta.size
+        ))?,
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }

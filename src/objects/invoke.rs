@@ -4,6 +4,7 @@
 //! the bucket by ARN, schema 2.0 by name and adds the job's user arguments;
 //! keys are URL-encoded as S3 sends them.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -150,6 +151,55 @@ pub fn http_client() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// The Lambda functions Invoke jobs may name (S3 Control's `LambdaInvoke.FunctionArn`, or `function_arn` with
+/// no endpoint): each
+/// function ARN (or bare function name) stands for an HTTP endpoint, which
+/// must still match the server's invoke allowlist.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Functions {
+    endpoints: BTreeMap<String, String>,
+}
+
+impl Functions {
+    /// Parses `ARN=URL` pairs separated by commas.
+    pub fn parse(list: &str) -> std::result::Result<Functions, String> {
+        let mut endpoints = BTreeMap::new();
+        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (function, url) = entry
+                .split_once('=')
+                .ok_or_else(|| format!("{entry:?} is not FUNCTION=URL"))?;
+            let (function, url) = (function.trim(), url.trim());
+            if function.is_empty() || url::Url::parse(url).is_err() {
+                return Err(format!("{entry:?} is not FUNCTION=URL"));
+            }
+            endpoints.insert(function.to_owned(), url.to_owned());
+        }
+        Ok(Functions { endpoints })
+    }
+
+    /// The endpoint of `function`: by its whole ARN, else by its name.
+    pub fn endpoint(&self, function: &str) -> Option<&str> {
+        self.endpoints
+            .get(function)
+            .or_else(|| {
+                let name = function_name(function);
+                self.endpoints
+                    .iter()
+                    .find(|(known, _)| function_name(known) == name)
+                    .map(|(_, url)| url)
+            })
+            .map(String::as_str)
+    }
+}
+
+/// The function name of a Lambda ARN (`arn:aws:lambda:r:a:function:name[:q]`).
+fn function_name(arn: &str) -> &str {
+    match arn.split_once("function:") {
+        Some((_, rest)) => rest.split(':').next().unwrap_or(rest),
+        None => arn,
+    }
 }
 
 /// Calls an endpoint with one task per request.
@@ -469,6 +519,24 @@ mod tests {
         assert!(check_endpoint("http://127.0.0.1:9000/hooks/x?a=../b", &list).is_ok());
         let other_port = check_endpoint("http://127.0.0.1:9001/hooks/x", &list);
         assert!(matches!(other_port, Err(EndpointError::NotAllowed(_))));
+    }
+
+    #[test]
+    fn functions_resolve_by_arn_or_name() {
+        let table = Functions::parse(
+            "arn:aws:lambda:us-east-1:111122223333:function:resize=http://127.0.0.1:9/resize",
+        )
+        .unwrap();
+        assert_eq!(
+            table.endpoint("arn:aws:lambda:us-east-1:111122223333:function:resize"),
+            Some("http://127.0.0.1:9/resize")
+        );
+        assert_eq!(
+            table.endpoint("arn:aws:lambda:us-east-1:111122223333:function:resize:$LATEST"),
+            Some("http://127.0.0.1:9/resize")
+        );
+        assert_eq!(table.endpoint("other"), None);
+        assert!(Functions::parse("nonsense").is_err());
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub enum ManifestError {
         key: String,
     },
     /// The manifest object is not the version the job pinned.
-    #[error("manifest {bucket}/{key} does not have ETag {expected}")]
+    #[error("manifest {bucket}/{key} has ETag {found:?}, not the pinned {expected:?}")]
     ETagMismatch {
         /// The manifest's bucket.
         bucket: String,
@@ -38,6 +38,8 @@ pub enum ManifestError {
         key: String,
         /// The ETag the job pinned.
         expected: String,
+        /// The ETag the manifest object has.
+        found: String,
     },
     /// A line that is not a valid manifest line.
     #[error("manifest line {line}: {problem}")]
@@ -226,11 +228,19 @@ async fn fetch(
     match object.store.get_opts(&object.path, options).await {
         Ok(object) => Ok(object),
         Err(object_store::Error::NotFound { .. }) => Err(not_found()),
-        Err(object_store::Error::Precondition { .. }) => Err(ManifestError::ETagMismatch {
-            bucket: location.bucket.clone(),
-            key: location.key.clone(),
-            expected: etag.unwrap_or_default().to_owned(),
-        }),
+        Err(object_store::Error::Precondition { .. }) => {
+            // Name the ETag the object has, so the job can be pinned to it.
+            let found = match object.store.head(&object.path).await {
+                Ok(meta) => meta.e_tag.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            Err(ManifestError::ETagMismatch {
+                bucket: location.bucket.clone(),
+                key: location.key.clone(),
+                expected: etag.unwrap_or_default().to_owned(),
+                found,
+            })
+        }
         Err(other) => Err(ManifestError::Unreadable(other.to_string())),
     }
 }
