@@ -265,6 +265,9 @@ async fn serve_on(
                     address: address.to_string(),
                     source,
                 })?;
+        if let Ok(address) = s3control_listener.local_addr() {
+            info!(%address, "serving S3 Control");
+        }
         tokio::spawn(api::s3control::serve(
             s3control_listener,
             api::s3control::S3Control {
@@ -272,6 +275,7 @@ async fn serve_on(
                 access: access.clone(),
                 region: config.s3control_region.clone(),
                 max_request_bytes: config.max_request_bytes as usize,
+                rate: api::s3control::RateLimit::new(config.s3control_requests_per_second),
             },
             stopping.clone(),
         ));

@@ -869,3 +869,44 @@ async fn the_readme_watch_sample_is_what_watch_prints() {
     assert!(!sample.is_empty(), "the README has no watch sample");
     assert_eq!(sample, printed, "README sample vs what watch printed");
 }
+
+#[test]
+fn head_object_prints_what_a_manifest_location_needs() {
+    let objects = tempfile::tempdir().unwrap();
+    put_object(objects.path(), "photos", "manifest.csv", b"photos,a.jpg\n");
+    let store = objects.path().to_str().unwrap();
+    let head = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_batchops"))
+            .arg("head-object")
+            .args(args)
+            .args(["--object-store", store])
+            .env_remove("BATCHOPS_OUTPUT")
+            .output()
+            .unwrap()
+    };
+    let described = head(&["photos/manifest.csv", "--output", "json"]);
+    assert_code(&described, 0);
+    let described = json(&described);
+    assert_eq!(described["size"], 13);
+    let etag = described["etag"].as_str().unwrap();
+    assert!(!etag.is_empty(), "{described}");
+    chrono::DateTime::parse_from_rfc3339(described["last_modified"].as_str().unwrap()).unwrap();
+
+    let text = head(&["photos/manifest.csv"]);
+    assert_code(&text, 0);
+    assert!(
+        stdout(&text).contains("Size          13\n"),
+        "{}",
+        stdout(&text)
+    );
+    assert!(stdout(&text).contains(&format!("ETag          {etag}\n")));
+
+    let missing = head(&["photos/gone.csv"]);
+    assert_code(&missing, 7);
+    assert!(
+        stderr(&missing).contains("photos/gone.csv"),
+        "{}",
+        stderr(&missing)
+    );
+    assert_code(&head(&["photos"]), 2);
+}

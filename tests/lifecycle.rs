@@ -190,12 +190,6 @@ async fn bad_manifests_fail_the_job_with_a_reason() {
     // ETag mismatch, then the right ETag
     write_manifest(&server, &["data,a".into()]);
     server.put_object("data", "a", b"a");
-    let mut pinned = checksum_job("etag-wrong", Some(false));
-    pinned.manifest.as_mut().unwrap().etag = "\"not-the-etag\"".into();
-    let wrong = server.create(pinned).await;
-    let job = wait_for(&mut server.client, &wrong, S::Failed).await;
-    assert_eq!(job.failure_reasons[0].failure_code, "ManifestETagMismatch");
-
     use object_store::ObjectStore;
     let store =
         object_store::local::LocalFileSystem::new_with_prefix(server.objects.path()).unwrap();
@@ -205,6 +199,17 @@ async fn bad_manifests_fail_the_job_with_a_reason() {
         .unwrap()
         .e_tag
         .unwrap();
+    let mut pinned = checksum_job("etag-wrong", Some(false));
+    pinned.manifest.as_mut().unwrap().etag = "\"not-the-etag\"".into();
+    let wrong = server.create(pinned).await;
+    let job = wait_for(&mut server.client, &wrong, S::Failed).await;
+    assert_eq!(job.failure_reasons[0].failure_code, "ManifestETagMismatch");
+    // The reason names the ETag found, so the caller can see which is right.
+    assert!(
+        job.failure_reasons[0].failure_reason.contains(&etag),
+        "{:?}",
+        job.failure_reasons[0]
+    );
     let mut pinned = checksum_job("etag-right", Some(false));
     pinned.manifest.as_mut().unwrap().etag = format!("\"{etag}\"");
     let right = server.create(pinned).await;

@@ -21,7 +21,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::JobApi;
 use super::auth::Access;
@@ -43,6 +43,50 @@ pub struct S3Control {
     pub region: String,
     /// The largest request body read.
     pub max_request_bytes: usize,
+    /// Requests each account may make per second (and in a burst).
+    pub rate: RateLimit,
+}
+
+/// A token bucket per account: `per_second` requests a second, bursts of
+/// as many. One account's flood is answered with TooManyRequestsException
+/// and takes nothing from the others.
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    per_second: f64,
+    buckets: Arc<std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>>,
+}
+
+impl RateLimit {
+    /// `per_second` requests a second per account.
+    pub fn new(per_second: u32) -> RateLimit {
+        RateLimit {
+            per_second: f64::from(per_second.max(1)),
+            buckets: Arc::default(),
+        }
+    }
+
+    /// Takes one request of `account`'s allowance; false when it is spent.
+    fn admit(&self, account: &str) -> bool {
+        let now = std::time::Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        // A bucket idle for a second is full again, the same as no bucket:
+        // forgetting those keeps the table to the accounts of the last second.
+        if buckets.len() > 10_000 {
+            buckets.retain(|_, (_, at)| now.duration_since(*at).as_secs() < 1);
+        }
+        let (tokens, at) = buckets
+            .entry(account.to_owned())
+            .or_insert((self.per_second, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second)
+            .min(self.per_second);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// An error in AWS's shape: its code, HTTP status and message.
@@ -110,9 +154,6 @@ fn aws_error(status: &Status, call: Call) -> AwsError {
 
 /// Serves S3 Control on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, service: S3Control, shutdown: CancellationToken) {
-    if let Ok(address) = listener.local_addr() {
-        info!(%address, "serving S3 Control");
-    }
     let service = Arc::new(service);
     loop {
         let (stream, peer) = tokio::select! {
@@ -193,6 +234,18 @@ impl S3Control {
             .and_then(|value| value.to_str().ok())
             .ok_or_else(|| AwsError::bad_request("the x-amz-account-id header is required"))?
             .to_owned();
+        if !crate::domain::AccountId::is_valid(&account) {
+            return Err(AwsError::bad_request(
+                "the x-amz-account-id header must be 12 digits",
+            ));
+        }
+        if !self.rate.admit(&account) {
+            return Err(AwsError::new(
+                "TooManyRequestsException",
+                429,
+                "the account made more requests per second than --s3control-requests-per-second allows",
+            ));
+        }
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
             .into_owned()
