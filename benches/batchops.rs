@@ -207,7 +207,7 @@ impl Bench {
                     fields: vec![],
                     bucket: "bench".into(),
                     key: key.into(),
-                    etag: String::new(),
+                    ..Default::default()
                 }),
                 operation: Some(pb::Operation {
                     operation: Some(pb::operation::Operation::DeleteObject(

@@ -79,6 +79,14 @@ async fn create_job_names_each_invalid_field() {
             with(|r| r.manifest.as_mut().unwrap().key = String::new()),
         ),
         (
+            "manifest.etag",
+            with(|r| r.manifest.as_mut().unwrap().etag = "e".repeat(1025)),
+        ),
+        (
+            "manifest.object_version_id",
+            with(|r| r.manifest.as_mut().unwrap().object_version_id = "v".repeat(1025)),
+        ),
+        (
             "manifest.fields",
             with(|r| {
                 r.manifest.as_mut().unwrap().fields = vec![

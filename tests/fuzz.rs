@@ -198,7 +198,7 @@ proptest! {
             description,
             priority,
             confirmation_required: None,
-            manifest: Some(pb::Manifest { format, fields, bucket, key, etag: String::new() }),
+            manifest: Some(pb::Manifest { format, fields, bucket, key, ..Default::default() }),
             operation: operation.map(|operation| pb::Operation { operation: Some(operation) }),
             report: report.map(|(enabled, bucket, prefix, scope)| pb::JobReport { enabled, bucket, prefix, report_scope: scope }),
             tags: tags.into_iter().map(|(key, value)| pb::Tag { key, value }).collect(),

@@ -121,7 +121,7 @@ async fn an_inventory_that_lists_a_file_twice_is_refused() {
         fields: vec![],
         bucket: "inv".into(),
         key: "manifest.json".into(),
-        etag: String::new(),
+        ..Default::default()
     });
     let job = server.create(request).await;
     let job = wait_for(&mut server.client, &job, S::Failed).await;

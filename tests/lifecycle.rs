@@ -215,6 +215,18 @@ async fn bad_manifests_fail_the_job_with_a_reason() {
     let right = server.create(pinned).await;
     wait_for(&mut server.client, &right, S::Complete).await;
 
+    // The directory store keeps no versions: a pinned version cannot be read.
+    let mut versioned = checksum_job("version", Some(false));
+    versioned.manifest.as_mut().unwrap().object_version_id = "v1".into();
+    let versioned = server.create(versioned).await;
+    let job = wait_for(&mut server.client, &versioned, S::Failed).await;
+    assert_eq!(job.failure_reasons[0].failure_code, "ManifestUnreadable");
+    assert!(
+        job.failure_reasons[0].failure_reason.contains("versions"),
+        "{:?}",
+        job.failure_reasons[0]
+    );
+
     // An empty manifest
     let job = server
         .run_job(&[], checksum_job("empty", Some(false)), S::Failed)

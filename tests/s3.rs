@@ -291,3 +291,93 @@ async fn an_s3_manifest_pinned_to_another_etag_fails_the_job() {
     let job = wait_for(&mut client, &id, S::Failed).await;
     assert_eq!(job.failure_reasons[0].failure_code, "ManifestETagMismatch");
 }
+
+#[tokio::test]
+async fn a_manifest_pinned_to_a_version_reads_that_version() {
+    let moto = Moto::start().await;
+    moto.create_bucket("source").await;
+    let versioning = reqwest::Client::new()
+        .put(format!("{}/source?versioning", moto.endpoint))
+        .body(
+            "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+             <Status>Enabled</Status></VersioningConfiguration>",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(versioning.status().is_success(), "{}", versioning.status());
+    let source = moto.bucket("source");
+    put(&source, "a", b"a").await;
+    put(&source, "b", b"b").await;
+    let first = source
+        .put(
+            &Path::from("manifest.csv"),
+            PutPayload::from_static(b"source,a\nsource,b\n"),
+        )
+        .await
+        .unwrap();
+    let first_version = first.version.expect("moto keeps versions");
+    let first_etag = first.e_tag.unwrap();
+    let second = source
+        .put(
+            &Path::from("manifest.csv"),
+            PutPayload::from_static(b"source,a\n"),
+        )
+        .await
+        .unwrap();
+
+    let db = TestDb::new().await;
+    let env = moto.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = ServerProcess::start(&db, "s3://", &[], &env);
+    let mut client = connect(server.address).await;
+    let pinned = |token: &str, version: &str, etag: &str| {
+        let mut request = checksum_job(token, Some(false));
+        let manifest = request.manifest.as_mut().unwrap();
+        manifest.bucket = "source".into();
+        manifest.key = "manifest.csv".into();
+        manifest.object_version_id = version.into();
+        manifest.etag = etag.into();
+        request
+    };
+
+    // The first version lists two objects; the current one lists one.
+    let id = create(&mut client, pinned("v1", &first_version, &first_etag)).await;
+    let job = wait_for(&mut client, &id, S::Complete).await;
+    assert_eq!(job.progress_summary.unwrap().total_number_of_tasks, 2);
+    assert_eq!(job.manifest.unwrap().object_version_id, first_version);
+
+    // The current version's ETag does not match the pinned version's, and
+    // the reason names the pinned version's.
+    let current_etag = second.e_tag.unwrap();
+    let id = create(
+        &mut client,
+        pinned("v1-etag", &first_version, &current_etag),
+    )
+    .await;
+    let job = wait_for(&mut client, &id, S::Failed).await;
+    assert_eq!(job.failure_reasons[0].failure_code, "ManifestETagMismatch");
+    assert!(
+        job.failure_reasons[0]
+            .failure_reason
+            .contains(first_etag.trim_matches('"')),
+        "{:?}",
+        job.failure_reasons[0]
+    );
+
+    let id = create(&mut client, pinned("unknown", "no-such-version", "")).await;
+    let job = wait_for(&mut client, &id, S::Failed).await;
+    assert_eq!(job.failure_reasons[0].failure_code, "ManifestNotFound");
+}
+
+async fn create(
+    client: &mut pb::job_service_client::JobServiceClient<tonic::transport::Channel>,
+    request: pb::CreateJobRequest,
+) -> String {
+    client
+        .create_job(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .job_id
+}

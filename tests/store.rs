@@ -28,6 +28,7 @@ fn spec(token: &str) -> JobSpec {
                 key: "m.csv".into(),
             },
             etag: None,
+            version_id: None,
         }),
         operation: Operation::ComputeObjectChecksum {
             algorithm: ChecksumAlgorithm::Crc32c,

@@ -58,7 +58,7 @@ pub fn checksum_job(
             fields: vec![],
             bucket: bucket.into(),
             key: key.into(),
-            etag: String::new(),
+            ..Default::default()
         }),
         operation: Some(pb::Operation {
             operation: Some(pb::operation::Operation::ComputeObjectChecksum(

@@ -300,6 +300,7 @@ fn manifest(value: &pb::Manifest) -> Result<ManifestSpec> {
         )
     })?;
     text("manifest.etag", &value.etag, 1024)?;
+    text("manifest.object_version_id", &value.object_version_id, 1024)?;
     Ok(ManifestSpec {
         format,
         fields,
@@ -308,6 +309,7 @@ fn manifest(value: &pb::Manifest) -> Result<ManifestSpec> {
             key: value.key.clone(),
         },
         etag: (!value.etag.is_empty()).then(|| value.etag.trim_matches('"').to_owned()),
+        version_id: (!value.object_version_id.is_empty()).then(|| value.object_version_id.clone()),
     })
 }
 

@@ -376,8 +376,8 @@ fn manifest(node: Node<'_>) -> Result<pb::Manifest> {
     only(
         location,
         "Manifest.Location.",
-        &["ObjectArn", "ETag"],
-        " (manifest versions are not)",
+        &["ObjectArn", "ObjectVersionId", "ETag"],
+        "",
     )?;
     let format = match required(spec, "Manifest.Spec.", "Format")?.as_str() {
         "S3BatchOperations_CSV_20180820" => pb::ManifestFormat::S3BatchOperationsCsv20180820,
@@ -415,6 +415,7 @@ fn manifest(node: Node<'_>) -> Result<pb::Manifest> {
         bucket,
         key,
         etag: text(location, "ETag").unwrap_or_default(),
+        object_version_id: text(location, "ObjectVersionId").unwrap_or_default(),
     })
 }
 
@@ -594,6 +595,7 @@ pub fn job_descriptor(out: &mut Writer, job: &pb::JobDescriptor, region: &str) {
                 "ObjectArn",
                 &format!("arn:aws:s3:::{}/{}", manifest.bucket, manifest.key),
             )
+            .leaf_if("ObjectVersionId", &manifest.object_version_id)
             .leaf_if("ETag", &manifest.etag)
             .end("Location")
             .end("Manifest");
@@ -800,7 +802,8 @@ mod tests {
         <ClientRequestToken>t-1</ClientRequestToken>
         <Manifest><Spec><Format>S3BatchOperations_CSV_20180820</Format>
           <Fields><member>Bucket</member><member>Key</member></Fields></Spec>
-          <Location><ObjectArn>arn:aws:s3:::photos/manifest.csv</ObjectArn><ETag>"abc"</ETag></Location></Manifest>
+          <Location><ObjectArn>arn:aws:s3:::photos/manifest.csv</ObjectArn>
+            <ObjectVersionId>v-1</ObjectVersionId><ETag>"abc"</ETag></Location></Manifest>
         <Priority>7</Priority><RoleArn>arn:aws:iam::111122223333:role/batch</RoleArn>
         <Tags><member><Key>k</Key><Value>v</Value></member></Tags>
       </CreateJobRequest>"#;
@@ -819,7 +822,8 @@ mod tests {
                 "Enabled": true, "Prefix": "batch", "ReportScope": "FailedTasksOnly"},
             "ClientRequestToken": "t-1",
             "Manifest": {"Spec": {"Format": "S3BatchOperations_CSV_20180820", "Fields": ["Bucket", "Key"]},
-                "Location": {"ObjectArn": "arn:aws:s3:::photos/manifest.csv", "ETag": "\"abc\""}},
+                "Location": {"ObjectArn": "arn:aws:s3:::photos/manifest.csv",
+                    "ObjectVersionId": "v-1", "ETag": "\"abc\""}},
             "Priority": 7,
             "RoleArn": "arn:aws:iam::111122223333:role/batch",
             "Tags": [{"Key": "k", "Value": "v"}]
@@ -828,8 +832,31 @@ mod tests {
         assert_eq!(from_xml, from_json);
         assert_eq!(from_xml.priority, 7);
         assert_eq!(from_xml.manifest.as_ref().unwrap().key, "manifest.csv");
+        assert_eq!(from_xml.manifest.as_ref().unwrap().object_version_id, "v-1");
         assert_eq!(from_xml.report.as_ref().unwrap().bucket, "reports");
         assert_eq!(from_xml.role_arn, "arn:aws:iam::111122223333:role/batch");
+    }
+
+    #[test]
+    fn describe_job_writes_the_manifest_location_back() {
+        let element = xml::parse(CREATE.as_bytes()).unwrap();
+        let request = create_job("111122223333", Node::Xml(&element)).unwrap();
+        let job = pb::JobDescriptor {
+            job_id: "j".into(),
+            manifest: request.manifest,
+            ..pb::JobDescriptor::default()
+        };
+        let mut out = Writer::document("DescribeJobResult", NAMESPACE);
+        job_descriptor(&mut out, &job, "eu-west-1");
+        let written = out.finish("DescribeJobResult");
+        assert!(
+            written.contains(
+                "<Location><ObjectArn>arn:aws:s3:::photos/manifest.csv</ObjectArn>\
+                 <ObjectVersionId>v-1</ObjectVersionId><ETag>&quot;abc&quot;</ETag></Location>"
+            ),
+            "{written}"
+        );
+        assert!(written.contains("arn:aws:s3:eu-west-1:"), "{written}");
     }
 
     #[test]

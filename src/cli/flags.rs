@@ -43,7 +43,7 @@ pub(super) fn manifest_flag(value: &str) -> Result<pb::Manifest, CliError> {
         ],
         bucket: bucket.to_owned(),
         key: key.to_owned(),
-        etag: String::new(),
+        ..pb::Manifest::default()
     })
 }
 

@@ -38,10 +38,7 @@ pub(crate) async fn run(args: Report) -> Result<(), CliError> {
             super::table::status_name(job.status)
         )));
     };
-    let url = crate::objects::store_url(&args.object_store)
-        .map_err(|error| CliError::Usage(format!("--object-store: {error}")))?;
-    let buckets =
-        Buckets::open(&url).map_err(|error| CliError::Usage(format!("--object-store: {error}")))?;
+    let buckets = open_store(&args.object_store)?;
     let manifest = read(&buckets, &location.bucket, &location.manifest_key).await?;
     let files = report_files(&manifest)?;
     if let Some(dir) = &args.output_dir {
@@ -147,19 +144,31 @@ fn report_files(manifest: &[u8]) -> Result<Vec<ReportFile>, CliError> {
         .collect()
 }
 
+/// The object store `--object-store` names.
+fn open_store(object_store: &str) -> Result<Buckets, CliError> {
+    let url = crate::objects::store_url(object_store)
+        .map_err(|error| CliError::Usage(format!("--object-store: {error}")))?;
+    Buckets::open(&url).map_err(|error| CliError::Usage(format!("--object-store: {error}")))
+}
+
+/// A failure to read `bucket/key`, naming it.
+fn object_error(bucket: &str, key: &str, error: impl std::fmt::Display) -> CliError {
+    CliError::Report(format!("{bucket}/{key}: {error}"))
+}
+
 async fn read(buckets: &Buckets, bucket: &str, key: &str) -> Result<Vec<u8>, CliError> {
-    let failed = |problem: String| CliError::Report(format!("{bucket}/{key}: {problem}"));
+    let failed = |error: object_store::Error| object_error(bucket, key, error);
     let object = buckets
         .locate(bucket, key)
-        .map_err(|error| failed(error.to_string()))?;
+        .map_err(|error| object_error(bucket, key, error))?;
     let data = object
         .store
         .get(&object.path)
         .await
-        .map_err(|error| failed(error.to_string()))?
+        .map_err(failed)?
         .bytes()
         .await
-        .map_err(|error| failed(error.to_string()))?;
+        .map_err(failed)?;
     Ok(data.to_vec())
 }
 
@@ -221,19 +230,15 @@ pub(crate) async fn head_object(args: HeadObject) -> Result<std::process::ExitCo
         .split_once('/')
         .filter(|(bucket, key)| !bucket.is_empty() && !key.is_empty())
         .ok_or_else(|| CliError::Usage(format!("{:?} is not BUCKET/KEY", args.object)))?;
-    let url = crate::objects::store_url(&args.object_store)
-        .map_err(|error| CliError::Usage(format!("--object-store: {error}")))?;
-    let buckets =
-        Buckets::open(&url).map_err(|error| CliError::Usage(format!("--object-store: {error}")))?;
-    let failed = |problem: String| CliError::Report(format!("{bucket}/{key}: {problem}"));
+    let buckets = open_store(&args.object_store)?;
     let object = buckets
         .locate(bucket, key)
-        .map_err(|error| failed(error.to_string()))?;
+        .map_err(|error| object_error(bucket, key, error))?;
     let meta = object
         .store
         .head(&object.path)
         .await
-        .map_err(|error| failed(error.to_string()))?;
+        .map_err(|error| object_error(bucket, key, error))?;
     let etag = meta.e_tag.unwrap_or_default();
     let modified = meta
         .last_modified

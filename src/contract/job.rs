@@ -73,6 +73,7 @@ fn manifest_to_proto(spec: &ManifestSpec) -> pb::Manifest {
         bucket: spec.location.bucket.clone(),
         key: spec.location.key.clone(),
         etag: spec.etag.clone().unwrap_or_default(),
+        object_version_id: spec.version_id.clone().unwrap_or_default(),
     }
 }
 

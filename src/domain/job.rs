@@ -85,6 +85,9 @@ pub struct ManifestSpec {
     pub location: ObjectLocation,
     /// When set, the manifest object must carry this ETag (without quotes).
     pub etag: Option<String>,
+    /// When set, this version of the manifest object is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
 }
 
 /// Where a job's objects come from: a manifest, or a listing of a bucket.

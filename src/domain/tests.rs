@@ -26,6 +26,7 @@ fn spec(confirmation_required: bool) -> JobSpec {
                 key: "manifest.csv".into(),
             },
             etag: None,
+            version_id: None,
         }),
         operation: Operation::ComputeObjectChecksum {
             algorithm: ChecksumAlgorithm::Sha256,

@@ -117,7 +117,13 @@ pub async fn open(
     grant: Option<&BucketGrant>,
     batch_size: usize,
 ) -> Result<ManifestBatches, ManifestError> {
-    let object = fetch(buckets, &spec.location, spec.etag.as_deref()).await?;
+    let object = fetch(
+        buckets,
+        &spec.location,
+        spec.etag.as_deref(),
+        spec.version_id.as_deref(),
+    )
+    .await?;
     let (sender, receiver) = mpsc::channel(2);
     match spec.format {
         ManifestFormat::S3BatchOperationsCsv20180820 => {
@@ -207,12 +213,13 @@ pub async fn generate(
     Ok(ManifestBatches { receiver })
 }
 
-/// Gets an object, mapping a missing object and an ETag mismatch to their
-/// manifest errors.
+/// Gets an object (its `version` when given), mapping a missing object and
+/// an ETag mismatch to their manifest errors.
 async fn fetch(
     buckets: &Buckets,
     location: &ObjectLocation,
     etag: Option<&str>,
+    version: Option<&str>,
 ) -> Result<object_store::GetResult, ManifestError> {
     let not_found = || ManifestError::NotFound {
         bucket: location.bucket.clone(),
@@ -223,6 +230,7 @@ async fn fetch(
         .map_err(|_| not_found())?;
     let options = GetOptions {
         if_match: etag.map(|etag| etag.trim_matches('"').to_owned()),
+        version: version.map(str::to_owned),
         ..GetOptions::default()
     };
     match object.store.get_opts(&object.path, options).await {
@@ -230,7 +238,12 @@ async fn fetch(
         Err(object_store::Error::NotFound { .. }) => Err(not_found()),
         Err(object_store::Error::Precondition { .. }) => {
             // Name the ETag the object has, so the job can be pinned to it.
-            let found = match object.store.head(&object.path).await {
+            let head = GetOptions {
+                version: version.map(str::to_owned),
+                head: true,
+                ..GetOptions::default()
+            };
+            let found = match object.store.get_opts(&object.path, head).await.map(|got| got.meta) {
                 Ok(meta) => meta.e_tag.unwrap_or_default(),
                 Err(_) => String::new(),
             };
@@ -240,6 +253,12 @@ async fn fetch(
                 expected: etag.unwrap_or_default().to_owned(),
                 found,
             })
+        }
+        Err(object_store::Error::NotImplemented) if version.is_some() => {
+            Err(ManifestError::Unreadable(
+                "the object store keeps no object versions, so the manifest's version cannot be read"
+                    .into(),
+            ))
         }
         Err(other) => Err(ManifestError::Unreadable(other.to_string())),
     }
@@ -302,7 +321,7 @@ async fn read_inventory(
             bucket: inventory.destination_bucket.clone(),
             key: key.clone(),
         };
-        let object = match fetch(&buckets, &location, None).await {
+        let object = match fetch(&buckets, &location, None, None).await {
             Ok(object) => object,
             Err(error) => {
                 let _ = sender.send(Err(error)).await;

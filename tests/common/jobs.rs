@@ -31,7 +31,7 @@ pub fn checksum_job(token: &str, confirmation_required: Option<bool>) -> pb::Cre
             fields: vec![],
             bucket: "data".into(),
             key: "manifest.csv".into(),
-            etag: String::new(),
+            ..Default::default()
         }),
         operation: Some(pb::Operation {
             operation: Some(pb::operation::Operation::ComputeObjectChecksum(
