@@ -104,13 +104,15 @@ def postgres():
 
 class Server:
     """A running `batchops serve`: its gRPC address, its S3 Control URL (when
-    it listens for S3 Control), its object directory and its log."""
+    it listens for S3 Control), its object directory, its log and its
+    database (a libpq URL or connection string)."""
 
-    def __init__(self, grpc, s3control, objects, log):
+    def __init__(self, grpc, s3control, objects, log, database):
         self.grpc = grpc
         self.s3control = s3control
         self.objects = objects
         self.log = log
+        self.database = database
 
 
 @contextlib.contextmanager
@@ -139,7 +141,7 @@ def running_server(tmp_path, postgres, extra=()):
         wait_until_serving(process, log)
         found = re.search(r"serving S3 Control address=(\S+)", log.read_text())
         s3control = f"http://{found.group(1)}" if found else None
-        yield Server(f"127.0.0.1:{port}", s3control, objects, log)
+        yield Server(f"127.0.0.1:{port}", s3control, objects, log, with_database(postgres, database))
     finally:
         process.terminate()
         assert process.wait(timeout=30) == 0, "server did not shut down cleanly on SIGTERM"

@@ -251,6 +251,23 @@ def test_boto3_raises_the_modelled_exceptions(s3):
         )
 
 
+def test_a_database_failure_is_an_internal_service_exception(s3):
+    import psycopg
+
+    client_ = client(s3)
+    assert client_.list_jobs(AccountId=ACCOUNT)["Jobs"] == []
+    with psycopg.connect(s3.database, autocommit=True) as connection:
+        connection.execute("ALTER TABLE jobs RENAME TO jobs_elsewhere")
+    try:
+        with pytest.raises(client_.exceptions.InternalServiceException) as failed:
+            client_.list_jobs(AccountId=ACCOUNT)
+        assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+        assert "jobs_elsewhere" not in str(failed.value)
+    finally:
+        with psycopg.connect(s3.database, autocommit=True) as connection:
+            connection.execute("ALTER TABLE jobs_elsewhere RENAME TO jobs")
+
+
 def test_an_account_over_its_request_rate_gets_too_many_requests(tmp_path, postgres):
     with running_server(tmp_path, postgres, ["--s3control-requests-per-second", "2"]) as server:
         client_ = client(server)
@@ -336,3 +353,106 @@ def test_jobs_are_one_whichever_api_made_them(s3, pb):
     assert job["Operation"]["S3ComputeObjectChecksum"]["ChecksumAlgorithm"] == "MD5"
     listed = [j["JobId"] for j in client_.list_jobs(AccountId=ACCOUNT)["Jobs"]]
     assert {from_s3, from_grpc} <= set(listed)
+
+
+class LambdaHandler:
+    """A Lambda-style S3 batch handler on loopback: records each event and
+    answers every task Succeeded with the key upper-cased."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        events = self.events = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                event = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                events.append(event)
+                reply = json.dumps({
+                    "invocationSchemaVersion": event["invocationSchemaVersion"],
+                    "treatMissingKeysAs": "PermanentFailure",
+                    "invocationId": event["invocationId"],
+                    "results": [
+                        {"taskId": task["taskId"], "resultCode": "Succeeded", "resultString": task["s3Key"].upper()}
+                        for task in event["tasks"]
+                    ],
+                }).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/invoke"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+FUNCTION = "arn:aws:lambda:us-east-1:111122223333:function:shout"
+
+
+def test_every_operation_and_the_generator_run_through_s3_control(tmp_path, postgres):
+    handler = LambdaHandler()
+    flags = ["--invoke-allowlist", handler.url, "--invoke-functions", f"{FUNCTION}={handler.url}"]
+    try:
+        with running_server(tmp_path, postgres, flags) as server:
+            manifest_etag = photos(server)
+            client_ = client(server)
+
+            # LambdaInvoke: the function ARN resolves to the handler's URL.
+            invoke = {"LambdaInvoke": {
+                "FunctionArn": FUNCTION,
+                "InvocationSchemaVersion": "2.0",
+                "UserArguments": {"mode": "loud"},
+            }}
+            job_id = client_.create_job(
+                **checksum_job(manifest_etag, Operation=invoke, ConfirmationRequired=False)
+            )["JobId"]
+            job = wait_for(client_, job_id, "Complete")
+            assert job["Operation"]["LambdaInvoke"]["FunctionArn"] == FUNCTION
+            assert job["ProgressSummary"]["NumberOfTasksSucceeded"] == 2
+            keys = sorted(task["s3Key"] for event in handler.events for task in event["tasks"])
+            assert keys == ["2024/a.jpg", "2024/b%20c.jpg"]
+            assert all(event["job"]["userArguments"] == {"mode": "loud"} for event in handler.events)
+
+            with pytest.raises(client_.exceptions.BadRequestException) as refused:
+                client_.create_job(**checksum_job(manifest_etag, Operation={"LambdaInvoke": {
+                    "FunctionArn": "arn:aws:lambda:us-east-1:111122223333:function:unknown"}}))
+            assert "function" in str(refused.value)
+
+            # S3PutObjectCopy over the objects a ManifestGenerator lists.
+            generated = {
+                "S3JobManifestGenerator": {
+                    "SourceBucket": "arn:aws:s3:::photos",
+                    "EnableManifestOutput": False,
+                    "Filter": {"KeyNameConstraint": {"MatchAnyPrefix": ["2024/"]}},
+                }
+            }
+            copy = {"S3PutObjectCopy": {"TargetResource": "arn:aws:s3:::backup", "TargetKeyPrefix": "copies/"}}
+            job = checksum_job(manifest_etag, Operation=copy, ConfirmationRequired=False, ManifestGenerator=generated)
+            del job["Manifest"]
+            job_id = client_.create_job(**job)["JobId"]
+            job = wait_for(client_, job_id, "Complete")
+            assert job["ProgressSummary"]["TotalNumberOfTasks"] == 2
+            assert job["ManifestGenerator"]["S3JobManifestGenerator"]["SourceBucket"] == "arn:aws:s3:::photos"
+            assert job["Operation"]["S3PutObjectCopy"]["TargetResource"] == "arn:aws:s3:::backup"
+            assert (server.objects / "backup" / "copies" / "2024" / "b c.jpg").read_bytes() == b"second\n"
+
+            # A job that fails says why, in AWS's shape.
+            missing = checksum_job(manifest_etag, ConfirmationRequired=False)
+            missing["Manifest"]["Location"] = {"ObjectArn": "arn:aws:s3:::photos/gone.csv", "ETag": manifest_etag}
+            job_id = client_.create_job(**missing)["JobId"]
+            job = wait_for(client_, job_id, "Failed")
+            assert job["FailureReasons"][0]["FailureCode"] == "ManifestNotFound"
+            assert "gone.csv" in job["FailureReasons"][0]["FailureReason"]
+            assert job["TerminationDate"]
+    finally:
+        handler.close()
