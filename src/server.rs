@@ -256,6 +256,7 @@ async fn serve_on(
         access: access.clone(),
         page_tokens,
         functions: Arc::new(config.invoke_functions()?),
+        buckets: operations.buckets.clone(),
     };
     if let Listen::On(address) = config.s3control_listen {
         let s3control_listener =

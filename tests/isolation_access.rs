@@ -254,6 +254,7 @@ async fn stalled_streams_do_not_take_the_database_pool() {
                     account_id: ACCOUNT.into(),
                     job_id: job.clone(),
                     only_failed: false,
+                    ..Default::default()
                 })
                 .await
                 .map(|response| Box::new(response.into_inner()) as _)

@@ -271,6 +271,7 @@ async fn list_job_task_results_streams_every_result_or_only_failures() {
                 account_id: ACCOUNT.into(),
                 job_id: job_id.clone(),
                 only_failed,
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -304,9 +305,184 @@ async fn list_job_task_results_streams_every_result_or_only_failures() {
             account_id: "999999999999".into(),
             job_id: job_id.clone(),
             only_failed: false,
+            ..Default::default()
         })
         .await
         .unwrap_err();
     assert_eq!(error.code(), tonic::Code::NotFound);
+    server.stop().await;
+}
+
+/// Every message of a ListJobTaskResults call.
+async fn task_results_of(
+    server: &mut TestServer,
+    request: pb::ListJobTaskResultsRequest,
+) -> Result<Vec<pb::TaskResult>, tonic::Status> {
+    let mut stream = server
+        .client
+        .list_job_task_results(request)
+        .await?
+        .into_inner();
+    let mut results = Vec::new();
+    while let Some(message) = stream.message().await? {
+        results.push(message.result.unwrap());
+    }
+    Ok(results)
+}
+
+#[tokio::test]
+async fn task_results_filter_by_error_code() {
+    let mut server = TestServer::start().await;
+    server.put_object("data", "here.txt", b"x");
+    let job_id = server
+        .run_job(
+            &[
+                "data,here.txt".into(),
+                "data,gone.txt".into(),
+                "data,..%2Fescape.txt".into(),
+                "data,also-gone.txt".into(),
+            ],
+            checksum_job("codes", Some(false)),
+            S::Complete,
+        )
+        .await
+        .job_id;
+    let request = |error_code: &str| pb::ListJobTaskResultsRequest {
+        account_id: ACCOUNT.into(),
+        job_id: job_id.clone(),
+        error_code: error_code.into(),
+        ..Default::default()
+    };
+    let missing = task_results_of(&mut server, request("NoSuchKey"))
+        .await
+        .unwrap();
+    let keys: Vec<&str> = missing.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, ["gone.txt", "also-gone.txt"]);
+    let invalid = task_results_of(&mut server, request("InvalidKey"))
+        .await
+        .unwrap();
+    assert_eq!(invalid.len(), 1, "{invalid:?}");
+    assert!(
+        task_results_of(&mut server, request("Nope"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let error = task_results_of(&mut server, request(&"E".repeat(65)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::InvalidArgument);
+    assert!(error.message().starts_with("error_code"), "{error:?}");
+    server.stop().await;
+}
+
+/// Every byte of a GetJobReportFile call.
+async fn report_file(
+    server: &mut TestServer,
+    account: &str,
+    job_id: &str,
+    key: &str,
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut stream = server
+        .client
+        .get_job_report_file(pb::GetJobReportFileRequest {
+            account_id: account.into(),
+            job_id: job_id.into(),
+            key: key.into(),
+        })
+        .await?
+        .into_inner();
+    let mut content = Vec::new();
+    while let Some(message) = stream.message().await? {
+        assert!(message.data.len() <= 64 * 1024);
+        content.extend_from_slice(&message.data);
+    }
+    Ok(content)
+}
+
+#[tokio::test]
+async fn report_files_are_read_back_through_the_api_and_nothing_else_is() {
+    let mut server = TestServer::start().await;
+    setup(&server);
+    // A failed-results file bigger than one message: 100 missing keys of
+    // 900 bytes each.
+    let mut lines: Vec<String> = (0..100)
+        .map(|i| format!("data,{i:03}{}", "k".repeat(897)))
+        .collect();
+    lines.push("data,ok2.txt".into());
+    write_manifest(&server, &lines);
+    let job_id = server
+        .create(with_report("read-back", pb::ReportScope::AllTasks))
+        .await;
+    let job = wait_for(&mut server.client, &job_id, S::Complete).await;
+    let location = job.report_location.unwrap();
+    let root = server.objects.path().join(&location.bucket);
+
+    let manifest = report_file(&mut server, ACCOUNT, &job_id, &location.manifest_key)
+        .await
+        .unwrap();
+    assert_eq!(
+        manifest,
+        std::fs::read(root.join(&location.manifest_key)).unwrap()
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let mut largest = 0;
+    for entry in manifest["Results"].as_array().unwrap() {
+        let key = entry["Key"].as_str().unwrap();
+        let content = report_file(&mut server, ACCOUNT, &job_id, key)
+            .await
+            .unwrap();
+        assert_eq!(content, std::fs::read(root.join(key)).unwrap());
+        assert_eq!(entry["MD5Checksum"], hex::encode(Md5::digest(&content)));
+        largest = largest.max(content.len());
+    }
+    assert!(
+        largest > 64 * 1024,
+        "{largest} bytes: one file spans messages"
+    );
+
+    // Another object of the report bucket, one of another bucket, a path
+    // out of the bucket: none is a file of this report.
+    server.put_object(&location.bucket, "secret.txt", b"not yours");
+    for key in [
+        "secret.txt",
+        "../data/ok2.txt",
+        "batch/out/../../secret.txt",
+    ] {
+        let error = report_file(&mut server, ACCOUNT, &job_id, key)
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), tonic::Code::NotFound, "{key}: {error:?}");
+    }
+    // Another account's job is not there for it.
+    let error = report_file(&mut server, "999999999999", &job_id, &location.manifest_key)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::NotFound);
+    let error = report_file(&mut server, ACCOUNT, &job_id, "")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::InvalidArgument);
+
+    // A job without a report has nothing to read.
+    let plain = server.create(checksum_job("no-report", Some(true))).await;
+    wait_for(&mut server.client, &plain, S::Suspended).await;
+    let error = report_file(&mut server, ACCOUNT, &plain, "manifest.json")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        error.message().contains("no completion report"),
+        "{error:?}"
+    );
+
+    // A report file removed from the store is NOT_FOUND, saying so.
+    let first = manifest["Results"][0]["Key"].as_str().unwrap();
+    std::fs::remove_file(root.join(first)).unwrap();
+    let error = report_file(&mut server, ACCOUNT, &job_id, first)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::NotFound);
+    assert!(error.message().contains("no longer"), "{error:?}");
     server.stop().await;
 }

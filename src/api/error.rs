@@ -5,6 +5,7 @@ use tonic::Status;
 use tracing::error;
 
 use crate::domain::DomainError;
+use crate::objects::report::ReportReadError;
 use crate::store::StoreError;
 
 /// An RPC failure.
@@ -25,6 +26,12 @@ pub enum ApiError {
     /// The store refused or failed (not found, a refused transition, a conflict, the database).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A job's completion report could not be read back.
+    #[error(transparent)]
+    Report(#[from] ReportReadError),
+    /// The job has no completion report to read.
+    #[error("{0}")]
+    NoReport(String),
 }
 
 impl ApiError {
@@ -48,6 +55,8 @@ impl From<ApiError> for Status {
         let store_error = match error {
             ApiError::InvalidArgument { .. } => return Status::invalid_argument(error.to_string()),
             ApiError::PermissionDenied(message) => return Status::permission_denied(message),
+            ApiError::NoReport(message) => return Status::failed_precondition(message),
+            ApiError::Report(report) => return report_status(report),
             ApiError::Store(store_error) => store_error,
         };
         match &store_error {
@@ -76,6 +85,19 @@ impl From<ApiError> for Status {
                 error!(error = %store_error, "database error");
                 Status::internal("internal error")
             }
+        }
+    }
+}
+
+fn report_status(error: ReportReadError) -> Status {
+    match error {
+        ReportReadError::NotListed(_) | ReportReadError::Missing(_) => {
+            Status::not_found(error.to_string())
+        }
+        ReportReadError::Manifest(_) => Status::failed_precondition(error.to_string()),
+        ReportReadError::Store(cause) => {
+            error!(error = %cause, "object store failed reading a report");
+            Status::unavailable("the object store failed; retry later")
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::{pin::Pin, sync::Arc, time::Duration};
 
 use chrono::Utc;
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -20,8 +20,11 @@ use crate::domain::{Command, Effect, JobId, JobStatus};
 use crate::engine::{TaskGate, Wakers};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
+use crate::objects::Buckets;
 use crate::objects::invoke::{Allowlist, Functions};
+use crate::objects::report::ReportReadError;
 use crate::proto::{self as pb, job_service_server::JobService};
+use crate::store::tasks::ResultFilter;
 use crate::store::{Store, jobs, pages};
 
 /// Events read per page while streaming a history.
@@ -53,6 +56,8 @@ pub struct JobApi {
     pub page_tokens: PageTokens,
     /// The Lambda functions Invoke jobs may name, and their endpoints.
     pub functions: Arc<Functions>,
+    /// The object store, for reading completion reports back.
+    pub buckets: Buckets,
 }
 
 impl JobApi {
@@ -91,6 +96,12 @@ type HistoryStream = Pin<Box<dyn Stream<Item = Result<pb::GetJobHistoryResponse,
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchJobsResponse, Status>> + Send>>;
 type ResultsStream =
     Pin<Box<dyn Stream<Item = Result<pb::ListJobTaskResultsResponse, Status>> + Send>>;
+
+type ReportFileStream =
+    Pin<Box<dyn Stream<Item = Result<pb::GetJobReportFileResponse, Status>> + Send>>;
+
+/// The largest chunk of a report file in one GetJobReportFile message.
+const REPORT_CHUNK: usize = 64 * 1024;
 
 /// Task results read per page while streaming them.
 const RESULTS_PAGE: usize = 1000;
@@ -343,8 +354,13 @@ impl JobService for JobApi {
             .authorize(&request, &request.get_ref().account_id)?;
         let permit = self.access.open_stream(&request)?;
         let request = request.into_inner();
+        let error_code = validate::error_code_filter(&request.error_code)?;
         // Refuses unknown jobs and other accounts' jobs before the stream starts.
         let job = self.describe(&request.account_id, &request.job_id).await?;
+        let filter = ResultFilter {
+            succeeded: (request.only_failed || error_code.is_some()).then_some(false),
+            error_code,
+        };
         let (sender, receiver) = mpsc::channel(64);
         let store = self.store.clone();
         tokio::spawn(async move {
@@ -352,13 +368,60 @@ impl JobService for JobApi {
             let wrap = |result| pb::ListJobTaskResultsResponse {
                 result: Some(result),
             };
-            if let Err(error) =
-                stream_results(store, job.id, request.only_failed, wrap, &sender).await
-            {
+            if let Err(error) = stream_results(store, job.id, filter, wrap, &sender).await {
                 let _ = sender.send(Err(error.into())).await;
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    type GetJobReportFileStream = ReportFileStream;
+
+    #[instrument(skip_all, fields(job_id = %clip(&request.get_ref().job_id)))]
+    async fn get_job_report_file(
+        &self,
+        request: Request<pb::GetJobReportFileRequest>,
+    ) -> Result<Response<Self::GetJobReportFileStream>, Status> {
+        self.access
+            .authorize(&request, &request.get_ref().account_id)?;
+        let permit = self.access.open_stream(&request)?;
+        let request = request.into_inner();
+        let key = validate::report_file_key(&request.key)?;
+        // Refuses unknown jobs and other accounts' jobs before anything is read.
+        let job = self.describe(&request.account_id, &request.job_id).await?;
+        let Some(manifest) = &job.report_location else {
+            return Err(ApiError::NoReport(format!(
+                "job {} has no completion report (status {})",
+                job.id, job.status
+            ))
+            .into());
+        };
+        let chunks = crate::objects::report::report_file(&self.buckets, manifest, key)
+            .await
+            .map_err(ApiError::from)?;
+        let stream = chunks
+            .map(|chunk| {
+                chunk.map_err(|error| Status::from(ApiError::from(ReportReadError::from(error))))
+            })
+            .flat_map(|chunk| {
+                futures::stream::iter(match chunk {
+                    // Messages of at most 64 KiB, whatever the store's chunks are.
+                    Ok(bytes) => (0..bytes.len())
+                        .step_by(REPORT_CHUNK)
+                        .map(|start| {
+                            Ok(pb::GetJobReportFileResponse {
+                                data: bytes[start..bytes.len().min(start + REPORT_CHUNK)].to_vec(),
+                            })
+                        })
+                        .collect::<Vec<_>>(),
+                    Err(status) => vec![Err(status)],
+                })
+            })
+            .map(move |message| {
+                let _held = &permit;
+                message
+            });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     type GetJobHistoryStream = HistoryStream;
@@ -389,7 +452,7 @@ impl JobService for JobApi {
                 outcome = stream_results(
                     store,
                     id,
-                    false,
+                    ResultFilter::default(),
                     |result| pb::GetJobHistoryResponse {
                         event: None,
                         task_result: Some(result),
@@ -411,11 +474,11 @@ impl JobService for JobApi {
 async fn stream_results<M>(
     store: Store,
     id: JobId,
-    only_failed: bool,
+    filter: ResultFilter,
     wrap: impl Fn(pb::TaskResult) -> M,
     sender: &mpsc::Sender<Result<M, Status>>,
 ) -> Result<(), ApiError> {
-    let pages = pages::task_results(&store, id, only_failed.then_some(false), RESULTS_PAGE);
+    let pages = pages::task_results(&store, id, filter, RESULTS_PAGE);
     futures::pin_mut!(pages);
     while let Some(page) = pages.try_next().await? {
         for (object, result) in &page {

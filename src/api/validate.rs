@@ -58,6 +58,24 @@ pub fn job_id_field(field: &str, value: &str) -> Result<JobId> {
         .map_err(|_| ApiError::invalid(field, format!("{} is not a UUID", quoted(value))))
 }
 
+/// ListJobTaskResults' `error_code` filter: absent when empty.
+pub fn error_code_filter(value: &str) -> Result<Option<String>> {
+    text("error_code", value, 64)?;
+    Ok((!value.is_empty()).then(|| value.to_owned()))
+}
+
+/// GetJobReportFile's `key`.
+pub fn report_file_key(value: &str) -> Result<&str> {
+    if value.is_empty() {
+        return Err(ApiError::invalid("key", "is required"));
+    }
+    if value.len() > 1024 {
+        return Err(ApiError::invalid("key", "longer than 1024 bytes"));
+    }
+    text("key", value, 1024)?;
+    Ok(value)
+}
+
 fn text(field: &str, value: &str, max_chars: usize) -> Result<()> {
     if value.chars().count() > max_chars {
         return Err(ApiError::invalid(

@@ -12,7 +12,7 @@ use md5::{Digest, Md5};
 
 use super::{CliError, Client, HeadObject, Output, Report, print_json, print_text};
 use crate::objects::Buckets;
-use crate::objects::report::{ReportRow, report_row};
+use crate::objects::report::{ListedFile, ReportRow, listed_files, report_row};
 use crate::proto as pb;
 
 /// Runs `batchops report`.
@@ -40,7 +40,8 @@ pub(crate) async fn run(args: Report) -> Result<(), CliError> {
     };
     let buckets = open_store(&args.object_store)?;
     let manifest = read(&buckets, &location.bucket, &location.manifest_key).await?;
-    let files = report_files(&manifest)?;
+    let files = listed_files(&manifest)
+        .map_err(|problem| CliError::Report(format!("manifest.json: {problem}")))?;
     if let Some(dir) = &args.output_dir {
         let save = |name: &str, content: &[u8]| {
             let path = dir.join(name);
@@ -109,41 +110,6 @@ fn print_csv_as_json(content: &[u8]) -> Result<(), CliError> {
     Ok(())
 }
 
-/// A CSV file that `manifest.json` lists.
-struct ReportFile {
-    bucket: String,
-    key: String,
-    md5: String,
-}
-
-fn report_files(manifest: &[u8]) -> Result<Vec<ReportFile>, CliError> {
-    let invalid = |problem: &str| CliError::Report(format!("manifest.json: {problem}"));
-    let value: serde_json::Value =
-        serde_json::from_slice(manifest).map_err(|error| invalid(&error.to_string()))?;
-    if value["Format"] != "Report_CSV_20180820" {
-        return Err(invalid("not a Report_CSV_20180820 manifest"));
-    }
-    let results = value["Results"]
-        .as_array()
-        .ok_or_else(|| invalid("no Results list"))?;
-    results
-        .iter()
-        .map(|entry| {
-            let field = |name: &str| {
-                entry[name]
-                    .as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| invalid(&format!("a result has no {name}")))
-            };
-            Ok(ReportFile {
-                bucket: field("Bucket")?,
-                key: field("Key")?,
-                md5: field("MD5Checksum")?,
-            })
-        })
-        .collect()
-}
-
 /// The object store `--object-store` names.
 fn open_store(object_store: &str) -> Result<Buckets, CliError> {
     let url = crate::objects::store_url(object_store)
@@ -173,7 +139,7 @@ async fn read(buckets: &Buckets, bucket: &str, key: &str) -> Result<Vec<u8>, Cli
 }
 
 /// A report file's content, refused when its MD5 is not the manifest's.
-async fn read_checked(buckets: &Buckets, file: &ReportFile) -> Result<Vec<u8>, CliError> {
+async fn read_checked(buckets: &Buckets, file: &ListedFile) -> Result<Vec<u8>, CliError> {
     let content = read(buckets, &file.bucket, &file.key).await?;
     let actual = hex::encode(Md5::digest(&content));
     if !actual.eq_ignore_ascii_case(&file.md5) {
@@ -198,6 +164,7 @@ async fn from_results(
             account_id: client.account_id.clone(),
             job_id: job_id.to_owned(),
             only_failed,
+            ..Default::default()
         })
         .await?
         .into_inner();

@@ -12,6 +12,7 @@ use crate::domain::{
     Command, FailureReason, Job, ObjectLocation, REPORT_WRITE_FAILED, ReportScope,
 };
 use crate::objects::report::{ReportError, ReportWriter};
+use crate::store::tasks::ResultFilter;
 use crate::store::{StoreError, pages, tasks};
 
 /// Result rows read per page while writing a report.
@@ -76,7 +77,11 @@ async fn write(
         ReportScope::FailedTasksOnly => &[false],
     };
     for succeeded in filters {
-        let pages = pages::task_results(&engine.store, job.id, Some(*succeeded), PAGE);
+        let filter = ResultFilter {
+            succeeded: Some(*succeeded),
+            error_code: None,
+        };
+        let pages = pages::task_results(&engine.store, job.id, filter, PAGE);
         futures::pin_mut!(pages);
         while let Some(page) = pages.try_next().await? {
             if let Err(error) = writer.write_rows(&page).await {

@@ -18,6 +18,7 @@ use serde_json::json;
 
 use super::{Buckets, encode_key};
 use crate::domain::ObjectLocation;
+use crate::domain::text::quoted;
 use crate::domain::{TaskResult, TaskRow};
 
 /// The `ReportSchema` line AWS writes (its rows put the HTTP status first).
@@ -266,4 +267,113 @@ mod tests {
             "bkt,dir/a%20b%2Cc.txt,v1,failed,404,NoSuchKey,\"says \"\"no\"\", twice\"\n"
         );
     }
+}
+
+/// The largest report manifest read back (a manifest lists one entry per
+/// results file: 32 MiB is well over 100,000 files).
+pub const MAX_MANIFEST_BYTES: u64 = 32 << 20;
+
+/// A results file that a report's `manifest.json` lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedFile {
+    /// Its bucket.
+    pub bucket: String,
+    /// Its key.
+    pub key: String,
+    /// The MD5 of its content, in hex, as the manifest gives it.
+    pub md5: String,
+}
+
+/// The results files a `manifest.json` lists; the error says what is wrong
+/// with it.
+pub fn listed_files(manifest: &[u8]) -> Result<Vec<ListedFile>, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(manifest).map_err(|error| error.to_string())?;
+    if value["Format"] != "Report_CSV_20180820" {
+        return Err("not a Report_CSV_20180820 manifest".into());
+    }
+    let results = value["Results"]
+        .as_array()
+        .ok_or_else(|| "no Results list".to_owned())?;
+    results
+        .iter()
+        .map(|entry| {
+            let field = |name: &str| {
+                entry[name]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("a result has no {name}"))
+            };
+            Ok(ListedFile {
+                bucket: field("Bucket")?,
+                key: field("Key")?,
+                md5: field("MD5Checksum")?,
+            })
+        })
+        .collect()
+}
+
+/// Why a report file could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportReadError {
+    /// The key is neither the report's manifest nor a file it lists.
+    #[error("{0} is not a file of this job's report")]
+    NotListed(String),
+    /// The file is gone from the store.
+    #[error("{0} is no longer in the object store")]
+    Missing(String),
+    /// The manifest cannot be used.
+    #[error("the report's manifest.json {0}")]
+    Manifest(String),
+    /// The object store failed.
+    #[error("{0}")]
+    Store(#[from] object_store::Error),
+}
+
+/// One file of the report whose manifest is at `manifest`, as a stream of
+/// chunks: the manifest itself, or a results file it lists. Nothing else in
+/// the store can be reached this way.
+pub async fn report_file(
+    buckets: &Buckets,
+    manifest: &ObjectLocation,
+    key: &str,
+) -> Result<futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>, ReportReadError>
+{
+    let located = |key: &str| {
+        buckets
+            .locate(&manifest.bucket, key)
+            .map_err(|_| ReportReadError::NotListed(quoted(key)))
+    };
+    let missing = |error: object_store::Error, key: &str| match error {
+        object_store::Error::NotFound { .. } => ReportReadError::Missing(key.to_owned()),
+        other => ReportReadError::Store(other),
+    };
+    if key != manifest.key {
+        let object = located(&manifest.key)?;
+        let got = object
+            .store
+            .get(&object.path)
+            .await
+            .map_err(|error| missing(error, &manifest.key))?;
+        if got.meta.size > MAX_MANIFEST_BYTES {
+            return Err(ReportReadError::Manifest(format!(
+                "is larger than {MAX_MANIFEST_BYTES} bytes"
+            )));
+        }
+        let content = got.bytes().await?;
+        let files = listed_files(&content).map_err(ReportReadError::Manifest)?;
+        if !files
+            .iter()
+            .any(|file| file.bucket == manifest.bucket && file.key == key)
+        {
+            return Err(ReportReadError::NotListed(quoted(key)));
+        }
+    }
+    let object = located(key)?;
+    let got = object
+        .store
+        .get(&object.path)
+        .await
+        .map_err(|error| missing(error, key))?;
+    Ok(got.into_stream())
 }

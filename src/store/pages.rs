@@ -8,6 +8,7 @@ use std::future::Future;
 use futures::Stream;
 use tokio_postgres::Client;
 
+use super::tasks::ResultFilter;
 use super::{RecordedEvent, Store, StoreError, jobs, tasks};
 use crate::domain::{JobId, TaskResult, TaskRow};
 
@@ -70,21 +71,24 @@ pub fn job_events_on(
     )
 }
 
-/// A job's task results with their objects, in task order; only successes
-/// or only failures when `succeeded` says so.
+/// A job's task results with their objects, in task order; only those
+/// `filter` keeps.
 pub fn task_results(
     store: &Store,
     id: JobId,
-    succeeded: Option<bool>,
+    filter: ResultFilter,
     page_size: usize,
 ) -> impl Stream<Item = Result<Vec<(TaskRow, TaskResult)>, StoreError>> + '_ {
     pages(
         -1,
         page_size,
         |(_, result): &(TaskRow, TaskResult)| result.task_number,
-        move |after| async move {
-            let client = store.client().await?;
-            tasks::results_page(&client, id, after, succeeded, page_size).await
+        move |after| {
+            let filter = filter.clone();
+            async move {
+                let client = store.client().await?;
+                tasks::results_page(&client, id, after, &filter, page_size).await
+            }
         },
     )
 }

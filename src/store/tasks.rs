@@ -99,6 +99,7 @@ const RESULTS_PAGE: &str = "
     FROM task_results r
     JOIN tasks t ON t.job_id = r.job_id AND t.task_number = r.task_number
     WHERE r.job_id = $1 AND r.task_number > $2 AND ($3::boolean IS NULL OR r.succeeded = $3)
+      AND ($5::text IS NULL OR r.error_code = $5)
     ORDER BY r.task_number
     LIMIT $4";
 const NOTIFY_PROGRESS: &str = "SELECT pg_notify($1, $2)";
@@ -523,16 +524,34 @@ pub async fn suspended_before(
 
 /// Up to `limit` task results of a job with a task number above `after`, in
 /// task order, with their objects; only successes or only failures when
+/// Which of a job's task results a page holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResultFilter {
+    /// Only successes (`Some(true)`) or only failures (`Some(false)`).
+    pub succeeded: Option<bool>,
+    /// Only results with this error code.
+    pub error_code: Option<String>,
+}
+
 /// `succeeded` says so.
 pub async fn results_page(
     client: &Client,
     id: JobId,
     after: i64,
-    succeeded: Option<bool>,
+    filter: &ResultFilter,
     limit: usize,
 ) -> Result<Vec<(TaskRow, TaskResult)>, StoreError> {
     let rows = client
-        .query(RESULTS_PAGE, &[&id.0, &after, &succeeded, &(limit as i64)])
+        .query(
+            RESULTS_PAGE,
+            &[
+                &id.0,
+                &after,
+                &filter.succeeded,
+                &(limit as i64),
+                &filter.error_code,
+            ],
+        )
         .await
         .during("RESULTS_PAGE")?;
     rows.iter()
