@@ -41,6 +41,10 @@ async fn confirmed_job_goes_from_suspended_to_complete_with_correct_counts_and_c
     );
     assert!(job.suspended_time.is_some());
     assert!(!job.suspended_cause.is_empty());
+    use pb::JobAction as A;
+    let actions = |job: &pb::JobDescriptor| job.allowed_actions.clone();
+    let all = [A::Confirm, A::Cancel, A::UpdatePriority, A::UpdateTags];
+    assert_eq!(actions(&job), all.map(|a| a as i32));
     // It stays Suspended: nothing runs it without confirmation.
     let client = server.client.clone();
     holds_for(Duration::from_millis(200), || {
@@ -68,6 +72,8 @@ async fn confirmed_job_goes_from_suspended_to_complete_with_correct_counts_and_c
     );
     assert!(job.termination_time.is_some());
     assert_eq!(job.status_update_reason, "go ahead");
+    // An ended job can only be tagged.
+    assert_eq!(actions(&job), [A::UpdateTags as i32]);
 
     // And every task's result carries the object's SHA-256
     let rows = server.results(&job_id).await;

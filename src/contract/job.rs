@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::{
     ChecksumAlgorithm, FailureReason, GeneratorSpec, InvocationSchema, Job, JobStatus,
     ManifestField, ManifestFormat, ManifestSource, ManifestSpec, MetadataDirective, ObjectLocation,
-    Operation, ReportScope, ReportSpec, Tag, TaskResult, TaskRow,
+    Operation, ReportScope, ReportSpec, Tag, TaskResult, TaskRow, UserAction,
 };
 use crate::proto as pb;
 
@@ -211,6 +211,17 @@ pub(crate) fn job_to_proto(job: &Job, now: DateTime<Utc>) -> pb::JobDescriptor {
         }),
         version: job.version as i64,
         role_arn: job.spec.role_arn.clone().unwrap_or_default(),
+        allowed_actions: crate::domain::allowed_actions(job, now)
+            .into_iter()
+            .map(|action| {
+                (match action {
+                    UserAction::Confirm => pb::JobAction::Confirm,
+                    UserAction::Cancel => pb::JobAction::Cancel,
+                    UserAction::ChangePriority => pb::JobAction::UpdatePriority,
+                    UserAction::ReplaceTags => pb::JobAction::UpdateTags,
+                }) as i32
+            })
+            .collect(),
     }
 }
 

@@ -88,6 +88,53 @@ impl Decision {
     }
 }
 
+/// A request a caller may make of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserAction {
+    /// UpdateJobStatus READY.
+    Confirm,
+    /// UpdateJobStatus CANCELLED.
+    Cancel,
+    /// UpdateJobPriority.
+    ChangePriority,
+    /// PutJobTagging / DeleteJobTagging.
+    ReplaceTags,
+}
+
+/// The requests [`decide`] would accept for `job` as it is at `now` (status
+/// changes only where they change something): the lifecycle's own answer,
+/// for clients that offer only what is allowed.
+pub fn allowed_actions(job: &Job, now: DateTime<Utc>) -> Vec<UserAction> {
+    [
+        (UserAction::Confirm, Command::Confirm { reason: None }),
+        (UserAction::Cancel, Command::Cancel { reason: None }),
+        (
+            UserAction::ChangePriority,
+            Command::ChangePriority {
+                priority: job.priority,
+            },
+        ),
+        (
+            UserAction::ReplaceTags,
+            Command::ReplaceTags {
+                tags: job.tags.clone(),
+            },
+        ),
+    ]
+    .into_iter()
+    .filter(|(action, command)| match decide(job, command, now) {
+        // A status change is offered only where it would change the status
+        // (cancelling a Cancelling job is accepted, and does nothing).
+        Ok(decision) => {
+            !matches!(action, UserAction::Confirm | UserAction::Cancel)
+                || !decision.events.is_empty()
+        }
+        Err(_) => false,
+    })
+    .map(|(action, _)| action)
+    .collect()
+}
+
 /// Decides what a command does to a job: the events to record and their
 /// effects, or why not.
 pub fn decide(job: &Job, command: &Command, now: DateTime<Utc>) -> Result<Decision, DomainError> {

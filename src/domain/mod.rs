@@ -14,7 +14,8 @@ pub mod text;
 
 pub use decide::{
     AWAITING_CONFIRMATION, Decision, Effect, MANIFEST_EMPTY, REPORT_WRITE_FAILED,
-    SUSPENSION_LIMIT_EXCEEDED, TASK_FAILURE_THRESHOLD_EXCEEDED, apply, create, created, decide,
+    SUSPENSION_LIMIT_EXCEEDED, TASK_FAILURE_THRESHOLD_EXCEEDED, UserAction, allowed_actions, apply,
+    create, created, decide,
 };
 pub use event::{Command, EVENT_SCHEMA_VERSION, Event, JobCreated};
 pub use grant::BucketGrant;

@@ -885,3 +885,21 @@ proptest! {
         prop_assert_eq!(folded, job);
     }
 }
+
+#[test]
+fn allowed_actions_are_what_decide_accepts_in_each_status() {
+    use UserAction::{Cancel, ChangePriority, Confirm, ReplaceTags};
+    for status in JobStatus::ALL {
+        let job = given_in(status).job;
+        let allowed = allowed_actions(&job, t0() + TimeDelta::minutes(1));
+        let expected: &[UserAction] = match status {
+            Suspended => &[Confirm, Cancel, ChangePriority, ReplaceTags],
+            New | Preparing | Ready | Active | Pausing | Paused => {
+                &[Cancel, ChangePriority, ReplaceTags]
+            }
+            Completing | Cancelling | Failing => &[ChangePriority, ReplaceTags],
+            Complete | Cancelled | Failed => &[ReplaceTags],
+        };
+        assert_eq!(allowed, expected, "{status}");
+    }
+}
