@@ -124,6 +124,8 @@ impl Bench {
             format!("--chunk-size={}", args.chunk_size),
             "--poll-interval-ms=20".to_owned(),
             "--database-pool-size=24".to_owned(),
+            "--s3control-listen=off".to_owned(),
+            "--console-listen=off".to_owned(),
             // All watchers come from this one address.
             format!("--max-streams-per-caller={}", args.watchers + 10),
         ])

@@ -130,6 +130,10 @@ pub struct ServeConfig {
     /// boto3 and the AWS SDKs), or `off`.
     #[arg(long, env = "BATCHOPS_S3CONTROL_LISTEN", default_value = "127.0.0.1:50052", value_parser = listen_or_off)]
     pub s3control_listen: Listen,
+    /// Address of the web console (its page and JobService over gRPC-Web),
+    /// or `off`.
+    #[arg(long, env = "BATCHOPS_CONSOLE_LISTEN", default_value = "127.0.0.1:50053", value_parser = listen_or_off)]
+    pub console_listen: Listen,
     /// S3 Control requests each account may make per second (and in a
     /// burst); more are answered with TooManyRequestsException.
     #[arg(long, env = "BATCHOPS_S3CONTROL_REQUESTS_PER_SECOND", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]

@@ -43,18 +43,11 @@ pub enum ServeError {
     /// The gRPC server failed.
     #[error("server: {0}")]
     Transport(#[from] tonic::transport::Error),
-    /// The metrics address cannot be listened on.
-    #[error("cannot listen for metrics on {address}: {source}")]
-    MetricsListen {
-        /// The address.
-        address: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The S3 Control address cannot be listened on.
-    #[error("cannot listen for S3 Control on {address}: {source}")]
-    S3ControlListen {
+    /// An extra listener (metrics, S3 Control, console) cannot be bound.
+    #[error("cannot listen for {service} on {address}: {source}")]
+    Listen {
+        /// What it would serve.
+        service: &'static str,
         /// The address.
         address: String,
         /// Why.
@@ -198,13 +191,7 @@ async fn serve_on(
     );
     let engine = (!config.no_engine).then(|| tokio::spawn(engine.run(stop_engine.clone())));
     if let Some(address) = config.metrics_listen {
-        let metrics_listener =
-            TcpListener::bind(address)
-                .await
-                .map_err(|source| ServeError::MetricsListen {
-                    address: address.to_string(),
-                    source,
-                })?;
+        let metrics_listener = bind("metrics", address).await?;
         if let Ok(bound) = metrics_listener.local_addr() {
             info!(address = %bound, "serving metrics");
         }
@@ -259,13 +246,7 @@ async fn serve_on(
         buckets: operations.buckets.clone(),
     };
     if let Listen::On(address) = config.s3control_listen {
-        let s3control_listener =
-            TcpListener::bind(address)
-                .await
-                .map_err(|source| ServeError::S3ControlListen {
-                    address: address.to_string(),
-                    source,
-                })?;
+        let s3control_listener = bind("S3 Control", address).await?;
         if let Ok(address) = s3control_listener.local_addr() {
             info!(%address, "serving S3 Control");
         }
@@ -278,6 +259,26 @@ async fn serve_on(
                 max_request_bytes: config.max_request_bytes as usize,
                 rate: api::s3control::RateLimit::new(config.s3control_requests_per_second),
             },
+            stopping.clone(),
+        ));
+    }
+    if let Listen::On(address) = config.console_listen {
+        let console_listener = bind("the console", address).await?;
+        if let Ok(address) = console_listener.local_addr() {
+            info!(%address, url = %format!("http://{address}/"), "serving console");
+        }
+        let access = access.clone();
+        let grpc_web = tower::ServiceBuilder::new()
+            .layer(tonic_web::GrpcWebLayer::new())
+            .layer(RpcMetricsLayer(metrics.clone()))
+            .service(InterceptedService::new(
+                JobServiceServer::new(jobs.clone())
+                    .max_decoding_message_size(config.max_request_bytes as usize),
+                move |request| access.authenticate(request),
+            ));
+        tokio::spawn(api::console::serve(
+            console_listener,
+            tower::util::BoxCloneService::new(grpc_web),
             stopping.clone(),
         ));
     }
@@ -307,6 +308,20 @@ async fn serve_on(
     }
     served?;
     Ok(())
+}
+
+/// A listener for `service` on `address`.
+async fn bind(
+    service: &'static str,
+    address: std::net::SocketAddr,
+) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| ServeError::Listen {
+            service,
+            address: address.to_string(),
+            source,
+        })
 }
 
 /// The server's TLS settings, when --tls-cert is given.

@@ -80,6 +80,7 @@ pub struct Server {
 pub fn start_server(url: &str, objects: &std::path::Path, concurrency: u32) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_batchops"))
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(["--s3control-listen", "off", "--console-listen", "off"])
         .args([
             "--database-url",
             url,

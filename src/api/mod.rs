@@ -4,6 +4,7 @@
 //! stream limits).
 
 pub mod auth;
+pub mod console;
 mod error;
 pub mod health;
 pub mod page_token;

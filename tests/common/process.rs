@@ -13,6 +13,8 @@ pub struct ServerProcess {
     pub metrics_address: Option<std::net::SocketAddr>,
     /// Where the S3 Control listener bound, unless it was turned off.
     pub s3control_address: Option<std::net::SocketAddr>,
+    /// Where the console listener bound, unless it was turned off.
+    pub console_address: Option<std::net::SocketAddr>,
     /// Every JSON log line the process wrote so far.
     pub logs: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
 }
@@ -39,11 +41,14 @@ impl ServerProcess {
     /// waits for the address it reports.
     pub fn launch(mut command: std::process::Command) -> ServerProcess {
         use std::io::BufRead;
-        let has_s3control = command
-            .get_args()
-            .any(|arg| arg.to_string_lossy().starts_with("--s3control-listen"));
-        if !has_s3control {
-            command.args(["--s3control-listen", "127.0.0.1:0"]);
+        // The extra listeners on free ports, unless the test chose.
+        for flag in ["--s3control-listen", "--console-listen"] {
+            if !command
+                .get_args()
+                .any(|arg| arg.to_string_lossy().starts_with(flag))
+            {
+                command.args([flag, "127.0.0.1:0"]);
+            }
         }
         let mut child = command
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
@@ -73,7 +78,8 @@ impl ServerProcess {
                 let message = entry["fields"]["message"].as_str().unwrap_or_default();
                 if (message == "serving"
                     || message == "serving metrics"
-                    || message == "serving S3 Control")
+                    || message == "serving S3 Control"
+                    || message == "serving console")
                     && let Some(sender) = &found
                 {
                     let address = entry["fields"]["address"]
@@ -91,6 +97,7 @@ impl ServerProcess {
         });
         let mut metrics_address = None;
         let mut s3control_address = None;
+        let mut console_address = None;
         let address = loop {
             let (message, reported) = address
                 .recv_timeout(Duration::from_secs(30))
@@ -99,6 +106,7 @@ impl ServerProcess {
             match message.as_str() {
                 "serving" => break reported,
                 "serving metrics" => metrics_address = Some(reported),
+                "serving console" => console_address = Some(reported),
                 _ => s3control_address = Some(reported),
             }
         };
@@ -107,6 +115,7 @@ impl ServerProcess {
             address,
             metrics_address,
             s3control_address,
+            console_address,
             logs,
         }
     }

@@ -185,13 +185,12 @@ pub fn serve_config(
     if !settings.run_engine {
         args.push("--no-engine".to_owned());
     }
-    // S3 Control only where a test asks for it (on a free port).
-    if !settings
-        .extra
-        .iter()
-        .any(|arg| arg.starts_with("--s3control-listen"))
-    {
-        args.push("--s3control-listen=off".to_owned());
+    // S3 Control and the console only where a test asks for them (on a
+    // free port).
+    for flag in ["--s3control-listen", "--console-listen"] {
+        if !settings.extra.iter().any(|arg| arg.starts_with(flag)) {
+            args.push(format!("{flag}=off"));
+        }
     }
     args.extend(settings.extra.iter().cloned());
     Serve::parse_from(args).config

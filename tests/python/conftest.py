@@ -87,6 +87,7 @@ def postgres():
             "--listen", f"127.0.0.1:{port}",
             "--data-dir", str(home / "data"),
             "--s3control-listen", "off",
+            "--console-listen", "off",
             "--object-store", str(home / "objects"),
         ],
         stderr=open(log, "w"),
@@ -103,16 +104,17 @@ def postgres():
 
 
 class Server:
-    """A running `batchops serve`: its gRPC address, its S3 Control URL (when
-    it listens for S3 Control), its object directory, its log and its
-    database (a libpq URL or connection string)."""
+    """A running `batchops serve`: its gRPC address, its S3 Control and
+    console URLs (when it listens for them), its object directory, its log
+    and its database (a libpq URL or connection string)."""
 
-    def __init__(self, grpc, s3control, objects, log, database):
+    def __init__(self, grpc, s3control, objects, log, database, console=None):
         self.grpc = grpc
         self.s3control = s3control
         self.objects = objects
         self.log = log
         self.database = database
+        self.console = console
 
 
 @contextlib.contextmanager
@@ -129,6 +131,7 @@ def running_server(tmp_path, postgres, extra=()):
             BINARY, "serve",
             "--listen", f"127.0.0.1:{port}",
             "--s3control-listen", "127.0.0.1:0",
+            "--console-listen", "127.0.0.1:0",
             "--database-url", with_database(postgres, database),
             "--object-store", str(objects),
             "--poll-interval-ms", "20",
@@ -141,7 +144,9 @@ def running_server(tmp_path, postgres, extra=()):
         wait_until_serving(process, log)
         found = re.search(r"serving S3 Control address=(\S+)", log.read_text())
         s3control = f"http://{found.group(1)}" if found else None
-        yield Server(f"127.0.0.1:{port}", s3control, objects, log, with_database(postgres, database))
+        found = re.search(r"serving console address=(\S+)", log.read_text())
+        console = f"http://{found.group(1)}" if found else None
+        yield Server(f"127.0.0.1:{port}", s3control, objects, log, with_database(postgres, database), console)
     finally:
         process.terminate()
         assert process.wait(timeout=30) == 0, "server did not shut down cleanly on SIGTERM"

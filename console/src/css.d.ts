@@ -1,0 +1,2 @@
+// Stylesheets are bundled by esbuild from their imports.
+declare module "*.css";
