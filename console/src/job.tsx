@@ -112,6 +112,7 @@ export function JobPage({
             onNeedToken();
           }
         },
+        refused: setError,
       },
       stop.signal,
     );
@@ -271,12 +272,10 @@ function Actions({ account, job, onChanged }: { account: string; job: JobDescrip
   const canConfirm = allowed(JobAction.CONFIRM);
   const canCancel = allowed(JobAction.CANCEL);
   const canPrioritise = allowed(JobAction.UPDATE_PRIORITY);
-  if (isTerminal(job.status) && !canPrioritise) {
-    return null;
-  }
   return (
     <div class="panel actions">
       <h2>Actions</h2>
+      {isTerminal(job.status) && <p class="muted">This job has ended: only its tags can still change.</p>}
       <div class="action-row">
         <button
           type="button"

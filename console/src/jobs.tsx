@@ -133,6 +133,7 @@ export function JobsPage({ account, onNeedToken }: { account: string; onNeedToke
             onNeedToken();
           }
         },
+        refused: setError,
       },
       stop.signal,
     );

@@ -3,7 +3,14 @@
 
 import type { JobEvent } from "./gen/batchops/v1/job_pb";
 import type { JobProgress } from "./gen/batchops/v1/job_service_pb";
-import { jobs, needsToken, sleep, wasAborted } from "./api";
+import { Code, ConnectError } from "@connectrpc/connect";
+
+import { jobs, needsToken, problem, sleep, wasAborted } from "./api";
+
+/** Refusals that asking again would not change. */
+const isFinal = (error: unknown) =>
+  error instanceof ConnectError &&
+  [Code.PermissionDenied, Code.InvalidArgument, Code.NotFound, Code.FailedPrecondition].includes(error.code);
 
 export type Connection = "connecting" | "live" | "reconnecting" | "needs-token";
 
@@ -16,6 +23,8 @@ export interface Follower {
   progress(progress: JobProgress): void;
   /** The stream's state, for the page to show. */
   connection(state: Connection): void;
+  /** The server refused the stream for good (another account, a bad id). */
+  refused(message: string): void;
 }
 
 /**
@@ -59,6 +68,10 @@ export async function follow(
       }
       if (needsToken(error)) {
         follower.connection("needs-token");
+        return;
+      }
+      if (isFinal(error)) {
+        follower.refused(problem(error));
         return;
       }
     }
