@@ -152,6 +152,14 @@ def test_the_list_shows_new_jobs_and_their_progress_live(console, pb):
     console.page.get_by_label("Status").select_option(label="Complete")
     expect(row(console, job_id)).to_be_visible()
     assert console.not_reloaded()
+
+    # More jobs, in more statuses, for the screenshot.
+    console.page.get_by_label("Status").select_option(label="All")
+    waiting = create_job(console.server, pb, ["w1.jpg", "w2.jpg", "w3.jpg"], "nightly checksums")
+    failing = create_job(console.server, pb, ["gone-1.jpg", "gone-2.jpg", "x.jpg"], "checksums, some objects missing", confirmation=False)
+    expect(row(console, waiting).locator(".badge")).to_have_text("Suspended")
+    expect(row(console, failing).locator(".badge")).to_have_text("Complete")
+    expect(row(console, failing)).to_contain_text("2 failed")
     console.shot("jobs")
 
 
