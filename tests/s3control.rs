@@ -8,33 +8,8 @@ mod common;
 
 use std::net::SocketAddr;
 
+use common::http::exchange;
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A raw HTTP/1.1 exchange: the status and the body.
-async fn exchange(address: SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let request = format!(
-        "{head}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    // The server may answer before it has read a body it refuses.
-    let _ = stream.write_all(body).await;
-    let mut reply = Vec::new();
-    let _ = stream.read_to_end(&mut reply).await;
-    let reply = String::from_utf8_lossy(&reply).into_owned();
-    let status = reply
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP status in {reply:?}"));
-    let body = reply
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
 
 /// The `<Code>` of an AWS error document.
 fn code(body: &str) -> &str {

@@ -8,6 +8,7 @@
 
 pub mod db;
 pub mod endpoint;
+pub mod http;
 pub mod jobs;
 pub mod postgres;
 pub mod process;
