@@ -29,6 +29,7 @@ pub mod config;
 pub(crate) mod contract;
 pub mod domain;
 pub(crate) mod engine;
+mod http1;
 pub(crate) mod metrics;
 pub(crate) mod notify;
 pub mod objects;

@@ -18,7 +18,6 @@
 //! | `batchops_watch_streams` | gauge | |
 //! | `batchops_db_pool_connections` | gauge | `state` (`in_use`/`idle`/`max`) |
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -34,7 +33,7 @@ use prometheus_client::metrics::{
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use crate::contract::code_name;
 use crate::domain::{JobStatus, Operation};
@@ -256,31 +255,11 @@ pub(crate) async fn serve(
     store: Store,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    warn!(%error, "metrics listener accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => return,
-        };
+    let handler = move |request, _peer| {
         let (metrics, store) = (metrics.clone(), store.clone());
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let (metrics, store) = (metrics.clone(), store.clone());
-                async move { Ok::<_, Infallible>(respond(request, &metrics, &store).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            if let Err(error) = connection.await {
-                debug!(%peer, %error, "metrics connection ended");
-            }
-        });
-    }
+        async move { respond(request, &metrics, &store).await }
+    };
+    crate::http1::serve("metrics", listener, handler, shutdown).await;
 }
 
 async fn respond(

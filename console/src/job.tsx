@@ -19,7 +19,7 @@ import {
 import { count, duration, isTerminal, jobs, problem, when } from "./api";
 import { Item, LiveIndicator, Problem, Progress, StatusBadge } from "./components";
 import { HistoryView } from "./history";
-import { type Connection, debounced, follow } from "./live";
+import { type Connection, debounced, follow, showConnection } from "./live";
 import { ReportFiles } from "./report";
 import { TasksView } from "./tasks";
 
@@ -106,12 +106,7 @@ export function JobPage({
             current ? ({ ...current, status: progress.status, progressSummary: summary } as JobDescriptor) : current,
           );
         },
-        connection: (state) => {
-          setConnection(state);
-          if (state === "needs-token") {
-            onNeedToken();
-          }
-        },
+        connection: showConnection(setConnection, onNeedToken),
         refused: setError,
       },
       stop.signal,

@@ -11,7 +11,7 @@ import type { JobDescriptor, JobListDescriptor, JobProgressSummary } from "./gen
 import { JobStatus } from "./gen/batchops/v1/job_pb";
 import { STATUSES, jobs, problem, when } from "./api";
 import { LiveIndicator, Problem, Progress, ShortId, StatusBadge } from "./components";
-import { type Connection, debounced, follow } from "./live";
+import { type Connection, debounced, follow, showConnection } from "./live";
 
 /** What the list shows of a job. */
 interface Row {
@@ -127,12 +127,7 @@ export function JobsPage({ account, onNeedToken }: { account: string; onNeedToke
             copy.set(progress.jobId, { ...known, status: progress.status, progress: progress.progressSummary });
             return copy;
           }),
-        connection: (state) => {
-          setConnection(state);
-          if (state === "needs-token") {
-            onNeedToken();
-          }
-        },
+        connection: showConnection(setConnection, onNeedToken),
         refused: setError,
       },
       stop.signal,

@@ -81,6 +81,15 @@ export async function follow(
   }
 }
 
+/** A `connection` callback that shows the state and asks for a token. */
+export const showConnection =
+  (show: (state: Connection) => void, askForToken: () => void) => (state: Connection) => {
+    show(state);
+    if (state === "needs-token") {
+      askForToken();
+    }
+  };
+
 /**
  * Calls `run(key)` at most once per `ms` per key, with the latest call
  * always followed by a run: for re-reading a job after its events.

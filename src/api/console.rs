@@ -16,7 +16,6 @@ use tonic::body::Body;
 use tonic::transport::server::TcpConnectInfo;
 use tower::ServiceExt;
 use tower::util::BoxCloneService;
-use tracing::{debug, warn};
 
 /// `JobService` as the console calls it: gRPC-Web requests in, responses out.
 pub type GrpcWeb = BoxCloneService<Request<Incoming>, Response<Body>, Infallible>;
@@ -54,45 +53,16 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
 /// Serves the console on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, grpc_web: GrpcWeb, shutdown: CancellationToken) {
     let local = listener.local_addr().ok();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    warn!(%error, "console listener accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => return,
-        };
-        let _ = stream.set_nodelay(true);
-        let grpc_web = grpc_web.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let handler = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-                // The caller's address, as the gRPC listener gives it, for
-                // the per-caller stream limit when there are no tokens.
-                request.extensions_mut().insert(TcpConnectInfo {
-                    local_addr: local,
-                    remote_addr: Some(peer),
-                });
-                let grpc_web = grpc_web.clone();
-                async move { Ok::<_, Infallible>(respond(request, grpc_web).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), handler);
-            tokio::pin!(connection);
-            tokio::select! {
-                ended = connection.as_mut() => {
-                    if let Err(error) = ended {
-                        debug!(%peer, %error, "console connection ended");
-                    }
-                }
-                () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
-            }
+    let handler = move |mut request: Request<Incoming>, peer| {
+        // The caller's address, as the gRPC listener gives it, for the
+        // per-caller stream limit when there are no tokens.
+        request.extensions_mut().insert(TcpConnectInfo {
+            local_addr: local,
+            remote_addr: Some(peer),
         });
-    }
+        respond(request, grpc_web.clone())
+    };
+    crate::http1::serve("console", listener, handler, shutdown).await;
 }
 
 /// A gRPC-Web call goes to the service; a GET to an embedded file.

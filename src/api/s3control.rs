@@ -13,7 +13,6 @@
 //! `--auth-tokens`, requests must carry a valid Signature Version 4 from an
 //! access key of the tokens file.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -21,7 +20,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::JobApi;
 use super::auth::Access;
@@ -155,32 +154,11 @@ fn aws_error(status: &Status, call: Call) -> AwsError {
 /// Serves S3 Control on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, service: S3Control, shutdown: CancellationToken) {
     let service = Arc::new(service);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    warn!(%error, "S3 Control listener accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => return,
-        };
-        let _ = stream.set_nodelay(true);
+    let handler = move |request, _peer| {
         let service = service.clone();
-        tokio::spawn(async move {
-            let handler = hyper::service::service_fn(move |request| {
-                let service = service.clone();
-                async move { Ok::<_, Infallible>(service.respond(request).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), handler);
-            if let Err(error) = connection.await {
-                debug!(%peer, %error, "S3 Control connection ended");
-            }
-        });
-    }
+        async move { service.respond(request).await }
+    };
+    crate::http1::serve("S3 Control", listener, handler, shutdown).await;
 }
 
 impl S3Control {

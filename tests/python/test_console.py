@@ -6,6 +6,7 @@ without a reload. Screenshots of each page go to target/console-screenshots."""
 import json
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from conftest import ROOT, running_server
 
 ACCOUNT = "111122223333"
 OTHER = "444455556666"
+SUSPENDED = 3  # batchops.v1.JobStatus.JOB_STATUS_SUSPENDED
 SHOTS = ROOT / "target" / "console-screenshots"
 
 
@@ -122,6 +124,20 @@ def create_job(server, pb, keys, description, confirmation=True, account=ACCOUNT
         else None,
     )
     return client.CreateJob(request, timeout=10, metadata=metadata).job_id
+
+
+def wait_for_status(server, pb, job_id, status, account=ACCOUNT):
+    """Polls DescribeJob until the job has `status` (a JobStatus number),
+    for steps that must not start before the server has moved the job."""
+    client, _ = stub(server, pb)
+    _, service_pb2, _ = pb
+    deadline = time.monotonic() + 30
+    while True:
+        job = client.DescribeJob(service_pb2.DescribeJobRequest(account_id=account, job_id=job_id), timeout=10).job
+        if job.status == status:
+            return
+        assert time.monotonic() < deadline, f"job {job_id} stayed in status {job.status}, not {status}"
+        time.sleep(0.05)
 
 
 def row(console, job_id):
@@ -250,6 +266,9 @@ def test_cancel_with_a_reason_and_a_refusal_shows_the_servers_message(console, p
     # A race: another client confirms the job while this page, its live
     # stream cut, still shows it Suspended. The server's refusal is shown.
     racing = create_job(console.server, pb, ["r.jpg"], "raced")
+    # Without its live stream the page cannot see Preparing end: open it once
+    # the job is Suspended.
+    wait_for_status(console.server, pb, racing, SUSPENDED)
     page.route("**/batchops.v1.JobService/WatchJobs", lambda route: route.abort())
     page.goto(console.server.console + f"/#/jobs/{racing}")
     expect(page.locator(".page-head .badge")).to_have_text("Suspended")
