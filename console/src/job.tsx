@@ -160,13 +160,27 @@ export function JobPage({
       </nav>
       <Problem message={error} />
       {tab === "overview" && (
-        <Overview account={account} job={job} samples={samples.current} onChanged={() => refreshRef.current()} />
+        <Overview
+          account={account}
+          job={job}
+          samples={samples.current}
+          onChanged={(known) => {
+            if (known) {
+              setJob((current) => (current ? ({ ...current, ...known } as JobDescriptor) : current));
+            }
+            refreshRef.current();
+          }}
+        />
       )}
       {tab === "history" && <HistoryView account={account} jobId={job.jobId} changes={changes} />}
       {tab === "tasks" && <TasksView account={account} jobId={job.jobId} />}
     </section>
   );
 }
+
+/** Asks the page to describe the job again, showing what is `known` of the
+ * change (from the server's own acceptance) until the answer comes. */
+type Changed = (known?: Partial<JobDescriptor>) => void;
 
 function Overview({
   account,
@@ -177,7 +191,7 @@ function Overview({
   account: string;
   job: JobDescriptor;
   samples: Sample[];
-  onChanged: () => void;
+  onChanged: Changed;
 }) {
   const summary = job.progressSummary;
   const total = Number(summary?.totalNumberOfTasks ?? 0n);
@@ -486,21 +500,17 @@ function Details({ job }: { job: JobDescriptor }) {
   );
 }
 
-function TagEditor({ account, job, onChanged }: { account: string; job: JobDescriptor; onChanged: () => void }) {
-  const [tags, setTags] = useState<Tag[]>(job.tags);
-  const [dirty, setDirty] = useState(false);
+function TagEditor({ account, job, onChanged }: { account: string; job: JobDescriptor; onChanged: Changed }) {
+  // The tags being edited, or null while the job's own tags are shown: a
+  // draft is never overwritten by a refresh of the job.
+  const [draft, setDraft] = useState<Tag[] | null>(null);
   const [message, setMessage] = useState("");
   const [refusal, setRefusal] = useState("");
   const allowed = job.allowedActions.includes(JobAction.UPDATE_TAGS);
-  useEffect(() => {
-    if (!dirty) {
-      setTags(job.tags);
-    }
-  }, [job.tags]);
-  const edit = (index: number, field: "key" | "value", value: string) => {
-    setDirty(true);
-    setTags(tags.map((tag, i) => (i === index ? ({ ...tag, [field]: value } as Tag) : tag)));
-  };
+  const tags = draft ?? job.tags;
+  const change = (edit: (tags: Tag[]) => Tag[]) => setDraft((current) => edit(current ?? job.tags));
+  const edit = (index: number, field: "key" | "value", value: string) =>
+    change((tags) => tags.map((tag, i) => (i === index ? ({ ...tag, [field]: value } as Tag) : tag)));
   const save = async (replacement: Tag[]) => {
     setMessage("");
     setRefusal("");
@@ -514,10 +524,9 @@ function TagEditor({ account, job, onChanged }: { account: string; job: JobDescr
           tags: replacement.map(({ key, value }) => ({ key, value })),
         });
       }
-      setDirty(false);
-      setTags(replacement);
+      setDraft(null);
       setMessage("Tags saved.");
-      onChanged();
+      onChanged({ tags: replacement });
     } catch (failure) {
       setRefusal(problem(failure));
     }
@@ -558,10 +567,7 @@ function TagEditor({ account, job, onChanged }: { account: string; job: JobDescr
             type="button"
             disabled={!allowed}
             aria-label={`Remove tag ${tag.key}`}
-            onClick={() => {
-              setDirty(true);
-              setTags(tags.filter((_, i) => i !== index));
-            }}
+            onClick={() => change((tags) => tags.filter((_, i) => i !== index))}
           >
             Remove
           </button>
@@ -571,14 +577,11 @@ function TagEditor({ account, job, onChanged }: { account: string; job: JobDescr
         <button
           type="button"
           disabled={!allowed || tags.length >= 50}
-          onClick={() => {
-            setDirty(true);
-            setTags([...tags, { key: "", value: "" } as Tag]);
-          }}
+          onClick={() => change((tags) => [...tags, { key: "", value: "" } as Tag])}
         >
           Add tag
         </button>
-        <button type="submit" class="primary" disabled={!allowed || !dirty}>
+        <button type="submit" class="primary" disabled={!allowed || draft === null}>
           Save tags
         </button>
       </div>
