@@ -135,7 +135,7 @@ impl Engine {
         let permits = Arc::new(tokio::sync::Semaphore::new(
             self.config.task_concurrency.max(1),
         ));
-        let workers = 2.min(self.config.task_concurrency.max(1));
+        let workers = 4.min(self.config.task_concurrency.max(1));
         let mut loops = tokio::task::JoinSet::new();
         loops.spawn(preparer::run(self.clone(), shutdown.clone()));
         loops.spawn(scheduler::run(self.clone(), shutdown.clone()));

@@ -19,7 +19,7 @@ use super::gate::ChunkRun;
 use super::{Engine, Round, Wakers, run_rounds};
 use crate::domain::{AccountId, Effect, Operation};
 use crate::domain::{Task, TaskResult};
-use crate::objects::TaskOperation;
+use crate::objects::{LocalOperation, TaskOperation, TaskOutcome};
 use crate::store::{ClaimedChunk, StoreError, tasks};
 
 pub(super) async fn run(engine: Engine, permits: Arc<Semaphore>, shutdown: CancellationToken) {
@@ -108,7 +108,9 @@ struct ChunkOutcome {
 
 /// Starts the chunk's tasks strictly in order, each once a process-wide
 /// permit is free (at most `task_concurrency` run at once), and stops
-/// starting them once the gate says so; tasks already started finish.
+/// starting them once the gate says so; tasks already started finish. File
+/// work on a directory store goes a run of tasks per permit, on one
+/// blocking thread, instead of a thread hand-off for every file step.
 async fn run_tasks(
     engine: &Engine,
     chunk: &ClaimedChunk,
@@ -120,6 +122,12 @@ async fn run_tasks(
         &chunk.operation,
         chunk.bucket_grant.as_ref(),
     );
+    let local = operation.local();
+    let per_permit = if local.is_some() {
+        local_run_length(chunk.tasks.len(), engine.config.task_concurrency)
+    } else {
+        1
+    };
     let mut running = FuturesUnordered::new();
     let mut results = Vec::with_capacity(chunk.tasks.len());
     let mut started = 0;
@@ -131,15 +139,131 @@ async fn run_tasks(
                 if gate.is_stopped() {
                     continue;
                 }
-                let task = &chunk.tasks[started];
-                running.push(run_task(engine, &chunk.operation, operation.as_ref(), task, permits, permit, gate));
-                started += 1;
+                let end = (started + per_permit).min(chunk.tasks.len());
+                let run = TaskRun {
+                    engine,
+                    spec: &chunk.operation,
+                    operation: operation.as_ref(),
+                    permits,
+                    gate,
+                };
+                running.push(run.tasks(&chunk.tasks[started..end], local.clone(), permit));
+                started = end;
             }
-            Some(result) = running.next(), if !running.is_empty() => results.push(result),
+            Some(done) = running.next(), if !running.is_empty() => results.extend(done),
             else => break,
         }
     }
     ChunkOutcome { results, started }
+}
+
+/// The most tasks one blocking thread runs in a row.
+const MAX_LOCAL_RUN: usize = 32;
+
+/// How many tasks of a chunk of `tasks` one permit runs as file work: the
+/// chunk spread over the permits, so that all of them are used, in runs
+/// short enough that a stopped job stops soon.
+fn local_run_length(tasks: usize, concurrency: usize) -> usize {
+    tasks.div_ceil(concurrency.max(1)).clamp(1, MAX_LOCAL_RUN)
+}
+
+/// What running some of a chunk's tasks needs.
+#[derive(Clone, Copy)]
+struct TaskRun<'a> {
+    engine: &'a Engine,
+    spec: &'a Operation,
+    operation: &'a dyn TaskOperation,
+    permits: &'a Semaphore,
+    gate: &'a ChunkRun,
+}
+
+impl<'a> TaskRun<'a> {
+    /// Runs `tasks` on `permit` (one after another, on one blocking thread
+    /// when the operation is `local`), then retries each transient failure
+    /// on permits of its own; gives every task's result.
+    async fn tasks(
+        self,
+        tasks: &'a [Task],
+        local: Option<Arc<dyn LocalOperation>>,
+        permit: SemaphorePermit<'a>,
+    ) -> Vec<TaskResult> {
+        let first = match local {
+            Some(local) => run_blocking(local, tasks.to_vec()).await,
+            None => {
+                let mut outcomes = Vec::with_capacity(tasks.len());
+                for task in tasks {
+                    let started = Instant::now();
+                    let outcome = self.operation.run(task).await;
+                    outcomes.push((outcome, started.elapsed()));
+                }
+                outcomes
+            }
+        };
+        drop(permit);
+        let mut results = Vec::with_capacity(tasks.len());
+        for (task, (outcome, took)) in tasks.iter().zip(first) {
+            let retrying = Instant::now();
+            let outcome = self.retried(task, outcome).await;
+            let result = outcome.into_result(task);
+            self.engine.metrics.task_finished(
+                self.spec,
+                result.succeeded,
+                took + retrying.elapsed(),
+            );
+            results.push(result);
+        }
+        results
+    }
+
+    /// Retries a transient failure with exponential backoff and full
+    /// jitter (each retry waits for a permit of its own); the last
+    /// attempt's outcome is the result. No retry starts once the job has
+    /// left Active.
+    async fn retried(&self, task: &Task, mut outcome: TaskOutcome) -> TaskOutcome {
+        let config = &self.engine.config;
+        let mut attempt = 1;
+        while outcome.retryable && attempt < config.task_max_attempts && !self.gate.is_stopped() {
+            let delay = retry_delay(attempt, config.retry_base_delay, config.retry_max_delay);
+            debug!(task = task.number, attempt, ?delay, error = ?outcome.error_code, "retrying task");
+            tokio::time::sleep(delay).await;
+            let _permit = self.permits.acquire().await;
+            // The job may have left Active while this task waited.
+            if self.gate.is_stopped() {
+                break;
+            }
+            self.engine.metrics.task_retried(self.spec);
+            outcome = self.operation.run(task).await;
+            attempt += 1;
+        }
+        outcome
+    }
+}
+
+/// Runs `tasks` one after another on one blocking thread, with how long
+/// each took.
+async fn run_blocking(
+    local: Arc<dyn LocalOperation>,
+    tasks: Vec<Task>,
+) -> Vec<(TaskOutcome, Duration)> {
+    let count = tasks.len();
+    tokio::task::spawn_blocking(move || {
+        tasks
+            .iter()
+            .map(|task| {
+                let started = Instant::now();
+                let outcome = local.run_blocking(task);
+                (outcome, started.elapsed())
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_else(|_| {
+        // A panic in file work: each task is tried again on its own.
+        let failed =
+            TaskOutcome::failure(500, "InternalError", "the operation stopped unexpectedly")
+                .retryable();
+        vec![(failed, Duration::ZERO); count]
+    })
 }
 
 /// The fallback of the gate: stops the chunk once its job is no longer
@@ -157,44 +281,6 @@ async fn watch_status(engine: &Engine, chunk: &ClaimedChunk, gate: &ChunkRun) {
             gate.stop();
         }
     }
-}
-
-/// Runs one task on `permit`, retrying transient failures with exponential
-/// backoff and full jitter (each retry waits for a permit of its own); the
-/// last attempt's outcome is the result. No retry starts once the job has
-/// left Active.
-async fn run_task(
-    engine: &Engine,
-    spec: &Operation,
-    operation: &dyn TaskOperation,
-    task: &Task,
-    permits: &Semaphore,
-    permit: SemaphorePermit<'_>,
-    gate: &ChunkRun,
-) -> TaskResult {
-    let config = &engine.config;
-    let started = Instant::now();
-    let mut outcome = operation.run(task).await;
-    drop(permit);
-    let mut attempt = 1;
-    while outcome.retryable && attempt < config.task_max_attempts && !gate.is_stopped() {
-        let delay = retry_delay(attempt, config.retry_base_delay, config.retry_max_delay);
-        debug!(task = task.number, attempt, ?delay, error = ?outcome.error_code, "retrying task");
-        tokio::time::sleep(delay).await;
-        let _permit = permits.acquire().await;
-        // The job may have left Active while this task waited.
-        if gate.is_stopped() {
-            break;
-        }
-        engine.metrics.task_retried(spec);
-        outcome = operation.run(task).await;
-        attempt += 1;
-    }
-    let result = outcome.into_result(task);
-    engine
-        .metrics
-        .task_finished(spec, result.succeeded, started.elapsed());
-    result
 }
 
 /// A random delay up to `base × 2^(attempt-1)`, capped at `max`.
@@ -235,5 +321,15 @@ mod tests {
         let spread: std::collections::HashSet<Duration> =
             (0..50).map(|_| retry_delay(3, base, max)).collect();
         assert!(spread.len() > 10, "delays are jittered");
+    }
+
+    #[test]
+    fn file_work_spreads_a_chunk_over_every_permit_in_short_runs() {
+        assert_eq!(local_run_length(256, 16), 16);
+        assert_eq!(local_run_length(250, 16), 16);
+        assert_eq!(local_run_length(10, 16), 1);
+        assert_eq!(local_run_length(0, 16), 1);
+        assert_eq!(local_run_length(100_000, 16), MAX_LOCAL_RUN);
+        assert_eq!(local_run_length(256, 0), MAX_LOCAL_RUN);
     }
 }

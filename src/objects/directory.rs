@@ -15,7 +15,8 @@
 use std::{
     ffi::CStr,
     fs::File,
-    io::Write,
+    io::{Read, Write},
+    ops::ControlFlow,
     os::{
         fd::{AsFd, BorrowedFd, OwnedFd},
         unix::fs::FileExt,
@@ -458,15 +459,8 @@ impl ObjectStore for DirectoryStore {
 
     async fn delete(&self, location: &Path) -> Result<()> {
         let location = location.clone();
-        self.blocking(move |store| {
-            let (parent, name) = store.parent(&location, false)?;
-            let stat = rustix::fs::statat(&parent, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(|error| walk_error(&location, error))?;
-            require_regular(&location, &stat)?;
-            rustix::fs::unlinkat(&parent, name.as_str(), AtFlags::empty())
-                .map_err(|error| walk_error(&location, error))
-        })
-        .await
+        self.blocking(move |store| store.delete_blocking(&location))
+            .await
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
@@ -522,15 +516,92 @@ impl DirectoryStore {
     async fn copy_object(&self, from: &Path, to: &Path, exclusive: bool) -> Result<()> {
         let (from, to) = (from.clone(), to.clone());
         self.blocking(move |store| {
-            let (mut source, _) = store.open_regular(&from)?;
-            let mut staged = store.stage(&to)?;
-            std::io::copy(&mut source, &mut &*staged.file)
-                .map_err(|error| io_error(&to, &error))?;
-            staged.commit(exclusive).map(|_| ())
+            store
+                .copy_blocking(&from, &to, exclusive, &mut || ControlFlow::Continue(()))
+                .map(|_| ())
         })
         .await
     }
+
+    /// Reads the object at `location` on the calling thread, handing its
+    /// bytes to `consume` in pieces of at most `buffer.len()`, as many as the
+    /// file had when it was opened. `consume` may stop the read early, which
+    /// is then reported as `Stopped`.
+    pub fn read_blocking(
+        &self,
+        location: &Path,
+        buffer: &mut [u8],
+        mut consume: impl FnMut(&[u8]) -> ControlFlow<()>,
+    ) -> Result<Finished> {
+        let (file, stat) = self.open_regular(location)?;
+        let mut left = stat.st_size.max(0) as u64;
+        while left > 0 {
+            let want = buffer
+                .len()
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
+            let read = match (&file).read(&mut buffer[..want]) {
+                Ok(0) => break,
+                Ok(read) => read,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(io_error(location, &error)),
+            };
+            left -= read as u64;
+            if consume(&buffer[..read]).is_break() {
+                return Ok(Finished::Stopped);
+            }
+        }
+        Ok(Finished::Done)
+    }
+
+    /// Deletes the object at `location` on the calling thread.
+    pub fn delete_blocking(&self, location: &Path) -> Result<()> {
+        let (parent, name) = self.parent(location, false)?;
+        let stat = rustix::fs::statat(&parent, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|error| walk_error(location, error))?;
+        require_regular(location, &stat)?;
+        rustix::fs::unlinkat(&parent, name.as_str(), AtFlags::empty())
+            .map_err(|error| walk_error(location, error))
+    }
+
+    /// Copies the object at `from` to `to` on the calling thread (in the
+    /// kernel where it can), asking `proceed` between pieces of
+    /// `COPY_PIECE` bytes whether to go on; a stopped copy leaves nothing
+    /// at `to`. With `exclusive`, an object already at `to` fails the copy.
+    pub fn copy_blocking(
+        &self,
+        from: &Path,
+        to: &Path,
+        exclusive: bool,
+        proceed: &mut dyn FnMut() -> ControlFlow<()>,
+    ) -> Result<Finished> {
+        let (source, _) = self.open_regular(from)?;
+        let mut staged = self.stage(to)?;
+        loop {
+            let copied = std::io::copy(&mut (&source).take(COPY_PIECE), &mut &*staged.file)
+                .map_err(|error| io_error(to, &error))?;
+            if copied == 0 {
+                break;
+            }
+            if proceed().is_break() {
+                return Ok(Finished::Stopped);
+            }
+        }
+        staged.commit(exclusive)?;
+        Ok(Finished::Done)
+    }
 }
+
+/// How a blocking read or copy ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// All of the object was read or copied.
+    Done,
+    /// The caller stopped it part way.
+    Stopped,
+}
+
+/// Bytes a copy moves between two looks at whether to go on.
+const COPY_PIECE: u64 = 8 << 20;
 
 /// Whether `name` in `at` is a symbolic link.
 fn is_link(at: BorrowedFd<'_>, name: &str) -> bool {

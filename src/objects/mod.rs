@@ -19,7 +19,7 @@ use std::{
 use object_store::{ObjectStore, aws::AmazonS3Builder, path::Path};
 
 use directory::DirectoryStore;
-pub use outcome::{TaskOperation, TaskOutcome};
+pub use outcome::{LocalOperation, TaskOperation, TaskOutcome};
 
 /// Why an object store URL was refused.
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +76,9 @@ pub struct Buckets {
 
 #[derive(Clone)]
 enum Backend {
-    Directory(Arc<dyn ObjectStore>),
+    /// One store for every bucket, as an `ObjectStore` and as itself (for
+    /// operations that run as plain file work).
+    Directory(Arc<dyn ObjectStore>, DirectoryStore),
     S3(Arc<Mutex<HashMap<String, Arc<dyn ObjectStore>>>>),
 }
 
@@ -94,7 +96,7 @@ impl Buckets {
                         path: path.display().to_string(),
                         source,
                     })?;
-                Backend::Directory(Arc::new(store))
+                Backend::Directory(Arc::new(store.clone()), store)
             }
             "s3" => Backend::S3(Arc::default()),
             other => return Err(StoreUrlError::UnsupportedScheme(other.to_owned())),
@@ -102,12 +104,20 @@ impl Buckets {
         Ok(Buckets { backend })
     }
 
+    /// The directory store every bucket is in, when buckets are directories.
+    pub fn directory(&self) -> Option<&DirectoryStore> {
+        match &self.backend {
+            Backend::Directory(_, files) => Some(files),
+            Backend::S3(_) => None,
+        }
+    }
+
     /// The store and path of `key` in `bucket`; keys that could leave their
     /// bucket are refused (see [`object_path`]).
     pub fn locate(&self, bucket: &str, key: &str) -> Result<ObjectRef, InvalidKey> {
         let path = object_path(bucket, key)?;
         match &self.backend {
-            Backend::Directory(store) => Ok(ObjectRef {
+            Backend::Directory(store, _) => Ok(ObjectRef {
                 store: store.clone(),
                 path,
             }),
@@ -150,7 +160,7 @@ impl Buckets {
         let parse =
             |text: String| Path::parse(text).map_err(|_| InvalidKey::Key(key_prefix.to_owned()));
         match &self.backend {
-            Backend::Directory(store) => Ok(Listing {
+            Backend::Directory(store, _) => Ok(Listing {
                 store: store.clone(),
                 directory: Some(if directory.is_empty() {
                     parse(bucket.to_owned())?

@@ -2,15 +2,16 @@
 //! [`TaskOutcome`] carrying what S3 would report: success or failure, the
 //! HTTP status code, an error code and a result message.
 
-use std::sync::Arc;
+use std::{ops::ControlFlow, sync::Arc};
 
 use futures::{StreamExt, future::BoxFuture};
 use object_store::{
     Attribute, AttributeValue, Attributes, GetOptions, PutMultipartOptions, WriteMultipart,
 };
 
+use super::directory::{DirectoryStore, Finished};
 use super::invoke::{Allowlist, Invoke, InvokeLimits};
-use super::outcome::{TaskOperation, TaskOutcome};
+use super::outcome::{Deadline, LocalOperation, TaskOperation, TaskOutcome};
 use super::{Buckets, ObjectRef};
 use crate::domain::{
     BucketGrant, ChecksumAlgorithm, CopySpec, JobId, MetadataDirective, ObjectMetadata, Operation,
@@ -77,7 +78,9 @@ impl OperationContext {
     }
 
     /// The implementation of one job's operation: refusing objects outside
-    /// the job's bucket grant and bounding every attempt by the timeout.
+    /// the job's bucket grant and bounding every attempt by the timeout. On
+    /// a directory store, checksums, deletions and plain copies are plain
+    /// file work, which the engine may run several at a time on one thread.
     pub fn for_operation(
         &self,
         job_id: JobId,
@@ -87,11 +90,39 @@ impl OperationContext {
         if let Some(replacement) = &self.replacement {
             return replacement.clone();
         }
+        let grant = grant.cloned();
+        let timeout = self.limits.timeout;
+        if let Some(files) = self.file_operation(operation) {
+            return Arc::new(Local {
+                files,
+                grant,
+                timeout,
+            });
+        }
         Arc::new(Bounded {
             inner: self.operation(job_id, operation),
-            grant: grant.cloned(),
-            timeout: self.limits.timeout,
+            grant,
+            timeout,
         })
+    }
+
+    fn file_operation(&self, operation: &Operation) -> Option<Arc<dyn FileOperation>> {
+        let store = self.buckets.directory()?.clone();
+        match operation {
+            Operation::ComputeObjectChecksum { algorithm } => Some(Arc::new(FileChecksum {
+                store,
+                algorithm: *algorithm,
+            })),
+            Operation::DeleteObject => Some(Arc::new(FileDelete { store })),
+            Operation::PutObjectCopy(spec) if spec.metadata == MetadataDirective::Copy => {
+                Some(Arc::new(FileCopy {
+                    store,
+                    target_bucket: spec.target_bucket.clone(),
+                    target_key_prefix: spec.target_key_prefix.clone(),
+                }))
+            }
+            _ => None,
+        }
     }
 
     fn operation(&self, job_id: JobId, operation: &Operation) -> Arc<dyn TaskOperation> {
@@ -117,6 +148,20 @@ impl OperationContext {
     }
 }
 
+/// The `AccessDenied` failure of a task whose bucket the job's grant
+/// does not cover, checked before anything is touched.
+fn refused_by(grant: Option<&BucketGrant>, task: &Task) -> Option<TaskOutcome> {
+    grant
+        .filter(|grant| !grant.permits(&task.object.bucket))
+        .map(|_| {
+            TaskOutcome::failure(
+                403,
+                "AccessDenied",
+                "the job's token does not grant the object's bucket",
+            )
+        })
+}
+
 /// An operation within a job's bounds: an object in a bucket the job was
 /// not granted fails with `AccessDenied` before anything is touched, and an
 /// attempt that outlives the timeout fails with `RequestTimeout` (retried
@@ -130,29 +175,174 @@ struct Bounded {
 impl TaskOperation for Bounded {
     fn run<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, TaskOutcome> {
         Box::pin(async move {
-            if let Some(grant) = &self.grant
-                && !grant.permits(&task.object.bucket)
-            {
-                return TaskOutcome::failure(
-                    403,
-                    "AccessDenied",
-                    "the job's token does not grant the object's bucket",
-                );
+            if let Some(refused) = refused_by(self.grant.as_ref(), task) {
+                return refused;
             }
+            let deadline = Deadline::after(self.timeout);
             match tokio::time::timeout(self.timeout, self.inner.run(task)).await {
                 Ok(outcome) => outcome,
-                Err(_) => TaskOutcome::failure(
-                    500,
-                    "RequestTimeout",
-                    format!(
-                        "the operation did not finish within {} s",
-                        self.timeout.as_secs_f64()
-                    ),
-                )
-                .retryable(),
+                Err(_) => deadline.outcome(),
             }
         })
     }
+}
+
+/// An operation on a directory store's files, done on the calling thread.
+trait FileOperation: Send + Sync {
+    /// Runs it once on `task`'s object, giving up once past `deadline`.
+    fn run_file(&self, task: &Task, deadline: &Deadline) -> TaskOutcome;
+}
+
+/// A file operation within a job's bounds (as [`Bounded`]): the engine
+/// runs it through [`LocalOperation`] on a blocking thread of its choosing,
+/// a lone retry through [`TaskOperation`] on one of its own.
+#[derive(Clone)]
+struct Local {
+    files: Arc<dyn FileOperation>,
+    grant: Option<BucketGrant>,
+    timeout: std::time::Duration,
+}
+
+impl LocalOperation for Local {
+    fn run_blocking(&self, task: &Task) -> TaskOutcome {
+        if let Some(refused) = refused_by(self.grant.as_ref(), task) {
+            return refused;
+        }
+        self.files.run_file(task, &Deadline::after(self.timeout))
+    }
+}
+
+impl TaskOperation for Local {
+    fn run<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, TaskOutcome> {
+        let local = self.clone();
+        let task = task.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || local.run_blocking(&task))
+                .await
+                .unwrap_or_else(|_| {
+                    TaskOutcome::failure(500, "InternalError", "the operation stopped unexpectedly")
+                        .retryable()
+                })
+        })
+    }
+
+    fn local(&self) -> Option<Arc<dyn LocalOperation>> {
+        Some(Arc::new(self.clone()))
+    }
+}
+
+/// Bytes read from a file at a time.
+const READ_BUFFER: usize = 256 << 10;
+
+thread_local! {
+    /// Each blocking thread's read buffer, reused from task to task.
+    static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The checksum of a file, read on the calling thread in pieces of
+/// `READ_BUFFER` bytes, so memory stays flat whatever the object's size.
+struct FileChecksum {
+    store: DirectoryStore,
+    algorithm: ChecksumAlgorithm,
+}
+
+impl FileOperation for FileChecksum {
+    fn run_file(&self, task: &Task, deadline: &Deadline) -> TaskOutcome {
+        let path = match file_path(task, "object versions") {
+            Ok(path) => path,
+            Err(refused) => return refused,
+        };
+        let mut hasher = Checksummer::new(self.algorithm);
+        let read = BUFFER.with_borrow_mut(|buffer| {
+            buffer.resize(READ_BUFFER, 0);
+            self.store.read_blocking(&path, buffer, |bytes| {
+                hasher.update(bytes);
+                if deadline.passed() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+        });
+        match read {
+            Ok(Finished::Done) => checksum_outcome(self.algorithm, &hasher.finish()),
+            Ok(Finished::Stopped) => deadline.outcome(),
+            Err(error) => object_error(error),
+        }
+    }
+}
+
+/// Deletes a file; like S3, deleting a missing key succeeds.
+struct FileDelete {
+    store: DirectoryStore,
+}
+
+impl FileOperation for FileDelete {
+    fn run_file(&self, task: &Task, _deadline: &Deadline) -> TaskOutcome {
+        let path = match file_path(task, "deleting object versions") {
+            Ok(path) => path,
+            Err(refused) => return refused,
+        };
+        match self.store.delete_blocking(&path) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted(),
+            Err(error) => object_error(error),
+        }
+    }
+}
+
+/// Copies a file to the target bucket, keeping what it is (a COPY
+/// directive: a directory store keeps no other metadata).
+struct FileCopy {
+    store: DirectoryStore,
+    target_bucket: String,
+    target_key_prefix: String,
+}
+
+impl FileOperation for FileCopy {
+    fn run_file(&self, task: &Task, deadline: &Deadline) -> TaskOutcome {
+        let from = match file_path(task, "copying object versions") {
+            Ok(from) => from,
+            Err(refused) => return refused,
+        };
+        let target_key = format!("{}{}", self.target_key_prefix, task.object.key);
+        let to = match super::object_path(&self.target_bucket, &target_key) {
+            Ok(to) => to,
+            Err(invalid) => return TaskOutcome::failure(400, "InvalidKey", invalid.to_string()),
+        };
+        let mut proceed = || {
+            if deadline.passed() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        };
+        match self.store.copy_blocking(&from, &to, false, &mut proceed) {
+            Ok(Finished::Done) => copied(&self.target_bucket, &target_key),
+            Ok(Finished::Stopped) => deadline.outcome(),
+            Err(error) => object_error(error),
+        }
+    }
+}
+
+/// The path of a task's object in a directory store, or the failure of a
+/// task it cannot be (a key that leaves its bucket, a version id: files
+/// have no versions).
+fn file_path(task: &Task, versions: &str) -> Result<object_store::path::Path, TaskOutcome> {
+    let path = super::object_path(&task.object.bucket, &task.object.key)
+        .map_err(|invalid| TaskOutcome::failure(400, "InvalidKey", invalid.to_string()))?;
+    if task.object.version_id.is_some() {
+        return Err(unversioned(versions));
+    }
+    Ok(path)
+}
+
+/// The failure of a task naming a version on a store without versions.
+fn unversioned(versions: &str) -> TaskOutcome {
+    TaskOutcome::failure(
+        501,
+        "NotImplemented",
+        format!("this object store does not support {versions}"),
+    )
 }
 
 /// Streams an object and computes its checksum.
@@ -185,16 +375,30 @@ impl TaskOperation for ComputeChecksum {
                     Err(error) => return object_error(error),
                 }
             }
-            let digest = hasher.finish();
-            let message = serde_json::json!({
-                "checksumAlgorithm": self.algorithm.s3_name(),
-                "checksumType": "FULL_OBJECT",
-                "checksumBase64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &digest),
-                "checksumHex": hex::encode(&digest),
-            });
-            TaskOutcome::success(200, message.to_string())
+            checksum_outcome(self.algorithm, &hasher.finish())
         })
     }
+}
+
+/// A checksum task's success, with the checksum as S3 reports it.
+fn checksum_outcome(algorithm: ChecksumAlgorithm, digest: &[u8]) -> TaskOutcome {
+    let message = serde_json::json!({
+        "checksumAlgorithm": algorithm.s3_name(),
+        "checksumType": "FULL_OBJECT",
+        "checksumBase64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, digest),
+        "checksumHex": hex::encode(digest),
+    });
+    TaskOutcome::success(200, message.to_string())
+}
+
+/// A deletion's success.
+fn deleted() -> TaskOutcome {
+    TaskOutcome::success(204, "deleted")
+}
+
+/// A copy's success.
+fn copied(target_bucket: &str, target_key: &str) -> TaskOutcome {
+    TaskOutcome::success(200, format!("copied to {target_bucket}/{target_key}"))
 }
 
 /// Deletes an object. Like S3, deleting a missing key succeeds.
@@ -210,16 +414,10 @@ impl TaskOperation for DeleteObject {
                 Err(refused) => return refused,
             };
             if task.object.version_id.is_some() {
-                return TaskOutcome::failure(
-                    501,
-                    "NotImplemented",
-                    "this object store does not support deleting object versions",
-                );
+                return unversioned("deleting object versions");
             }
             match object.store.delete(&object.path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
-                    TaskOutcome::success(204, "deleted")
-                }
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted(),
                 Err(error) => object_error(error),
             }
         })
@@ -247,13 +445,9 @@ impl TaskOperation for PutObjectCopy {
                 }
             };
             if task.object.version_id.is_some() {
-                return TaskOutcome::failure(
-                    501,
-                    "NotImplemented",
-                    "this object store does not support copying object versions",
-                );
+                return unversioned("copying object versions");
             }
-            let copied = match &self.spec.metadata {
+            let outcome = match &self.spec.metadata {
                 // One store: a server-side copy keeps the metadata.
                 MetadataDirective::Copy if Arc::ptr_eq(&from.store, &to.store) => {
                     from.store.copy(&from.path, &to.path).await
@@ -263,11 +457,8 @@ impl TaskOperation for PutObjectCopy {
                     stream_copy(&from, &to, Some(attributes_of(metadata))).await
                 }
             };
-            match copied {
-                Ok(()) => TaskOutcome::success(
-                    200,
-                    format!("copied to {}/{target_key}", self.spec.target_bucket),
-                ),
+            match outcome {
+                Ok(()) => copied(&self.spec.target_bucket, &target_key),
                 Err(error) => object_error(error),
             }
         })
@@ -344,11 +535,7 @@ fn object_error(error: object_store::Error) -> TaskOutcome {
             TaskOutcome::failure(404, "NoSuchKey", "The specified key does not exist.")
         }
         object_store::Error::NotImplemented | object_store::Error::NotSupported { .. } => {
-            TaskOutcome::failure(
-                501,
-                "NotImplemented",
-                "this object store does not support object versions",
-            )
+            unversioned("object versions")
         }
         object_store::Error::PermissionDenied { source, .. }
         | object_store::Error::Unauthenticated { source, .. } => TaskOutcome::failure(

@@ -2,6 +2,11 @@
 //! what S3 would report (success or failure, HTTP status, error code and
 //! message), and the [`TaskOperation`] trait every operation implements.
 
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
 use futures::future::BoxFuture;
 
 use crate::domain::{Task, TaskResult};
@@ -89,6 +94,55 @@ fn storable(text: String, max: usize) -> String {
 pub trait TaskOperation: Send + Sync {
     /// Runs the operation once on `task`'s object.
     fn run<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, TaskOutcome>;
+
+    /// The same operation as plain blocking code, when all it does is work
+    /// on local files: the engine then runs a run of tasks on one blocking
+    /// thread instead of handing every file step to a thread of its own.
+    fn local(&self) -> Option<Arc<dyn LocalOperation>> {
+        None
+    }
+}
+
+/// An operation that runs to its end on the calling (blocking) thread.
+pub trait LocalOperation: Send + Sync {
+    /// Runs the operation once on `task`'s object, within the same bounds
+    /// as [`TaskOperation::run`].
+    fn run_blocking(&self, task: &Task) -> TaskOutcome;
+}
+
+/// When an attempt must have finished by.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    at: Instant,
+    timeout: Duration,
+}
+
+impl Deadline {
+    /// `timeout` from now.
+    pub fn after(timeout: Duration) -> Deadline {
+        Deadline {
+            at: Instant::now() + timeout,
+            timeout,
+        }
+    }
+
+    /// Whether the attempt is past it.
+    pub fn passed(&self) -> bool {
+        Instant::now() >= self.at
+    }
+
+    /// The retryable failure of an attempt that outlived it.
+    pub fn outcome(&self) -> TaskOutcome {
+        TaskOutcome::failure(
+            500,
+            "RequestTimeout",
+            format!(
+                "the operation did not finish within {} s",
+                self.timeout.as_secs_f64()
+            ),
+        )
+        .retryable()
+    }
 }
 
 #[cfg(test)]

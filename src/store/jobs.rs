@@ -30,6 +30,12 @@ const LOCK_JOB: &str = "
     SELECT state FROM jobs
     WHERE job_id = $1 AND ($2::text IS NULL OR account_id = $2)
     FOR UPDATE";
+/// The job row as task results lock it: enough to update it and to keep
+/// other writers out, but not status changes' `FOR UPDATE`, so claims
+/// (which take `FOR KEY SHARE`) do not wait behind result commits.
+const LOCK_JOB_FOR_RESULTS: &str = "
+    SELECT state FROM jobs WHERE job_id = $1
+    FOR NO KEY UPDATE";
 const SELECT_JOB: &str = "
     SELECT state FROM jobs WHERE job_id = $1 AND ($2::text IS NULL OR account_id = $2)";
 const UPDATE_JOB: &str = "
@@ -211,6 +217,16 @@ pub async fn lock(
         .query_opt(LOCK_JOB, &[&id.0, &account])
         .await
         .during("LOCK_JOB")?;
+    found(row, id)
+}
+
+/// Locks a job's row to record task results on it (see
+/// `LOCK_JOB_FOR_RESULTS`) and reads it.
+pub async fn lock_for_results(tx: &Transaction<'_>, id: JobId) -> Result<Job, StoreError> {
+    let row = tx
+        .query_opt(LOCK_JOB_FOR_RESULTS, &[&id.0])
+        .await
+        .during("LOCK_JOB_FOR_RESULTS")?;
     found(row, id)
 }
 

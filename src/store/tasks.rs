@@ -51,6 +51,11 @@ const JOBS_TO_PREPARE: &str = "
 /// wrapping around) that has a claimable chunk is served, and within it the
 /// highest-priority job. Priority orders an account's own jobs; it never
 /// lets one account's job hold the workers while another's waits.
+///
+/// The job row is held `FOR KEY SHARE`: a status change (`FOR UPDATE`)
+/// waits for the claim, or the claim for it and then sees the new status,
+/// so a finisher never ends a job while a claim of it is in flight; result
+/// commits (`FOR NO KEY UPDATE`) and claims do not wait for each other.
 const CLAIM_CHUNK: &str = "
     WITH candidate AS (
         SELECT c.job_id, c.chunk_number, j.account_id
@@ -61,7 +66,7 @@ const CLAIM_CHUNK: &str = "
                  j.priority DESC, j.created_at, c.chunk_number
         LIMIT 1
         FOR UPDATE OF c SKIP LOCKED
-        FOR SHARE OF j
+        FOR KEY SHARE OF j
     )
     UPDATE task_chunks c
     SET lease_owner = $1,
@@ -386,7 +391,7 @@ pub async fn complete_chunk(
     }
     writer.finish().await.during("COPY_RESULTS")?;
     // The job row is locked last, so the COPY above never holds up commands.
-    let job = jobs::lock(&tx, chunk.job_id, None).await?;
+    let job = jobs::lock_for_results(&tx, chunk.job_id).await?;
     let succeeded = results.iter().filter(|r| r.succeeded).count() as u64;
     let failed = results.len() as u64 - succeeded;
     let (job, decision) = jobs::record(
