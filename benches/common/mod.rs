@@ -42,6 +42,7 @@ pub const ACCOUNT: &str = "111122223333";
 
 /// A CreateJob request for a checksum job over the CSV manifest
 /// `bucket/key`, starting without confirmation.
+#[allow(dead_code)]
 pub fn checksum_job(
     bucket: &str,
     key: &str,
@@ -77,20 +78,33 @@ pub struct Server {
     pub address: String,
 }
 
+/// The server with short leases and small chunks, for runs that kill it.
+#[allow(dead_code)]
 pub fn start_server(url: &str, objects: &std::path::Path, concurrency: u32) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_batchops"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .args(["--s3control-listen", "off", "--console-listen", "off"])
-        .args([
-            "--database-url",
-            url,
+    let concurrency = concurrency.to_string();
+    start_server_with(
+        url,
+        objects,
+        &[
             "--lease-seconds",
             "3",
             "--chunk-size",
             "200",
-        ])
-        .args(["--task-concurrency", &concurrency.to_string()])
-        .args(["--poll-interval-ms", "50"])
+            "--task-concurrency",
+            &concurrency,
+            "--poll-interval-ms",
+            "50",
+        ],
+    )
+}
+
+/// The server with its defaults but for `settings`.
+pub fn start_server_with(url: &str, objects: &std::path::Path, settings: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_batchops"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(["--s3control-listen", "off", "--console-listen", "off"])
+        .args(["--database-url", url])
+        .args(settings)
         .arg("--object-store")
         .arg(objects)
         .env("RUST_LOG", "info")
