@@ -123,7 +123,7 @@ impl Bench {
             format!("--task-concurrency={}", args.task_concurrency),
             format!("--chunk-size={}", args.chunk_size),
             "--poll-interval-ms=20".to_owned(),
-            "--database-pool-size=24".to_owned(),
+            format!("--database-pool-size={POOL_SIZE}"),
             "--s3control-listen=off".to_owned(),
             "--console-listen=off".to_owned(),
             // All watchers come from this one address.
@@ -466,18 +466,86 @@ async fn reads(bench: &mut Bench, big_job: &str) {
         ("DescribeJob (10-task job)", Some(small_job.clone())),
         ("ListJobs (first page)", None),
     ];
+    let mut rates = std::collections::HashMap::new();
     for (name, job) in calls {
         for clients in [1usize, 16, 64] {
             let (mut samples, took) = read_load(bench, job.clone(), clients).await;
-            let count = samples.len();
-            let (p50, p99, max) = percentiles(&mut samples);
-            println!(
-                "{name:<34} {clients:>8} {:>22} {:>10.0}",
-                format!("{p50:.2} / {p99:.2} / {max:.2}"),
-                count as f64 / took.as_secs_f64()
-            );
+            let rate = samples.len() as f64 / took.as_secs_f64();
+            print_level(name, clients, &mut samples, rate);
+            rates.insert((name, clients), rate);
         }
     }
+    // The same job rows read straight from PostgreSQL, by primary key,
+    // over as many connections as the server's pool: what DescribeJob
+    // could reach at most.
+    for clients in [1usize, 16, 64] {
+        let (mut samples, took) = raw_read_load(bench, big_job, clients).await;
+        let rate = samples.len() as f64 / took.as_secs_f64();
+        print_level(
+            "raw SELECT of the job row by key",
+            clients,
+            &mut samples,
+            rate,
+        );
+        rates.insert(("raw", clients), rate);
+    }
+    for clients in [16usize, 64] {
+        println!(
+            "ratio DescribeJob (big job) ÷ raw SELECT at {clients} clients: {:.2}",
+            rates[&("DescribeJob (big job)", clients)] / rates[&("raw", clients)]
+        );
+    }
+}
+
+fn print_level(name: &str, clients: usize, samples: &mut [Duration], rate: f64) {
+    let (p50, p99, max) = percentiles(samples);
+    println!(
+        "{name:<34} {clients:>8} {:>22} {rate:>10.0}",
+        format!("{p50:.2} / {p99:.2} / {max:.2}"),
+    );
+}
+
+/// Connections of the server's pool in these benchmarks.
+const POOL_SIZE: usize = 24;
+
+/// `clients` concurrent callers reading the job's row by primary key over
+/// up to `POOL_SIZE` connections, as [`read_load`] calls DescribeJob.
+async fn raw_read_load(bench: &Bench, job_id: &str, clients: usize) -> (Vec<Duration>, Duration) {
+    let seconds = Duration::from_secs(bench.args.read_seconds);
+    let job_id: uuid::Uuid = job_id.parse().unwrap();
+    let mut connections = Vec::new();
+    for _ in 0..clients.min(POOL_SIZE) {
+        let (client, connection) = tokio_postgres::connect(&bench.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let statement = client
+            .prepare("SELECT state FROM jobs WHERE job_id = $1")
+            .await
+            .unwrap();
+        connections.push(Arc::new((client, statement)));
+    }
+    let started = Instant::now();
+    let mut callers = tokio::task::JoinSet::new();
+    for index in 0..clients {
+        let connection = connections[index % connections.len()].clone();
+        callers.spawn(async move {
+            let mut samples = Vec::new();
+            while started.elapsed() < seconds {
+                let call = Instant::now();
+                let (client, statement) = &*connection;
+                let row = client.query_one(statement, &[&job_id]).await.unwrap();
+                let _: serde_json::Value = row.get(0);
+                samples.push(call.elapsed());
+            }
+            samples
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(samples) = callers.join_next().await {
+        all.extend(samples.unwrap());
+    }
+    (all, started.elapsed())
 }
 
 /// `clients` concurrent callers, over up to 8 connections, for the
