@@ -58,7 +58,9 @@ const JOBS_TO_PREPARE: &str = "
 /// commits (`FOR NO KEY UPDATE`) and claims do not wait for each other.
 const CLAIM_CHUNK: &str = "
     WITH candidate AS (
-        SELECT c.job_id, c.chunk_number, j.account_id
+        SELECT c.job_id, c.chunk_number, j.account_id,
+               j.state -> 'spec' -> 'operation' AS operation,
+               j.state -> 'spec' -> 'bucket_grant' AS bucket_grant
         FROM task_chunks c JOIN jobs j ON j.job_id = c.job_id
         WHERE j.status = ANY($4)
           AND (c.lease_expires_at IS NULL OR c.lease_expires_at < now())
@@ -74,13 +76,12 @@ const CLAIM_CHUNK: &str = "
         attempts = c.attempts + 1
     FROM candidate
     WHERE c.job_id = candidate.job_id AND c.chunk_number = candidate.chunk_number
-    RETURNING c.job_id, c.chunk_number, c.first_task, c.task_count, candidate.account_id";
+    RETURNING c.job_id, c.chunk_number, c.first_task, c.task_count, candidate.account_id,
+              candidate.operation, candidate.bucket_grant";
 const CHUNK_TASKS: &str = "
-    SELECT t.task_number, t.bucket, t.key, t.version_id, j.state -> 'spec' -> 'operation',
-           j.state -> 'spec' -> 'bucket_grant'
-    FROM tasks t JOIN jobs j ON j.job_id = t.job_id
-    WHERE t.job_id = $1 AND t.task_number >= $2 AND t.task_number < $2 + $3
-    ORDER BY t.task_number";
+    SELECT task_number, bucket, key, version_id FROM tasks
+    WHERE job_id = $1 AND task_number >= $2 AND task_number < $2 + $3
+    ORDER BY task_number";
 const EXTEND_LEASE: &str = "
     UPDATE task_chunks SET lease_expires_at = now() + make_interval(secs => $4)
     WHERE job_id = $1 AND chunk_number = $2 AND lease_owner = $3";
@@ -267,6 +268,10 @@ pub async fn claim_chunk(
     let first_task: i64 = row.try_get(2)?;
     let task_count: i32 = row.try_get(3)?;
     let account_id = AccountId(row.try_get(4)?);
+    // The job's operation and grant come with the claim, read once.
+    let Json(operation): Json<Operation> = row.try_get(5)?;
+    let grant: Option<Json<Option<BucketGrant>>> = row.try_get(6)?;
+    let bucket_grant = grant.and_then(|Json(grant)| grant);
     let rows = client
         .query(
             CHUNK_TASKS,
@@ -274,16 +279,8 @@ pub async fn claim_chunk(
         )
         .await
         .during("CHUNK_TASKS")?;
-    let mut operation = None;
-    let mut bucket_grant = None;
     let mut tasks = Vec::with_capacity(rows.len());
     for row in &rows {
-        if operation.is_none() {
-            let Json(op): Json<Operation> = row.try_get(4)?;
-            operation = Some(op);
-            let grant: Option<Json<Option<BucketGrant>>> = row.try_get(5)?;
-            bucket_grant = grant.and_then(|Json(grant)| grant);
-        }
         tasks.push(Task {
             number: row.try_get(0)?,
             object: TaskRow {
@@ -293,9 +290,11 @@ pub async fn claim_chunk(
             },
         });
     }
-    let operation = operation.ok_or_else(|| {
-        StoreError::Corrupt(format!("chunk {chunk_number} of job {job_id} has no tasks"))
-    })?;
+    if tasks.is_empty() {
+        return Err(StoreError::Corrupt(format!(
+            "chunk {chunk_number} of job {job_id} has no tasks"
+        )));
+    }
     Ok(Some(ClaimedChunk {
         job_id,
         account_id,
