@@ -3,14 +3,15 @@
 //! answers each call after a fixed delay (20 ms by default).
 //!
 //! ```text
-//! cargo bench --bench scale -- run --tasks 20000 --processes 1,2,4
+//! cargo bench --bench scale -- run --tasks 40000 --processes 1,2,4,8
 //! ```
 //!
 //! For each process count it creates one job of N tasks through the first
 //! process, lets every process's engine claim its chunks, and prints the
 //! tasks per second from the job's activation to its last result (from the
-//! event log), the growth over one process, and the CPU the servers and
-//! PostgreSQL used meanwhile (of the machine's cores), which shows where the
+//! event log), the growth over one process, and the CPU the servers,
+//! PostgreSQL and the endpoint used meanwhile (of the machine's cores, from
+//! `/proc`, so Linux only), which shows where the
 //! growth stops: at the endpoint's latency times the task concurrency, at
 //! the CPU, or at the database.
 //!
@@ -42,6 +43,9 @@ struct Args {
     /// Process counts, comma-separated.
     #[arg(long, default_value = "1,2,4", value_delimiter = ',')]
     processes: Vec<usize>,
+    /// Tasks each process runs at once (the server's default is 16).
+    #[arg(long, default_value_t = 16)]
+    task_concurrency: usize,
     /// How long the endpoint takes to answer, in ms.
     #[arg(long, default_value_t = 20)]
     latency_ms: u64,
@@ -84,24 +88,28 @@ async fn run(args: Args) {
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "## scale-out: one job of {} Invoke tasks, endpoint answering after {} ms, {cores} cores",
-        args.tasks, args.latency_ms
+        "## scale-out: one job of {} Invoke tasks, endpoint answering after {} ms, {} tasks at once per process, {cores} cores",
+        args.tasks, args.latency_ms, args.task_concurrency
     );
     println!(
-        "{:>9} {:>12} {:>8} {:>16} {:>16}",
-        "processes", "tasks/s", "× one", "servers' CPU", "PostgreSQL CPU"
+        "{:>9} {:>12} {:>8} {:>16} {:>16} {:>16}",
+        "processes", "tasks/s", "× one", "servers' CPU", "PostgreSQL CPU", "endpoint's CPU"
     );
     let mut first = None;
     for &count in &args.processes {
         let database = BenchDatabase::new("batchops_scale");
         let allow = format!("--invoke-allowlist={endpoint}");
+        // Eight connections per process keep eight processes within
+        // PostgreSQL's default 100 connections.
+        let concurrency = format!("--task-concurrency={}", args.task_concurrency);
+        let settings = [allow.as_str(), &concurrency, "--database-pool-size=8"];
         let mut servers = Vec::new();
         for index in 0..count {
             // The first process migrates the database; the others wait for it.
             servers.push(common::start_server_with(
                 &database.url,
                 objects.path(),
-                &[&allow],
+                &settings,
             ));
             if index == 0 {
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -110,25 +118,30 @@ async fn run(args: Args) {
         let mut client = JobServiceClient::connect(format!("http://{}", servers[0].address))
             .await
             .unwrap();
-        let cpu_before = (servers_cpu(&servers), postgres_cpu());
+        let cpu_before = (
+            servers_cpu(&servers),
+            postgres_cpu(),
+            cpu_seconds(std::process::id()),
+        );
         let started = Instant::now();
         let job_id = create(&mut client, &endpoint).await;
         wait_until_complete(&mut client, &job_id).await;
         let wall = started.elapsed().as_secs_f64();
         let servers_used = (servers_cpu(&servers) - cpu_before.0) / wall / cores as f64;
         let postgres_used = (postgres_cpu() - cpu_before.1) / wall / cores as f64;
+        // This process is the endpoint (and the one client).
+        let endpoint_used = (cpu_seconds(std::process::id()) - cpu_before.2) / wall / cores as f64;
         let active = active_seconds(&mut client, &job_id).await;
         let rate = args.tasks as f64 / active;
         let growth = rate / *first.get_or_insert(rate);
         println!(
-            "{count:>9} {rate:>12.0} {growth:>8.2} {:>15.0}% {:>15.0}%",
+            "{count:>9} {rate:>12.0} {growth:>8.2} {:>15.0}% {:>15.0}% {:>15.0}%",
             servers_used * 100.0,
-            postgres_used * 100.0
+            postgres_used * 100.0,
+            endpoint_used * 100.0
         );
-        for mut server in servers {
-            let _ = server.child.kill();
-            let _ = server.child.wait();
-        }
+        // Dropping a server stops it.
+        drop(servers);
         database.drop_database().await;
     }
 }

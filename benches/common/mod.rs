@@ -130,6 +130,14 @@ pub fn start_server_with(url: &str, objects: &std::path::Path, settings: &[&str]
     Server { child, address }
 }
 
+impl Drop for Server {
+    /// A bench that panics leaves no server behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Server {
     /// The process's resident memory in MiB.
     #[allow(dead_code)]
