@@ -511,7 +511,6 @@ const POOL_SIZE: usize = 24;
 /// `clients` concurrent callers reading the job's row by primary key over
 /// up to `POOL_SIZE` connections, as [`read_load`] calls DescribeJob.
 async fn raw_read_load(bench: &Bench, job_id: &str, clients: usize) -> (Vec<Duration>, Duration) {
-    let seconds = Duration::from_secs(bench.args.read_seconds);
     let job_id: uuid::Uuid = job_id.parse().unwrap();
     let mut connections = Vec::new();
     for _ in 0..clients.min(POOL_SIZE) {
@@ -525,27 +524,16 @@ async fn raw_read_load(bench: &Bench, job_id: &str, clients: usize) -> (Vec<Dura
             .unwrap();
         connections.push(Arc::new((client, statement)));
     }
-    let started = Instant::now();
-    let mut callers = tokio::task::JoinSet::new();
-    for index in 0..clients {
+    let connections = Arc::new(connections);
+    timed_calls(bench, clients, move |index| {
         let connection = connections[index % connections.len()].clone();
-        callers.spawn(async move {
-            let mut samples = Vec::new();
-            while started.elapsed() < seconds {
-                let call = Instant::now();
-                let (client, statement) = &*connection;
-                let row = client.query_one(statement, &[&job_id]).await.unwrap();
-                let _: serde_json::Value = row.get(0);
-                samples.push(call.elapsed());
-            }
-            samples
-        });
-    }
-    let mut all = Vec::new();
-    while let Some(samples) = callers.join_next().await {
-        all.extend(samples.unwrap());
-    }
-    (all, started.elapsed())
+        async move {
+            let (client, statement) = &*connection;
+            let row = client.query_one(statement, &[&job_id]).await.unwrap();
+            let _: serde_json::Value = row.get(0);
+        }
+    })
+    .await
 }
 
 /// `clients` concurrent callers, over up to 8 connections, for the
@@ -555,7 +543,6 @@ async fn read_load(
     job: Option<String>,
     clients: usize,
 ) -> (Vec<Duration>, Duration) {
-    let seconds = Duration::from_secs(bench.args.read_seconds);
     let mut channels = Vec::new();
     for _ in 0..clients.min(8) {
         channels.push(
@@ -564,38 +551,58 @@ async fn read_load(
                 .unwrap(),
         );
     }
+    let channels = Arc::new(channels);
+    timed_calls(bench, clients, move |index| {
+        let mut client = channels[index % channels.len()].clone();
+        let job = job.clone();
+        async move {
+            match job {
+                Some(job_id) => {
+                    client
+                        .describe_job(pb::DescribeJobRequest {
+                            account_id: ACCOUNT.into(),
+                            job_id,
+                        })
+                        .await
+                        .unwrap();
+                }
+                None => {
+                    client
+                        .list_jobs(pb::ListJobsRequest {
+                            account_id: ACCOUNT.into(),
+                            statuses: vec![],
+                            page_size: 0,
+                            page_token: String::new(),
+                        })
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// `clients` callers, each making calls one after another for the
+/// configured seconds (`call(index)` makes caller `index`'s next call);
+/// returns every call's latency and the time taken.
+async fn timed_calls<F, Fut>(bench: &Bench, clients: usize, call: F) -> (Vec<Duration>, Duration)
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let seconds = Duration::from_secs(bench.args.read_seconds);
+    let call = Arc::new(call);
     let started = Instant::now();
     let mut callers = tokio::task::JoinSet::new();
     for index in 0..clients {
-        let mut client = channels[index % channels.len()].clone();
-        let job = job.clone();
+        let call = call.clone();
         callers.spawn(async move {
             let mut samples = Vec::new();
             while started.elapsed() < seconds {
-                let call = Instant::now();
-                match &job {
-                    Some(job_id) => {
-                        client
-                            .describe_job(pb::DescribeJobRequest {
-                                account_id: ACCOUNT.into(),
-                                job_id: job_id.clone(),
-                            })
-                            .await
-                            .unwrap();
-                    }
-                    None => {
-                        client
-                            .list_jobs(pb::ListJobsRequest {
-                                account_id: ACCOUNT.into(),
-                                statuses: vec![],
-                                page_size: 0,
-                                page_token: String::new(),
-                            })
-                            .await
-                            .unwrap();
-                    }
-                }
-                samples.push(call.elapsed());
+                let at = Instant::now();
+                call(index).await;
+                samples.push(at.elapsed());
             }
             samples
         });

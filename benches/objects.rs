@@ -310,7 +310,7 @@ async fn batchops_round(
         .unwrap()
         .into_inner()
         .job_id;
-    let job = wait_until_ended(client, &job_id).await;
+    let job = common::wait_until_ended(client, &job_id, Duration::from_millis(5)).await;
     let took = started.elapsed();
     let summary = job.progress_summary.unwrap_or_default();
     assert_eq!(
@@ -335,34 +335,6 @@ async fn batchops_round(
         }
     }
     took
-}
-
-/// Polls the job every 5 ms until it has ended; gives its last description.
-async fn wait_until_ended(
-    client: &mut JobServiceClient<Channel>,
-    job_id: &str,
-) -> pb::JobDescriptor {
-    let ended = [
-        pb::JobStatus::Complete as i32,
-        pb::JobStatus::Failed as i32,
-        pb::JobStatus::Cancelled as i32,
-    ];
-    loop {
-        let job = client
-            .describe_job(pb::DescribeJobRequest {
-                account_id: ACCOUNT.into(),
-                job_id: job_id.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .job
-            .unwrap();
-        if ended.contains(&job.status) {
-            return job;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 fn rclone_round(

@@ -179,35 +179,22 @@ async fn create(
         .job_id
 }
 
+/// Waits for the job to end, which must be Complete with every call
+/// succeeded.
 async fn wait_until_complete(
     client: &mut JobServiceClient<tonic::transport::Channel>,
     job_id: &str,
 ) {
-    loop {
-        let job = client
-            .describe_job(pb::DescribeJobRequest {
-                account_id: ACCOUNT.into(),
-                job_id: job_id.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .job
-            .unwrap();
-        let summary = job.progress_summary.unwrap_or_default();
-        if job.status == pb::JobStatus::Complete as i32 {
-            assert_eq!(summary.number_of_tasks_failed, 0, "every call succeeds");
-            return;
-        }
-        assert!(
-            job.status != pb::JobStatus::Failed as i32
-                && job.status != pb::JobStatus::Cancelled as i32,
-            "job ended {:?}: {:?}",
-            job.status,
-            job.failure_reasons
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let job = common::wait_until_ended(client, job_id, Duration::from_millis(50)).await;
+    assert_eq!(
+        job.status,
+        pb::JobStatus::Complete as i32,
+        "job ended {:?}: {:?}",
+        job.status,
+        job.failure_reasons
+    );
+    let summary = job.progress_summary.unwrap_or_default();
+    assert_eq!(summary.number_of_tasks_failed, 0, "every call succeeds");
 }
 
 /// Seconds from the job's activation to its last result, from its history.

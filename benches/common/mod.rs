@@ -151,3 +151,34 @@ impl Server {
             .map_or(f64::NAN, |kib| kib / 1024.0)
     }
 }
+
+/// Polls the job every `every` until it has ended (Complete, Failed or
+/// Cancelled); gives its last description.
+#[allow(dead_code)]
+pub async fn wait_until_ended(
+    client: &mut batchops::proto::job_service_client::JobServiceClient<tonic::transport::Channel>,
+    job_id: &str,
+    every: std::time::Duration,
+) -> pb::JobDescriptor {
+    let ended = [
+        pb::JobStatus::Complete as i32,
+        pb::JobStatus::Failed as i32,
+        pb::JobStatus::Cancelled as i32,
+    ];
+    loop {
+        let job = client
+            .describe_job(pb::DescribeJobRequest {
+                account_id: ACCOUNT.into(),
+                job_id: job_id.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .job
+            .unwrap();
+        if ended.contains(&job.status) {
+            return job;
+        }
+        tokio::time::sleep(every).await;
+    }
+}
