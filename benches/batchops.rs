@@ -8,6 +8,7 @@
 //! cargo bench --bench batchops -- reads --tasks 1000000
 //! cargo bench --bench batchops -- notify --watchers 1000 --rounds 10
 //! cargo bench --bench batchops -- peers --peer-jobs 100000
+//! cargo bench --bench batchops -- growth --growth-jobs 10,1000 --growth-tasks 100000
 //! ```
 //!
 //! - throughput: a job of N tasks whose operation is a no-op (registered only
@@ -20,6 +21,8 @@
 //!   clients, for a job of N tasks and for a small one.
 //! - notify: a status change committed → received by W concurrent WatchJobs
 //!   streams (p50/p99/max over W × rounds deliveries).
+//! - growth: DescribeJob, ListJobs, GetJobHistory's first page and a
+//!   WatchJobs catch-up as the database fills with finished jobs.
 //! - peers: the same N no-op units of work through batchops and through
 //!   graphile-worker and pg-boss (`benches/peers/`, Node.js), side by side.
 //!
@@ -66,6 +69,12 @@ struct Args {
     /// pg-boss (peers).
     #[arg(long, default_value_t = 100_000)]
     peer_jobs: u64,
+    /// Finished jobs at which the growth benchmark measures, comma-separated.
+    #[arg(long, default_value = "10,1000", value_delimiter = ',')]
+    growth_jobs: Vec<usize>,
+    /// Tasks of each finished job of the growth benchmark.
+    #[arg(long, default_value_t = 100_000)]
+    growth_tasks: u64,
     /// Seconds each read level runs.
     #[arg(long, default_value_t = 3)]
     read_seconds: u64,
@@ -614,6 +623,156 @@ where
     (all, started.elapsed())
 }
 
+/// Calls whose cost should not grow with the work the database holds:
+/// DescribeJob, ListJobs' first page, GetJobHistory's first page and a
+/// WatchJobs catch-up over one job's events, measured (200 sequential calls
+/// each, p50 / p99 in ms) once the database holds each of `growth_jobs`
+/// finished jobs of `growth_tasks` no-op tasks.
+async fn growth(bench: &mut Bench) {
+    let tasks = bench.args.growth_tasks;
+    let levels = bench.args.growth_jobs.clone();
+    let key = bench.manifest(tasks);
+    println!("## growth: reads as finished jobs of {tasks} tasks accumulate (p50 / p99 ms)");
+    println!(
+        "{:>6} {:>16} {:>16} {:>16} {:>16}",
+        "jobs", "DescribeJob", "ListJobs", "GetJobHistory", "WatchJobs catch-up"
+    );
+    let mut jobs: Vec<String> = Vec::new();
+    for level in levels {
+        // Several jobs run at once, as the engine allows.
+        while jobs.len() < level {
+            let batch = (level - jobs.len()).min(8);
+            let mut created = Vec::new();
+            for _ in 0..batch {
+                created.push(bench.create(&key, false, false).await);
+            }
+            for job in &created {
+                bench.wait_for(job, pb::JobStatus::Complete).await;
+            }
+            jobs.extend(created);
+        }
+        let oldest = jobs[0].clone();
+        let newest = jobs[jobs.len() - 1].clone();
+        let mut client = bench.client.clone();
+        let describe = sample(200, || {
+            let mut client = client.clone();
+            let job_id = oldest.clone();
+            async move {
+                client
+                    .describe_job(pb::DescribeJobRequest {
+                        account_id: ACCOUNT.into(),
+                        job_id,
+                    })
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+        let list = sample(200, || {
+            let mut client = client.clone();
+            async move {
+                client
+                    .list_jobs(pb::ListJobsRequest {
+                        account_id: ACCOUNT.into(),
+                        statuses: vec![],
+                        page_size: 0,
+                        page_token: String::new(),
+                    })
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+        let history = sample(200, || {
+            let mut client = client.clone();
+            let job_id = oldest.clone();
+            async move {
+                let mut stream = client
+                    .get_job_history(pb::GetJobHistoryRequest {
+                        account_id: ACCOUNT.into(),
+                        job_id,
+                        after_sequence: 0,
+                        include_task_results: false,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                while stream.next().await.is_some() {}
+            }
+        })
+        .await;
+        // The newest job's events, from just before its first one.
+        let first = client
+            .get_job_history(pb::GetJobHistoryRequest {
+                account_id: ACCOUNT.into(),
+                job_id: newest.clone(),
+                after_sequence: 0,
+                include_task_results: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .next()
+            .await
+            .unwrap()
+            .unwrap()
+            .event
+            .unwrap()
+            .position;
+        let catch_up = sample(200, || {
+            let mut client = client.clone();
+            let job_id = newest.clone();
+            async move {
+                let mut stream = client
+                    .watch_jobs(pb::WatchJobsRequest {
+                        account_id: ACCOUNT.into(),
+                        job_ids: vec![job_id],
+                        after_position: Some(first - 1),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                while let Some(item) = stream.next().await {
+                    if matches!(
+                        item.unwrap().message,
+                        Some(pb::watch_jobs_response::Message::CaughtUp(_))
+                    ) {
+                        break;
+                    }
+                }
+            }
+        })
+        .await;
+        let show = |mut samples: Vec<Duration>| {
+            let (p50, p99, _) = percentiles(&mut samples);
+            format!("{p50:.2} / {p99:.2}")
+        };
+        println!(
+            "{:>6} {:>16} {:>16} {:>16} {:>16}",
+            jobs.len(),
+            show(describe),
+            show(list),
+            show(history),
+            show(catch_up)
+        );
+    }
+}
+
+/// `count` sequential calls made by `call`; each one's latency.
+async fn sample<F, Fut>(count: usize, call: F) -> Vec<Duration>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
+        let at = Instant::now();
+        call().await;
+        samples.push(at.elapsed());
+    }
+    samples
+}
+
 async fn notify(bench: &mut Bench) {
     let (watchers, rounds) = (bench.args.watchers, bench.args.rounds);
     // Jobs waiting in Suspended, one per round, before anyone watches.
@@ -770,7 +929,7 @@ fn main() {
     let args = Args::parse();
     let Some(which) = args.benchmark.clone() else {
         println!(
-            "no benchmark named: cargo bench --bench batchops -- all (or throughput, prepare, reads, notify, peers)"
+            "no benchmark named: cargo bench --bench batchops -- all (or throughput, prepare, reads, notify, peers, growth)"
         );
         return;
     };
@@ -797,10 +956,15 @@ fn main() {
         if all || which == "peers" {
             peers(&mut bench).await;
         }
-        if !all && !["throughput", "reads", "notify", "prepare", "peers"].contains(&which.as_str())
+        if all || which == "growth" {
+            growth(&mut bench).await;
+        }
+        if !all
+            && !["throughput", "reads", "notify", "prepare", "peers", "growth"]
+                .contains(&which.as_str())
         {
             eprintln!(
-                "unknown benchmark {which:?}: throughput, prepare, reads, notify, peers or all"
+                "unknown benchmark {which:?}: throughput, prepare, reads, notify, peers, growth or all"
             );
         }
         bench.stop().await;
