@@ -675,7 +675,8 @@ async fn growth(bench: &mut Bench) {
                     .list_jobs(pb::ListJobsRequest {
                         account_id: ACCOUNT.into(),
                         statuses: vec![],
-                        page_size: 0,
+                        // The same page at every level: ten jobs.
+                        page_size: 10,
                         page_token: String::new(),
                     })
                     .await
