@@ -276,12 +276,7 @@ impl Bench {
     async fn event_times(&mut self, job_id: &str) -> Vec<(String, DateTime<Utc>)> {
         let mut stream = self
             .client
-            .get_job_history(pb::GetJobHistoryRequest {
-                account_id: ACCOUNT.into(),
-                job_id: job_id.into(),
-                after_sequence: 0,
-                include_task_results: false,
-            })
+            .get_job_history(history_of(job_id))
             .await
             .unwrap()
             .into_inner();
@@ -689,12 +684,7 @@ async fn growth(bench: &mut Bench) {
             let job_id = oldest.clone();
             async move {
                 let mut stream = client
-                    .get_job_history(pb::GetJobHistoryRequest {
-                        account_id: ACCOUNT.into(),
-                        job_id,
-                        after_sequence: 0,
-                        include_task_results: false,
-                    })
+                    .get_job_history(history_of(&job_id))
                     .await
                     .unwrap()
                     .into_inner();
@@ -704,12 +694,7 @@ async fn growth(bench: &mut Bench) {
         .await;
         // The newest job's events, from just before its first one.
         let first = client
-            .get_job_history(pb::GetJobHistoryRequest {
-                account_id: ACCOUNT.into(),
-                job_id: newest.clone(),
-                after_sequence: 0,
-                include_task_results: false,
-            })
+            .get_job_history(history_of(&newest))
             .await
             .unwrap()
             .into_inner()
@@ -756,6 +741,16 @@ async fn growth(bench: &mut Bench) {
             show(history),
             show(catch_up)
         );
+    }
+}
+
+/// A request for the whole of a job's event history, without task results.
+fn history_of(job_id: &str) -> pb::GetJobHistoryRequest {
+    pb::GetJobHistoryRequest {
+        account_id: ACCOUNT.into(),
+        job_id: job_id.into(),
+        after_sequence: 0,
+        include_task_results: false,
     }
 }
 
