@@ -56,6 +56,18 @@ def wait_until_serving(process, log):
         time.sleep(0.05)
 
 
+def wait_for_line(process, log, pattern):
+    """The first group of `pattern` once a line of the log matches it."""
+    deadline = time.time() + 60
+    while True:
+        found = re.search(pattern, log.read_text())
+        if found:
+            return found.group(1)
+        assert process.poll() is None, log.read_text()
+        assert time.time() < deadline, f"the server never logged {pattern!r}"
+        time.sleep(0.02)
+
+
 def with_database(url, database):
     """`url` naming `database`: a postgres:// URL's path, or a dbname appended."""
     if "://" in url:
@@ -142,10 +154,9 @@ def running_server(tmp_path, postgres, extra=()):
     )
     try:
         wait_until_serving(process, log)
-        found = re.search(r"serving S3 Control address=(\S+)", log.read_text())
-        s3control = f"http://{found.group(1)}" if found else None
-        found = re.search(r"serving console address=(\S+)", log.read_text())
-        console = f"http://{found.group(1)}" if found else None
+        # Each listener logs its own line, in no set order.
+        s3control = "http://" + wait_for_line(process, log, r"serving S3 Control address=(\S+)")
+        console = "http://" + wait_for_line(process, log, r"serving console address=(\S+)")
         yield Server(f"127.0.0.1:{port}", s3control, objects, log, with_database(postgres, database), console)
     finally:
         process.terminate()
