@@ -244,17 +244,7 @@ impl Bench {
 
     async fn wait_for(&mut self, job_id: &str, status: pb::JobStatus) {
         loop {
-            let job = self
-                .client
-                .describe_job(pb::DescribeJobRequest {
-                    account_id: ACCOUNT.into(),
-                    job_id: job_id.into(),
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .job
-                .unwrap();
+            let job = describe(&mut self.client, job_id).await;
             if job.status == status as i32 {
                 return;
             }
@@ -562,25 +552,9 @@ async fn read_load(
         async move {
             match job {
                 Some(job_id) => {
-                    client
-                        .describe_job(pb::DescribeJobRequest {
-                            account_id: ACCOUNT.into(),
-                            job_id,
-                        })
-                        .await
-                        .unwrap();
+                    describe(&mut client, &job_id).await;
                 }
-                None => {
-                    client
-                        .list_jobs(pb::ListJobsRequest {
-                            account_id: ACCOUNT.into(),
-                            statuses: vec![],
-                            page_size: 0,
-                            page_token: String::new(),
-                        })
-                        .await
-                        .unwrap();
-                }
+                None => list_first_page(&mut client, 0).await,
             }
         }
     })
@@ -653,30 +627,14 @@ async fn growth(bench: &mut Bench) {
             let mut client = client.clone();
             let job_id = oldest.clone();
             async move {
-                client
-                    .describe_job(pb::DescribeJobRequest {
-                        account_id: ACCOUNT.into(),
-                        job_id,
-                    })
-                    .await
-                    .unwrap();
+                describe(&mut client, &job_id).await;
             }
         })
         .await;
         let list = sample(200, || {
             let mut client = client.clone();
-            async move {
-                client
-                    .list_jobs(pb::ListJobsRequest {
-                        account_id: ACCOUNT.into(),
-                        statuses: vec![],
-                        // The same page at every level: ten jobs.
-                        page_size: 10,
-                        page_token: String::new(),
-                    })
-                    .await
-                    .unwrap();
-            }
+            // The same page at every level: ten jobs.
+            async move { list_first_page(&mut client, 10).await }
         })
         .await;
         let history = sample(200, || {
@@ -742,6 +700,33 @@ async fn growth(bench: &mut Bench) {
             show(catch_up)
         );
     }
+}
+
+/// DescribeJob of one of the bench account's jobs.
+async fn describe(client: &mut JobServiceClient<Channel>, job_id: &str) -> pb::JobDescriptor {
+    client
+        .describe_job(pb::DescribeJobRequest {
+            account_id: ACCOUNT.into(),
+            job_id: job_id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap()
+}
+
+/// ListJobs' first page of `page_size` jobs (0: the server's default).
+async fn list_first_page(client: &mut JobServiceClient<Channel>, page_size: i32) {
+    client
+        .list_jobs(pb::ListJobsRequest {
+            account_id: ACCOUNT.into(),
+            statuses: vec![],
+            page_size,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap();
 }
 
 /// A request for the whole of a job's event history, without task results.
