@@ -81,8 +81,13 @@ pub struct ServeConfig {
     #[arg(long, env = "BATCHOPS_TASK_CONCURRENCY", default_value_t = 16)]
     pub task_concurrency: usize,
     /// Tasks claimed and recorded together.
-    #[arg(long, env = "BATCHOPS_CHUNK_SIZE", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, env = "BATCHOPS_CHUNK_SIZE", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub chunk_size: u32,
+    /// Milliseconds a worker keeps starting one chunk's tasks before it
+    /// records what ran and hands the rest back (fast work commits whole
+    /// chunks; slow work at least this often).
+    #[arg(long, env = "BATCHOPS_CHUNK_SLICE_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub chunk_slice_ms: u64,
     /// Seconds a chunk claim lasts without renewal.
     #[arg(long, env = "BATCHOPS_LEASE_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(3..))]
     pub lease_seconds: u64,
@@ -188,6 +193,7 @@ impl ServeConfig {
             max_active_jobs: self.max_active_jobs,
             task_concurrency: self.task_concurrency.max(1),
             chunk_size: self.chunk_size as usize,
+            chunk_slice: Duration::from_millis(self.chunk_slice_ms),
             lease: Duration::from_secs(self.lease_seconds),
             poll_interval: Duration::from_millis(self.poll_interval_ms),
             suspension_limit: Duration::from_secs(self.suspension_limit_seconds),

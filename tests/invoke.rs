@@ -261,12 +261,14 @@ async fn no_task_starts_after_cancellation_and_in_flight_calls_are_recorded() {
         ..Reply::result(event, "Succeeded", "slowly")
     })
     .await;
-    // Chunks of 10 tasks, 2 at a time: a claimed chunk holds seconds of work
-    // that must not start once the job is cancelled.
+    // Chunks of 10 tasks, 2 at a time, never handed back early: a claimed
+    // chunk holds seconds of work that must not start once the job is
+    // cancelled.
     let mut server = TestServer::start_with(Settings {
         invoke_allowlist: endpoint.url.clone(),
         chunk_size: 10,
         task_concurrency: 2,
+        extra: vec!["--chunk-slice-ms=600000".into()],
         ..Settings::default()
     })
     .await;
@@ -326,5 +328,62 @@ async fn no_task_starts_after_cancellation_and_in_flight_calls_are_recorded() {
         "every call that started was recorded"
     );
     assert!(recorded < 20, "{recorded} tasks ran");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_chunk_of_slow_tasks_is_recorded_a_slice_at_a_time_with_one_result_per_task() {
+    let endpoint = TestEndpoint::start(|event, _, _| Reply {
+        delay: Duration::from_millis(40),
+        ..Reply::result(event, "Succeeded", "slowly")
+    })
+    .await;
+    // One chunk of 30 tasks of 40 ms, one at a time: 1.2 s of work, which a
+    // worker hands back every 200 ms after recording what ran.
+    let mut server = TestServer::start_with(Settings {
+        invoke_allowlist: endpoint.url.clone(),
+        chunk_size: 30,
+        task_concurrency: 1,
+        extra: vec!["--chunk-slice-ms=200".into()],
+        ..Settings::default()
+    })
+    .await;
+    let lines: Vec<String> = (0..30).map(|i| format!("data,k{i}")).collect();
+    write_manifest(&server, &lines);
+    let job_id = server
+        .client
+        .create_job(invoke_job(
+            "sliced",
+            &endpoint.url,
+            pb::InvocationSchemaVersion::InvocationSchemaVersion20,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .job_id;
+    let job = wait_for(&mut server.client, &job_id, S::Complete).await;
+    assert_eq!(job.progress_summary.unwrap().number_of_tasks_succeeded, 30);
+
+    let mut called: Vec<String> = endpoint.calls().into_iter().map(|c| c.key).collect();
+    called.sort();
+    called.dedup();
+    assert_eq!(called.len(), 30, "every task ran");
+    assert_eq!(endpoint.calls().len(), 30, "and ran once");
+    let client = server.db.client().await;
+    let id = uuid::Uuid::parse_str(&job_id).unwrap();
+    let row = client
+        .query_one(
+            "SELECT count(*), count(DISTINCT task_number), count(DISTINCT recorded_at) \
+             FROM task_results WHERE job_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let (results, tasks, commits): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!((results, tasks), (30, 30), "one result per task");
+    assert!(
+        (3..30).contains(&commits),
+        "the chunk was recorded in slices, not at its end or task by task: {commits} commits"
+    );
     server.stop().await;
 }

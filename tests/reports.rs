@@ -486,3 +486,74 @@ async fn report_files_are_read_back_through_the_api_and_nothing_else_is() {
     assert!(error.message().contains("no longer"), "{error:?}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn results_are_read_in_task_order_across_windows_with_none_lost_or_repeated() {
+    // More tasks than one window of the report (5,000 task numbers) or of
+    // ListJobTaskResults (1,000), with failures at the windows' edges.
+    let mut server = TestServer::start_with(Settings {
+        chunk_size: 1000,
+        ..Settings::default()
+    })
+    .await;
+    server.put_object("data", "a", b"a");
+    let failing = [0usize, 999, 1000, 4999, 5000, 6000];
+    let lines: Vec<String> = (0..=6000)
+        .map(|i| {
+            if failing.contains(&i) {
+                format!("data,gone-{i}")
+            } else {
+                "data,a".to_string()
+            }
+        })
+        .collect();
+    write_manifest(&server, &lines);
+    let job_id = server
+        .create(with_report("windows", pb::ReportScope::AllTasks))
+        .await;
+    let job = wait_for(&mut server.client, &job_id, S::Complete).await;
+
+    let report = read_report(&server, &job.report_location.unwrap());
+    let rows_of = |status: &str| -> Vec<Vec<String>> {
+        report
+            .files
+            .iter()
+            .filter(|(s, _)| s == status)
+            .flat_map(|(_, rows)| rows.clone())
+            .collect()
+    };
+    let failed_keys: Vec<String> = rows_of("failed").iter().map(|r| r[1].clone()).collect();
+    let expected: Vec<String> = failing.iter().map(|i| format!("gone-{i}")).collect();
+    assert_eq!(failed_keys, expected);
+    assert_eq!(rows_of("succeeded").len(), 6001 - failing.len());
+
+    let all = task_results_of(
+        &mut server,
+        pb::ListJobTaskResultsRequest {
+            account_id: ACCOUNT.into(),
+            job_id: job_id.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let numbers: Vec<i64> = all.iter().map(|r| r.task_number).collect();
+    assert_eq!(numbers, (0..=6000).collect::<Vec<i64>>());
+    let failed = task_results_of(
+        &mut server,
+        pb::ListJobTaskResultsRequest {
+            account_id: ACCOUNT.into(),
+            job_id,
+            only_failed: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let numbers: Vec<i64> = failed.iter().map(|r| r.task_number).collect();
+    assert_eq!(
+        numbers,
+        failing.iter().map(|&i| i as i64).collect::<Vec<i64>>()
+    );
+    server.stop().await;
+}

@@ -103,7 +103,7 @@ type ReportFileStream =
 /// The largest chunk of a report file in one GetJobReportFile message.
 const REPORT_CHUNK: usize = 64 * 1024;
 
-/// Task results read per page while streaming them.
+/// Task numbers read per page while streaming results.
 const RESULTS_PAGE: usize = 1000;
 
 #[tonic::async_trait]
@@ -368,7 +368,7 @@ impl JobService for JobApi {
             let wrap = |result| pb::ListJobTaskResultsResponse {
                 result: Some(result),
             };
-            if let Err(error) = stream_results(store, job.id, filter, wrap, &sender).await {
+            if let Err(error) = stream_results(store, job.id, job.progress.total, filter, wrap, &sender).await {
                 let _ = sender.send(Err(error.into())).await;
             }
         });
@@ -439,8 +439,8 @@ impl JobService for JobApi {
             return Err(ApiError::invalid("after_sequence", "must be ≥ 0").into());
         }
         // Refuses unknown jobs and other accounts' jobs before the stream starts.
-        self.describe(&request.account_id, &request.job_id).await?;
-        let id = validate::job_id(&request.job_id)?;
+        let job = self.describe(&request.account_id, &request.job_id).await?;
+        let (id, tasks) = (job.id, job.progress.total);
         let after = request.after_sequence as u64;
         let (sender, receiver) = mpsc::channel(64);
         let store = self.store.clone();
@@ -452,6 +452,7 @@ impl JobService for JobApi {
                 outcome = stream_results(
                     store,
                     id,
+                    tasks,
                     ResultFilter::default(),
                     |result| pb::GetJobHistoryResponse {
                         event: None,
@@ -469,16 +470,17 @@ impl JobService for JobApi {
     }
 }
 
-/// Sends a job's task results in task order, a page at a time (a page's
+/// Sends the task results of a job of `tasks` tasks in task order, a page at a time (a page's
 /// read holds a connection; sending it to a slow client holds none).
 async fn stream_results<M>(
     store: Store,
     id: JobId,
+    tasks: u64,
     filter: ResultFilter,
     wrap: impl Fn(pb::TaskResult) -> M,
     sender: &mpsc::Sender<Result<M, Status>>,
 ) -> Result<(), ApiError> {
-    let pages = pages::task_results(&store, id, filter, RESULTS_PAGE);
+    let pages = pages::task_results(&store, id, filter, tasks, RESULTS_PAGE);
     futures::pin_mut!(pages);
     while let Some(page) = pages.try_next().await? {
         for (object, result) in &page {

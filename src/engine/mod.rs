@@ -31,6 +31,11 @@ pub struct EngineConfig {
     pub task_concurrency: usize,
     /// Tasks per chunk: the unit of claiming and of result commits.
     pub chunk_size: usize,
+    /// The longest a worker keeps starting one chunk's tasks before it
+    /// records what ran and hands the rest back to be claimed again: fast
+    /// work commits whole chunks, slow work commits at least this often
+    /// (and the next claim may go to another account).
+    pub chunk_slice: Duration,
     /// How long a chunk claim lasts without renewal before others may take it.
     pub lease: Duration,
     /// How often idle loops look for work.
@@ -57,7 +62,8 @@ impl Default for EngineConfig {
         EngineConfig {
             max_active_jobs: 4,
             task_concurrency: 16,
-            chunk_size: 256,
+            chunk_size: 2048,
+            chunk_slice: Duration::from_millis(250),
             lease: Duration::from_secs(60),
             poll_interval: Duration::from_millis(100),
             suspension_limit: Duration::from_secs(30 * 24 * 3600),

@@ -24,8 +24,8 @@ use crate::domain::{AccountId, Command, FailureReason, JobId, JobStatus, Manifes
 use crate::objects::manifest;
 use crate::store::{PreparedCount, StoreError, jobs, tasks};
 
-/// Chunks per COPY batch.
-const CHUNKS_PER_BATCH: usize = 16;
+/// Tasks per COPY batch, about: a batch is whole chunks, at least one.
+const BATCH_TASKS: usize = 8192;
 
 /// Waiting jobs looked at per round.
 const CANDIDATES: usize = 64;
@@ -166,7 +166,7 @@ async fn prepare(engine: &Engine, id: JobId) -> Result<Outcome, StoreError> {
     let outcome = async {
         let buckets = &engine.operations.buckets;
         let grant = job.spec.bucket_grant.as_ref();
-        let batch_size = chunk_size * CHUNKS_PER_BATCH;
+        let batch_size = chunk_size * (BATCH_TASKS / chunk_size).max(1);
         let mut batches = match &job.spec.manifest {
             ManifestSource::Manifest(spec) => {
                 manifest::open(buckets, spec, grant, batch_size).await?

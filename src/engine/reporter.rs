@@ -15,7 +15,7 @@ use crate::objects::report::{ReportError, ReportWriter};
 use crate::store::tasks::ResultFilter;
 use crate::store::{StoreError, pages, tasks};
 
-/// Result rows read per page while writing a report.
+/// Task numbers read per page while writing a report.
 const PAGE: usize = 5000;
 
 /// Writes and records the report of a job that needs one. A store error is
@@ -81,7 +81,7 @@ async fn write(
             succeeded: Some(*succeeded),
             error_code: None,
         };
-        let pages = pages::task_results(&engine.store, job.id, filter, PAGE);
+        let pages = pages::task_results(&engine.store, job.id, filter, job.progress.total, PAGE);
         futures::pin_mut!(pages);
         while let Some(page) = pages.try_next().await? {
             if let Err(error) = writer.write_rows(&page).await {

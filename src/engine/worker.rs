@@ -108,7 +108,8 @@ struct ChunkOutcome {
 
 /// Starts the chunk's tasks strictly in order, each once a process-wide
 /// permit is free (at most `task_concurrency` run at once), and stops
-/// starting them once the gate says so; tasks already started finish. File
+/// starting them once the gate says so or the chunk's slice of time is
+/// over; tasks already started finish. File
 /// work on a directory store goes a run of tasks per permit, on one
 /// blocking thread, instead of a thread hand-off for every file step.
 async fn run_tasks(
@@ -131,8 +132,11 @@ async fn run_tasks(
     let mut running = FuturesUnordered::new();
     let mut results = Vec::with_capacity(chunk.tasks.len());
     let mut started = 0;
+    let slice = tokio::time::sleep(engine.config.chunk_slice);
+    tokio::pin!(slice);
+    let mut slice_over = false;
     loop {
-        let may_start = started < chunk.tasks.len() && !gate.is_stopped();
+        let may_start = started < chunk.tasks.len() && !gate.is_stopped() && !slice_over;
         tokio::select! {
             permit = permits.acquire(), if may_start => {
                 let Ok(permit) = permit else { break };
@@ -151,6 +155,10 @@ async fn run_tasks(
                 started = end;
             }
             Some(done) = running.next(), if !running.is_empty() => results.extend(done),
+            () = &mut slice, if may_start => {
+                debug!(started, rest = chunk.tasks.len() - started, "chunk slice over; the rest is handed back");
+                slice_over = true;
+            }
             else => break,
         }
     }

@@ -72,23 +72,32 @@ pub fn job_events_on(
 }
 
 /// A job's task results with their objects, in task order; only those
-/// `filter` keeps.
+/// `filter` keeps. `tasks` is how many tasks the job has (numbered from 0);
+/// they are read `window` task numbers at a time, and windows with nothing
+/// to keep are skipped.
 pub fn task_results(
     store: &Store,
     id: JobId,
     filter: ResultFilter,
-    page_size: usize,
+    tasks: u64,
+    window: usize,
 ) -> impl Stream<Item = Result<Vec<(TaskRow, TaskResult)>, StoreError>> + '_ {
-    pages(
-        -1,
-        page_size,
-        |(_, result): &(TaskRow, TaskResult)| result.task_number,
-        move |after| {
-            let filter = filter.clone();
-            async move {
+    let end = i64::try_from(tasks).unwrap_or(i64::MAX);
+    let window = i64::try_from(window.max(1)).unwrap_or(i64::MAX);
+    futures::stream::try_unfold(0i64, move |start| {
+        let filter = filter.clone();
+        async move {
+            let mut start = start;
+            while start < end {
+                let next = start.saturating_add(window).min(end);
                 let client = store.client().await?;
-                tasks::results_page(&client, id, after, &filter, page_size).await
+                let page = tasks::results_in(&client, id, start..next, &filter).await?;
+                start = next;
+                if !page.is_empty() {
+                    return Ok(Some((page, start)));
+                }
             }
-        },
-    )
+            Ok(None)
+        }
+    })
 }

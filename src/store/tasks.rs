@@ -99,15 +99,21 @@ const SUSPENDED_SINCE_BEFORE: &str = "
     SELECT job_id FROM jobs
     WHERE status = ANY($3) AND (state ->> 'suspended_time')::timestamptz <= $1
     LIMIT $2";
-const RESULTS_PAGE: &str = "
+/// A window of task numbers `[$2, $3)` of a job's results, with their
+/// objects. Both tables are bounded by the window, so a read costs the
+/// window whatever the planner thinks of the tables (statistics taken
+/// before a large job was written would otherwise make it hash and sort the
+/// whole job for every page).
+const RESULTS_WINDOW: &str = "
     SELECT r.task_number, t.bucket, t.key, t.version_id, r.succeeded, r.http_status_code,
            r.error_code, r.result_message
     FROM task_results r
     JOIN tasks t ON t.job_id = r.job_id AND t.task_number = r.task_number
-    WHERE r.job_id = $1 AND r.task_number > $2 AND ($3::boolean IS NULL OR r.succeeded = $3)
+    WHERE r.job_id = $1 AND r.task_number >= $2 AND r.task_number < $3
+      AND t.job_id = $1 AND t.task_number >= $2 AND t.task_number < $3
+      AND ($4::boolean IS NULL OR r.succeeded = $4)
       AND ($5::text IS NULL OR r.error_code = $5)
-    ORDER BY r.task_number
-    LIMIT $4";
+    ORDER BY r.task_number";
 const NOTIFY_PROGRESS: &str = "SELECT pg_notify($1, $2)";
 const DELETE_TASKS: &str = "DELETE FROM tasks WHERE job_id = $1";
 /// Names the lock under which slot decisions are made.
@@ -526,8 +532,6 @@ pub async fn suspended_before(
     rows.iter().map(|row| Ok(JobId(row.try_get(0)?))).collect()
 }
 
-/// Up to `limit` task results of a job with a task number above `after`, in
-/// task order, with their objects; only successes or only failures when
 /// Which of a job's task results a page holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResultFilter {
@@ -537,27 +541,27 @@ pub struct ResultFilter {
     pub error_code: Option<String>,
 }
 
-/// `succeeded` says so.
-pub async fn results_page(
+/// The task results of a job with task numbers in `window`, in task
+/// order, with their objects; only those `filter` keeps.
+pub async fn results_in(
     client: &Client,
     id: JobId,
-    after: i64,
+    window: std::ops::Range<i64>,
     filter: &ResultFilter,
-    limit: usize,
 ) -> Result<Vec<(TaskRow, TaskResult)>, StoreError> {
     let rows = client
         .query(
-            RESULTS_PAGE,
+            RESULTS_WINDOW,
             &[
                 &id.0,
-                &after,
+                &window.start,
+                &window.end,
                 &filter.succeeded,
-                &(limit as i64),
                 &filter.error_code,
             ],
         )
         .await
-        .during("RESULTS_PAGE")?;
+        .during("RESULTS_WINDOW")?;
     rows.iter()
         .map(|row| {
             Ok((
