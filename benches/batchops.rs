@@ -131,6 +131,7 @@ impl Bench {
             format!("--object-store={}", objects.path().display()),
             format!("--task-concurrency={}", args.task_concurrency),
             format!("--chunk-size={}", args.chunk_size),
+            format!("--file-chunk-size={}", args.chunk_size),
             "--poll-interval-ms=20".to_owned(),
             format!("--database-pool-size={POOL_SIZE}"),
             "--s3control-listen=off".to_owned(),

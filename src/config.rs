@@ -81,12 +81,17 @@ pub struct ServeConfig {
     #[arg(long, env = "BATCHOPS_TASK_CONCURRENCY", default_value_t = 16)]
     pub task_concurrency: usize,
     /// Tasks claimed and recorded together.
-    #[arg(long, env = "BATCHOPS_CHUNK_SIZE", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, env = "BATCHOPS_CHUNK_SIZE", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub chunk_size: u32,
+    /// Tasks per chunk of file work on a directory store (checksums,
+    /// deletions, plain copies), where a task takes microseconds and a
+    /// commit per chunk would dominate.
+    #[arg(long, env = "BATCHOPS_FILE_CHUNK_SIZE", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub file_chunk_size: u32,
     /// Milliseconds a worker keeps starting one chunk's tasks before it
     /// records what ran and hands the rest back (fast work commits whole
     /// chunks; slow work at least this often).
-    #[arg(long, env = "BATCHOPS_CHUNK_SLICE_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    #[arg(long, env = "BATCHOPS_CHUNK_SLICE_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub chunk_slice_ms: u64,
     /// Seconds a chunk claim lasts without renewal.
     #[arg(long, env = "BATCHOPS_LEASE_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(3..))]
@@ -193,6 +198,7 @@ impl ServeConfig {
             max_active_jobs: self.max_active_jobs,
             task_concurrency: self.task_concurrency.max(1),
             chunk_size: self.chunk_size as usize,
+            file_chunk_size: self.file_chunk_size as usize,
             chunk_slice: Duration::from_millis(self.chunk_slice_ms),
             lease: Duration::from_secs(self.lease_seconds),
             poll_interval: Duration::from_millis(self.poll_interval_ms),

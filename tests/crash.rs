@@ -13,7 +13,14 @@ use common::*;
 use pb::JobStatus as S;
 
 fn start(db: &TestDb, objects: &std::path::Path, extra: &[&str]) -> ServerProcess {
-    let mut args = vec!["--lease-seconds", "3", "--chunk-size", "4"];
+    let mut args = vec![
+        "--lease-seconds",
+        "3",
+        "--chunk-size",
+        "4",
+        "--file-chunk-size",
+        "4",
+    ];
     args.extend_from_slice(extra);
     ServerProcess::start(db, &objects.display().to_string(), &args, &[])
 }

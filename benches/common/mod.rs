@@ -90,6 +90,8 @@ pub fn start_server(url: &str, objects: &std::path::Path, concurrency: u32) -> S
             "3",
             "--chunk-size",
             "200",
+            "--file-chunk-size",
+            "200",
             "--task-concurrency",
             &concurrency,
             "--poll-interval-ms",

@@ -368,7 +368,9 @@ impl JobService for JobApi {
             let wrap = |result| pb::ListJobTaskResultsResponse {
                 result: Some(result),
             };
-            if let Err(error) = stream_results(store, job.id, job.progress.total, filter, wrap, &sender).await {
+            if let Err(error) =
+                stream_results(store, job.id, job.progress.total, filter, wrap, &sender).await
+            {
                 let _ = sender.send(Err(error.into())).await;
             }
         });

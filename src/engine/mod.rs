@@ -31,6 +31,10 @@ pub struct EngineConfig {
     pub task_concurrency: usize,
     /// Tasks per chunk: the unit of claiming and of result commits.
     pub chunk_size: usize,
+    /// Tasks per chunk of file work on a directory store (checksums,
+    /// deletions, plain copies), which takes microseconds a task: larger
+    /// chunks, fewer commits.
+    pub file_chunk_size: usize,
     /// The longest a worker keeps starting one chunk's tasks before it
     /// records what ran and hands the rest back to be claimed again: fast
     /// work commits whole chunks, slow work commits at least this often
@@ -62,8 +66,9 @@ impl Default for EngineConfig {
         EngineConfig {
             max_active_jobs: 4,
             task_concurrency: 16,
-            chunk_size: 2048,
-            chunk_slice: Duration::from_millis(250),
+            chunk_size: 256,
+            file_chunk_size: 2048,
+            chunk_slice: Duration::from_secs(5),
             lease: Duration::from_secs(60),
             poll_interval: Duration::from_millis(100),
             suspension_limit: Duration::from_secs(30 * 24 * 3600),

@@ -161,7 +161,17 @@ async fn prepare(engine: &Engine, id: JobId) -> Result<Outcome, StoreError> {
         }
     };
     info!(job_id = %id, "preparing job");
-    let chunk_size = engine.config.chunk_size;
+    let file_work = engine
+        .operations
+        .for_operation(id, &job.spec.operation, job.spec.bucket_grant.as_ref())
+        .local()
+        .is_some();
+    let chunk_size = if file_work {
+        engine.config.file_chunk_size
+    } else {
+        engine.config.chunk_size
+    }
+    .max(1);
     let max_tasks = engine.config.max_tasks_per_job;
     let outcome = async {
         let buckets = &engine.operations.buckets;

@@ -170,6 +170,7 @@ pub fn serve_config(
         format!("--max-active-jobs={}", settings.max_active_jobs),
         format!("--task-concurrency={}", settings.task_concurrency),
         format!("--chunk-size={}", settings.chunk_size),
+        format!("--file-chunk-size={}", settings.chunk_size),
         "--lease-seconds=30".to_owned(),
         format!("--poll-interval-ms={}", settings.poll_interval_ms),
         format!(
