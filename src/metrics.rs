@@ -245,6 +245,12 @@ fn operation_label(operation: &Operation) -> &'static str {
         Operation::DeleteObject => "delete_object",
         Operation::Invoke(_) => "invoke",
         Operation::PutObjectCopy(_) => "put_object_copy",
+        Operation::PutObjectTagging { .. } => "put_object_tagging",
+        Operation::DeleteObjectTagging => "delete_object_tagging",
+        Operation::PutObjectLegalHold { .. } => "put_object_legal_hold",
+        Operation::PutObjectRetention(_) => "put_object_retention",
+        Operation::PutObjectAcl(_) => "put_object_acl",
+        Operation::InitiateRestoreObject(_) => "initiate_restore_object",
     }
 }
 

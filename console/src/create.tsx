@@ -5,12 +5,23 @@
 import { useState } from "preact/hooks";
 
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 
 import type { Operation } from "./gen/batchops/v1/job_pb";
 import {
   ChecksumAlgorithm,
   ComputeObjectChecksumOperationSchema,
+  CannedAcl,
   DeleteObjectOperationSchema,
+  DeleteObjectTaggingOperationSchema,
+  GlacierJobTier,
+  InitiateRestoreObjectOperationSchema,
+  LegalHoldStatus,
+  PutObjectAclOperationSchema,
+  PutObjectLegalHoldOperationSchema,
+  PutObjectRetentionOperationSchema,
+  PutObjectTaggingOperationSchema,
+  RetentionMode,
   InvokeOperationSchema,
   PutObjectCopyOperationSchema,
   InvocationSchemaVersion,
@@ -23,7 +34,27 @@ import { jobs, problem } from "./api";
 import { Problem } from "./components";
 
 type Source = "manifest" | "generator";
-type OperationKind = "checksum" | "copy" | "delete" | "invoke";
+type OperationKind =
+  | "checksum"
+  | "copy"
+  | "delete"
+  | "invoke"
+  | "tagging"
+  | "deleteTagging"
+  | "legalHold"
+  | "retention"
+  | "acl"
+  | "restore";
+
+const CANNED_ACLS: [CannedAcl, string][] = [
+  [CannedAcl.PRIVATE, "private"],
+  [CannedAcl.PUBLIC_READ, "public-read"],
+  [CannedAcl.PUBLIC_READ_WRITE, "public-read-write"],
+  [CannedAcl.AWS_EXEC_READ, "aws-exec-read"],
+  [CannedAcl.AUTHENTICATED_READ, "authenticated-read"],
+  [CannedAcl.BUCKET_OWNER_READ, "bucket-owner-read"],
+  [CannedAcl.BUCKET_OWNER_FULL_CONTROL, "bucket-owner-full-control"],
+];
 
 const ALGORITHMS: [ChecksumAlgorithm, string][] = [
   [ChecksumAlgorithm.SHA256, "SHA-256"],
@@ -75,6 +106,14 @@ export function CreatePage({ account }: { account: string }) {
     functionArn: "",
     schema: String(InvocationSchemaVersion.INVOCATION_SCHEMA_VERSION_1_0),
     userArguments: "",
+    objectTags: "",
+    legalHold: String(LegalHoldStatus.ON),
+    retentionMode: String(RetentionMode.GOVERNANCE),
+    retainUntil: "",
+    bypassGovernance: false,
+    cannedAcl: String(CannedAcl.PRIVATE),
+    restoreDays: "7",
+    tier: String(GlacierJobTier.STANDARD),
     report: true,
     reportBucket: "",
     reportPrefix: "",
@@ -115,6 +154,47 @@ export function CreatePage({ account }: { account: string }) {
               functionArn: form.functionArn,
               invocationSchemaVersion: Number(form.schema),
               userArguments: pairs(form.userArguments),
+            }),
+          };
+        case "tagging":
+          return {
+            case: "putObjectTagging",
+            value: create(PutObjectTaggingOperationSchema, {
+              tags: Object.entries(pairs(form.objectTags)).map(([key, value]) => ({ key, value })),
+            }),
+          };
+        case "deleteTagging":
+          return { case: "deleteObjectTagging", value: create(DeleteObjectTaggingOperationSchema) };
+        case "legalHold":
+          return {
+            case: "putObjectLegalHold",
+            value: create(PutObjectLegalHoldOperationSchema, { status: Number(form.legalHold) }),
+          };
+        case "retention": {
+          // An unreadable date is sent as none: the server names the field.
+          const until = new Date(form.retainUntil);
+          return {
+            case: "putObjectRetention",
+            value: create(PutObjectRetentionOperationSchema, {
+              mode: Number(form.retentionMode),
+              retainUntil: Number.isNaN(until.getTime()) ? undefined : timestampFromDate(until),
+              bypassGovernanceRetention: form.bypassGovernance,
+            }),
+          };
+        }
+        case "acl":
+          return {
+            case: "putObjectAcl",
+            value: create(PutObjectAclOperationSchema, {
+              acl: { case: "cannedAcl", value: Number(form.cannedAcl) },
+            }),
+          };
+        case "restore":
+          return {
+            case: "initiateRestoreObject",
+            value: create(InitiateRestoreObjectOperationSchema, {
+              expirationInDays: Number.parseInt(form.restoreDays, 10) || 0,
+              glacierJobTier: Number(form.tier),
             }),
           };
       }
@@ -242,8 +322,81 @@ export function CreatePage({ account }: { account: string }) {
               <option value="copy">Copy</option>
               <option value="delete">Delete</option>
               <option value="invoke">Invoke (Lambda-style endpoint)</option>
+              <optgroup label="S3 object stores only">
+                <option value="tagging">Replace object tags</option>
+                <option value="deleteTagging">Delete object tags</option>
+                <option value="legalHold">Object Lock legal hold</option>
+                <option value="retention">Object Lock retention</option>
+                <option value="acl">Object ACL</option>
+                <option value="restore">Restore from archive</option>
+              </optgroup>
             </select>
           </label>
+          {form.operation === "tagging" && text("Tags (k=v, …; at most 10; none removes all)", "objectTags")}
+          {form.operation === "legalHold" && (
+            <label>
+              Legal hold
+              <select name="legalHold" value={form.legalHold} onChange={set("legalHold")}>
+                <option value={LegalHoldStatus.ON}>On</option>
+                <option value={LegalHoldStatus.OFF}>Off</option>
+              </select>
+            </label>
+          )}
+          {form.operation === "retention" && (
+            <div class="grid">
+              <label>
+                Mode
+                <select name="retentionMode" value={form.retentionMode} onChange={set("retentionMode")}>
+                  <option value={RetentionMode.GOVERNANCE}>Governance</option>
+                  <option value={RetentionMode.COMPLIANCE}>Compliance</option>
+                </select>
+              </label>
+              <label>
+                Retain until
+                <input
+                  type="datetime-local"
+                  name="retainUntil"
+                  step={1}
+                  value={form.retainUntil}
+                  onInput={set("retainUntil")}
+                />
+              </label>
+              <label class="inline">
+                <input
+                  type="checkbox"
+                  name="bypassGovernance"
+                  checked={form.bypassGovernance}
+                  onChange={set("bypassGovernance")}
+                />{" "}
+                Bypass governance retention
+              </label>
+            </div>
+          )}
+          {form.operation === "acl" && (
+            <label>
+              Canned ACL (an explicit policy with grants: the CLI or the API)
+              <select name="cannedAcl" value={form.cannedAcl} onChange={set("cannedAcl")}>
+                {CANNED_ACLS.map(([value, name]) => (
+                  <option value={value}>{name}</option>
+                ))}
+              </select>
+            </label>
+          )}
+          {form.operation === "restore" && (
+            <div class="grid">
+              <label>
+                Days the restored copy stays
+                <input type="number" name="restoreDays" min={0} value={form.restoreDays} onInput={set("restoreDays")} />
+              </label>
+              <label>
+                Tier
+                <select name="tier" value={form.tier} onChange={set("tier")}>
+                  <option value={GlacierJobTier.STANDARD}>Standard</option>
+                  <option value={GlacierJobTier.BULK}>Bulk</option>
+                </select>
+              </label>
+            </div>
+          )}
           {form.operation === "checksum" && (
             <label>
               Algorithm

@@ -7,14 +7,19 @@ import { Code, ConnectError } from "@connectrpc/connect";
 
 import type { JobDescriptor, Tag } from "./gen/batchops/v1/job_pb";
 import {
+  AclPermission,
+  CannedAcl,
   ChecksumAlgorithm,
+  GlacierJobTier,
   InvocationSchemaVersion,
+  LegalHoldStatus,
   JobAction,
   JobStatus,
   ManifestField,
   ManifestFormat,
   MetadataDirective,
   ReportScope,
+  RetentionMode,
 } from "./gen/batchops/v1/job_pb";
 import { count, duration, isTerminal, jobs, problem, when } from "./api";
 import { Item, LiveIndicator, Problem, Progress, StatusBadge } from "./components";
@@ -413,6 +418,50 @@ function operationText(job: JobDescriptor): [string, string][] {
         ["User arguments", args.join(", ") || "—"],
       ];
     }
+    case "putObjectTagging":
+      return [
+        ["Operation", "Replace object tags"],
+        ["Tags", operation.value.tags.map((t) => `${t.key}=${t.value}`).join(", ") || "none (removes all)"],
+      ];
+    case "deleteObjectTagging":
+      return [["Operation", "Delete object tags"]];
+    case "putObjectLegalHold":
+      return [
+        ["Operation", "Object Lock legal hold"],
+        ["Legal hold", enumName(LegalHoldStatus, operation.value.status)],
+      ];
+    case "putObjectRetention": {
+      const retention = operation.value;
+      return [
+        ["Operation", "Object Lock retention"],
+        ["Mode", enumName(RetentionMode, retention.mode)],
+        ["Retain until", retention.retainUntil ? when(retention.retainUntil) : "—"],
+        ["Bypass governance", retention.bypassGovernanceRetention ? "yes" : "no"],
+      ];
+    }
+    case "putObjectAcl": {
+      const acl = operation.value.acl;
+      if (acl.case === "cannedAcl") {
+        return [
+          ["Operation", "Object ACL"],
+          ["Canned ACL", enumName(CannedAcl, acl.value)],
+        ];
+      }
+      const grants = (acl.value?.grants ?? []).map(
+        (g) => `${g.grantee?.grantee.value ?? "?"}: ${enumName(AclPermission, g.permission)}`,
+      );
+      return [
+        ["Operation", "Object ACL"],
+        ["Owner", acl.value?.ownerId ?? "—"],
+        ["Grants", grants.join(", ") || "none"],
+      ];
+    }
+    case "initiateRestoreObject":
+      return [
+        ["Operation", "Restore from archive"],
+        ["Days", String(operation.value.expirationInDays)],
+        ["Tier", enumName(GlacierJobTier, operation.value.glacierJobTier)],
+      ];
     default:
       return [["Operation", "—"]];
   }

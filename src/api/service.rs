@@ -120,6 +120,15 @@ impl JobService for JobApi {
         validate::resolve_function(&mut message, &self.functions)?;
         let (spec, fingerprint) =
             validate::create_job(&message, &self.invoke_allowlist, grant.as_ref())?;
+        if let (Some(kept), Some(_)) = (spec.operation.needs_s3(), self.buckets.directory()) {
+            return Err(ApiError::invalid(
+                "operation",
+                format!(
+                    "needs an S3 object store (--object-store s3://…): this server's directory store keeps no {kept}"
+                ),
+            )
+            .into());
+        }
         let mut client = self.store.client().await.map_err(ApiError::from)?;
         let (id, created) = jobs::create(
             &mut client,

@@ -6,6 +6,8 @@
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
+mod object_state;
+
 use super::ApiError;
 use crate::domain::text::quoted;
 use crate::domain::{
@@ -361,6 +363,14 @@ fn operation(value: Option<&pb::Operation>, allowlist: &Allowlist) -> Result<Ope
         O::DeleteObject(_) => Ok(Operation::DeleteObject),
         O::Invoke(invoke) => invoke_spec(invoke, allowlist).map(Operation::Invoke),
         O::PutObjectCopy(copy) => copy_spec(copy).map(Operation::PutObjectCopy),
+        O::PutObjectTagging(tagging) => object_state::put_object_tagging(tagging),
+        O::DeleteObjectTagging(_) => Ok(Operation::DeleteObjectTagging),
+        O::PutObjectLegalHold(hold) => object_state::put_object_legal_hold(hold),
+        O::PutObjectRetention(retention) => {
+            object_state::put_object_retention(retention, Utc::now())
+        }
+        O::PutObjectAcl(acl) => object_state::put_object_acl(acl),
+        O::InitiateRestoreObject(restore) => object_state::initiate_restore_object(restore),
     }
 }
 

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+mod object_state;
+
 use super::node::Node;
 use super::xml::Writer;
 use crate::domain::text::quoted;
@@ -136,7 +138,17 @@ fn only(node: Node<'_>, path: &str, known: &[&str], what: &str) -> Result<()> {
 }
 
 /// The operations batchops runs, by S3 Control's names.
-const OPERATIONS: [&str; 3] = ["LambdaInvoke", "S3PutObjectCopy", "S3ComputeObjectChecksum"];
+const OPERATIONS: [&str; 9] = [
+    "LambdaInvoke",
+    "S3PutObjectCopy",
+    "S3ComputeObjectChecksum",
+    object_state::MEMBERS[0],
+    object_state::MEMBERS[1],
+    object_state::MEMBERS[2],
+    object_state::MEMBERS[3],
+    object_state::MEMBERS[4],
+    object_state::MEMBERS[5],
+];
 
 /// A CreateJob request (its document, as XML or the AWS CLI's JSON) for
 /// `account`, as the contract's request.
@@ -306,6 +318,12 @@ fn operation(node: Node<'_>) -> Result<pb::Operation> {
                 timeout_seconds: 0,
                 function_arn: function,
             })
+        }
+        other if object_state::MEMBERS.contains(&other) => {
+            match object_state::parse(other, inner, &path) {
+                Some(parsed) => parsed?,
+                None => return Err(bad(format!("{path} could not be read"))),
+            }
         }
         other => {
             return Err(bad(format!(
@@ -744,6 +762,12 @@ fn write_operation(out: &mut Writer, operation: &pb::operation::Operation) {
         }
         // No S3 Control operation deletes objects: the field is left out.
         O::DeleteObject(_) => {}
+        O::PutObjectTagging(_)
+        | O::DeleteObjectTagging(_)
+        | O::PutObjectLegalHold(_)
+        | O::PutObjectRetention(_)
+        | O::PutObjectAcl(_)
+        | O::InitiateRestoreObject(_) => object_state::write(out, operation),
     }
 }
 
@@ -862,7 +886,26 @@ mod tests {
     #[test]
     fn operations_batchops_does_not_run_are_refused_by_name() {
         for (operation, named) in [
-            (serde_json::json!({"S3PutObjectAcl": {}}), "S3PutObjectAcl"),
+            (
+                serde_json::json!({"S3ReplicateObject": {}}),
+                "S3ReplicateObject",
+            ),
+            (
+                serde_json::json!({"S3PutObjectRetention": {"Retention": {"Mode": "GOVERNANCE", "RetainUntilDate": "2031-01-02T03:04:05Z", "EventHold": "ON"}}}),
+                "EventHold",
+            ),
+            (
+                serde_json::json!({"S3PutObjectAcl": {"AccessControlPolicy": {}}}),
+                "exactly one of AccessControlList and CannedAccessControlList",
+            ),
+            (
+                serde_json::json!({"S3PutObjectLegalHold": {"LegalHold": {"Status": "MAYBE"}}}),
+                "Status must be one of ON, OFF",
+            ),
+            (
+                serde_json::json!({"S3InitiateRestoreObject": {"ExpirationInDays": -1}}),
+                "ExpirationInDays must be 0 or more",
+            ),
             (
                 serde_json::json!({"S3PutObjectCopy": {"TargetResource": "arn:aws:s3:::b", "StorageClass": "GLACIER"}}),
                 "StorageClass",
@@ -876,6 +919,111 @@ mod tests {
             let error = create_job("111122223333", Node::Json(&request)).unwrap_err();
             assert!(error.0.contains(named), "{error}");
         }
+    }
+
+    /// The object-state members exactly as boto3 1.44.8 sends them.
+    const OBJECT_STATE: [&str; 6] = [
+        "<S3PutObjectTagging><TagSet><member><Key>k</Key><Value>v</Value></member><member><Key>e</Key><Value /></member></TagSet></S3PutObjectTagging>",
+        "<S3DeleteObjectTagging />",
+        "<S3PutObjectLegalHold><LegalHold><Status>ON</Status></LegalHold></S3PutObjectLegalHold>",
+        "<S3PutObjectRetention><BypassGovernanceRetention>true</BypassGovernanceRetention><Retention><RetainUntilDate>2031-01-02T03:04:05Z</RetainUntilDate><Mode>GOVERNANCE</Mode></Retention></S3PutObjectRetention>",
+        "<S3PutObjectAcl><AccessControlPolicy><AccessControlList><Owner><ID>owner-id</ID><DisplayName>o</DisplayName></Owner><Grants><member><Grantee><TypeIdentifier>id</TypeIdentifier><Identifier>abc</Identifier><DisplayName>d</DisplayName></Grantee><Permission>READ</Permission></member><member><Grantee><TypeIdentifier>uri</TypeIdentifier><Identifier>http://acs.amazonaws.com/groups/global/AllUsers</Identifier></Grantee><Permission>READ_ACP</Permission></member></Grants></AccessControlList></AccessControlPolicy></S3PutObjectAcl>",
+        "<S3InitiateRestoreObject><ExpirationInDays>2</ExpirationInDays><GlacierJobTier>BULK</GlacierJobTier></S3InitiateRestoreObject>",
+    ];
+
+    fn operation_of(member: &str) -> pb::operation::Operation {
+        let document =
+            format!("<CreateJobRequest><Operation>{member}</Operation></CreateJobRequest>");
+        let element = xml::parse(document.as_bytes()).unwrap();
+        create_job("111122223333", Node::Xml(&element))
+            .unwrap()
+            .operation
+            .unwrap()
+            .operation
+            .unwrap()
+    }
+
+    #[test]
+    fn object_state_members_are_read_as_boto3_sends_them_and_written_back_alike() {
+        use pb::operation::Operation as O;
+        let read: Vec<_> = OBJECT_STATE.iter().map(|m| operation_of(m)).collect();
+        let O::PutObjectTagging(tagging) = &read[0] else {
+            panic!("{:?}", read[0])
+        };
+        assert_eq!(
+            tagging.tags,
+            vec![
+                pb::ObjectTag {
+                    key: "k".into(),
+                    value: "v".into()
+                },
+                pb::ObjectTag {
+                    key: "e".into(),
+                    value: String::new()
+                },
+            ]
+        );
+        assert!(matches!(read[1], O::DeleteObjectTagging(_)));
+        assert!(
+            matches!(&read[2], O::PutObjectLegalHold(h) if h.status == pb::LegalHoldStatus::On as i32)
+        );
+        let O::PutObjectRetention(retention) = &read[3] else {
+            panic!("{:?}", read[3])
+        };
+        assert_eq!(retention.mode, pb::RetentionMode::Governance as i32);
+        assert!(retention.bypass_governance_retention);
+        assert_eq!(
+            retention.retain_until.as_ref().unwrap().seconds,
+            1_925_089_445
+        );
+        let O::PutObjectAcl(acl) = &read[4] else {
+            panic!("{:?}", read[4])
+        };
+        let Some(pb::put_object_acl_operation::Acl::AccessControlPolicy(policy)) = &acl.acl else {
+            panic!("{acl:?}")
+        };
+        assert_eq!(policy.owner_id, "owner-id");
+        assert_eq!(policy.grants.len(), 2);
+        assert_eq!(
+            policy.grants[1].permission,
+            pb::AclPermission::ReadAcp as i32
+        );
+        assert!(matches!(
+            &read[5],
+            O::InitiateRestoreObject(r) if r.expiration_in_days == 2 && r.glacier_job_tier == pb::GlacierJobTier::Bulk as i32
+        ));
+
+        // DescribeJob writes each back in a form read the same again.
+        for operation in read {
+            let job = pb::JobDescriptor {
+                job_id: "j".into(),
+                operation: Some(pb::Operation {
+                    operation: Some(operation.clone()),
+                }),
+                ..pb::JobDescriptor::default()
+            };
+            let mut out = Writer::document("DescribeJobResult", NAMESPACE);
+            job_descriptor(&mut out, &job, "us-east-1");
+            let written = out.finish("DescribeJobResult");
+            let start = written.find("<Operation>").unwrap() + "<Operation>".len();
+            let end = written.find("</Operation>").unwrap();
+            assert_eq!(operation_of(&written[start..end]), operation, "{written}");
+        }
+    }
+
+    #[test]
+    fn a_canned_acl_is_read_by_its_s3_name() {
+        let operation = operation_of(
+            "<S3PutObjectAcl><AccessControlPolicy><CannedAccessControlList>bucket-owner-full-control</CannedAccessControlList></AccessControlPolicy></S3PutObjectAcl>",
+        );
+        assert_eq!(
+            operation,
+            pb::operation::Operation::PutObjectAcl(pb::PutObjectAclOperation {
+                acl: Some(pb::put_object_acl_operation::Acl::CannedAcl(
+                    pb::CannedAcl::BucketOwnerFullControl as i32
+                )),
+            })
+        );
     }
 
     #[test]

@@ -123,6 +123,21 @@ pub struct CreateJob {
     ///               "invocation_schema_version": "INVOCATION_SCHEMA_VERSION_2_0",
     ///               "user_arguments": {"k": "v"}, "timeout_seconds": 30}}
     ///       the endpoint must be in the server's --invoke-allowlist
+    /// On an S3 object store only (the directory store keeps none of these):
+    ///   {"put_object_tagging": {"tags": [{"key": "team", "value": "photos"}]}}
+    ///       replaces each object's tag set (at most 10 tags)
+    ///   {"delete_object_tagging": {}}
+    ///   {"put_object_legal_hold": {"status": "LEGAL_HOLD_STATUS_ON"}}
+    ///       or LEGAL_HOLD_STATUS_OFF; the bucket needs Object Lock
+    ///   {"put_object_retention": {"mode": "RETENTION_MODE_GOVERNANCE",
+    ///                             "retain_until": "2030-01-01T00:00:00Z",
+    ///                             "bypass_governance_retention": false}}
+    ///       or RETENTION_MODE_COMPLIANCE; the bucket needs Object Lock
+    ///   {"put_object_acl": {"canned_acl": "CANNED_ACL_BUCKET_OWNER_FULL_CONTROL"}}
+    ///       or {"access_control_policy": {"owner_id": "...", "grants": [
+    ///           {"grantee": {"canonical_user_id": "..."}, "permission": "ACL_PERMISSION_READ"}]}}
+    ///   {"initiate_restore_object": {"expiration_in_days": 7,
+    ///                                "glacier_job_tier": "GLACIER_JOB_TIER_BULK"}}
     #[arg(long, verbatim_doc_comment, required_unless_present = "cli_input_json")]
     pub operation: Option<String>,
     /// The whole job as the JSON `aws s3control create-job --cli-input-json`

@@ -176,6 +176,48 @@ fn operation_name(operation: Option<&pb::Operation>) -> String {
             "PutObjectCopy to {}/{}",
             op.target_bucket, op.target_key_prefix
         ),
+        Some(O::PutObjectTagging(op)) => {
+            let tags: Vec<String> = op
+                .tags
+                .iter()
+                .map(|t| format!("{}={}", t.key, t.value))
+                .collect();
+            format!("PutObjectTagging {}", tags.join(","))
+        }
+        Some(O::DeleteObjectTagging(_)) => "DeleteObjectTagging".into(),
+        Some(O::PutObjectLegalHold(op)) => format!(
+            "PutObjectLegalHold {}",
+            table::enum_suffix(op.status().as_str_name(), "LEGAL_HOLD_STATUS_")
+        ),
+        Some(O::PutObjectRetention(op)) => format!(
+            "PutObjectRetention {} until {}",
+            table::enum_suffix(op.mode().as_str_name(), "RETENTION_MODE_"),
+            op.retain_until
+                .as_ref()
+                .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default()
+        ),
+        Some(O::PutObjectAcl(op)) => match &op.acl {
+            Some(pb::put_object_acl_operation::Acl::CannedAcl(canned)) => format!(
+                "PutObjectAcl {}",
+                table::enum_suffix(
+                    pb::CannedAcl::try_from(*canned)
+                        .unwrap_or_default()
+                        .as_str_name(),
+                    "CANNED_ACL_"
+                )
+            ),
+            Some(pb::put_object_acl_operation::Acl::AccessControlPolicy(policy)) => {
+                format!("PutObjectAcl {} grants", policy.grants.len())
+            }
+            None => "PutObjectAcl".into(),
+        },
+        Some(O::InitiateRestoreObject(op)) => format!(
+            "InitiateRestoreObject {} days, {}",
+            op.expiration_in_days,
+            table::enum_suffix(op.glacier_job_tier().as_str_name(), "GLACIER_JOB_TIER_")
+        ),
         None => String::new(),
     }
 }

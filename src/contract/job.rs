@@ -93,7 +93,9 @@ fn generator_to_proto(spec: &GeneratorSpec) -> pb::ManifestGenerator {
     }
 }
 
-fn operation_to_proto(operation: &Operation) -> pb::Operation {
+/// A job's operation as the contract's message.
+pub(crate) fn operation_to_proto(operation: &Operation) -> pb::Operation {
+    use super::object_state;
     use pb::operation::Operation as O;
     let operation = match operation {
         Operation::ComputeObjectChecksum { algorithm } => {
@@ -135,6 +137,18 @@ fn operation_to_proto(operation: &Operation) -> pb::Operation {
                 }),
             },
         }),
+        Operation::PutObjectTagging { tags } => O::PutObjectTagging(object_state::tagging(tags)),
+        Operation::DeleteObjectTagging => {
+            O::DeleteObjectTagging(pb::DeleteObjectTaggingOperation {})
+        }
+        Operation::PutObjectLegalHold { status } => {
+            O::PutObjectLegalHold(object_state::legal_hold(*status))
+        }
+        Operation::PutObjectRetention(spec) => O::PutObjectRetention(object_state::retention(spec)),
+        Operation::PutObjectAcl(spec) => O::PutObjectAcl(object_state::acl(spec)),
+        Operation::InitiateRestoreObject(spec) => {
+            O::InitiateRestoreObject(object_state::restore(spec))
+        }
     };
     pb::Operation {
         operation: Some(operation),

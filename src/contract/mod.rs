@@ -6,9 +6,12 @@
 mod code;
 mod history;
 mod job;
+mod object_state;
 
 pub(crate) use code::code_name;
 pub(crate) use history::HistoryFolder;
+#[cfg(test)]
+pub(crate) use job::operation_to_proto;
 pub(crate) use job::{
     job_to_list_proto, job_to_proto, status_to_proto, tags_to_proto, task_result_to_proto,
     timestamp,

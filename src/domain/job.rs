@@ -187,6 +187,44 @@ pub enum Operation {
     Invoke(InvokeSpec),
     /// Copy each object.
     PutObjectCopy(CopySpec),
+    /// Replace each object's tag set.
+    PutObjectTagging {
+        /// The new tag set (at most 10).
+        tags: Vec<super::ObjectTag>,
+    },
+    /// Remove each object's tags.
+    DeleteObjectTagging,
+    /// Set or remove each object's legal hold.
+    PutObjectLegalHold {
+        /// The hold.
+        status: super::LegalHold,
+    },
+    /// Set each object's retention.
+    PutObjectRetention(super::RetentionSpec),
+    /// Replace each object's ACL.
+    PutObjectAcl(super::AclSpec),
+    /// Start a restore of each archived object.
+    InitiateRestoreObject(super::RestoreSpec),
+}
+
+impl Operation {
+    /// What only an S3 store keeps, for an operation that changes it: the
+    /// directory store refuses such jobs.
+    pub fn needs_s3(&self) -> Option<&'static str> {
+        match self {
+            Operation::PutObjectTagging { .. } | Operation::DeleteObjectTagging => {
+                Some("object tags")
+            }
+            Operation::PutObjectLegalHold { .. } => Some("Object Lock legal holds"),
+            Operation::PutObjectRetention(_) => Some("Object Lock retention"),
+            Operation::PutObjectAcl(_) => Some("object ACLs"),
+            Operation::InitiateRestoreObject(_) => Some("archived objects to restore"),
+            Operation::ComputeObjectChecksum { .. }
+            | Operation::DeleteObject
+            | Operation::Invoke(_)
+            | Operation::PutObjectCopy(_) => None,
+        }
+    }
 }
 
 /// Copy each object to `target_bucket`, its key prefixed by `target_key_prefix`.

@@ -7,6 +7,7 @@ mod decide;
 mod event;
 mod grant;
 mod job;
+mod object_state;
 mod slots;
 mod status;
 mod task;
@@ -24,6 +25,10 @@ pub use job::{
     InvocationSchema, InvokeSpec, Job, JobId, JobSpec, ManifestField, ManifestFormat,
     ManifestSource, ManifestSpec, MetadataDirective, ObjectLocation, ObjectMetadata, Operation,
     Progress, ReportScope, ReportSpec, Tag,
+};
+pub use object_state::{
+    AclGrant, AclPermission, AclSpec, CannedAcl, GlacierJobTier, Grantee, LegalHold, ObjectTag,
+    RestoreSpec, RetentionMode, RetentionSpec,
 };
 pub use slots::{SlotCandidate, SlotPlan, plan_slots};
 pub use status::JobStatus;

@@ -7,6 +7,7 @@
 pub mod directory;
 pub mod invoke;
 pub mod manifest;
+pub mod object_state;
 pub mod operations;
 pub mod outcome;
 pub mod report;

@@ -11,6 +11,7 @@ use object_store::{
 
 use super::directory::{DirectoryStore, Finished};
 use super::invoke::{Allowlist, Invoke, InvokeLimits};
+use super::object_state::{StateClient, StateOperation};
 use super::outcome::{Deadline, LocalOperation, TaskOperation, TaskOutcome};
 use super::{Buckets, ObjectRef};
 use crate::domain::{
@@ -46,6 +47,8 @@ pub struct OperationContext {
     pub http: reqwest::Client,
     /// The endpoints Invoke may call.
     pub invoke_allowlist: Arc<Allowlist>,
+    /// The S3 client of tags, Object Lock, ACLs and restores.
+    state: StateClient,
     /// The bounds every task runs within.
     pub limits: OperationLimits,
     /// Runs every task instead of the job's operation: for benchmarks that
@@ -64,6 +67,7 @@ impl OperationContext {
             buckets,
             http: super::invoke::http_client(),
             invoke_allowlist: Arc::new(invoke_allowlist),
+            state: StateClient::default(),
             limits,
             replacement: None,
         }
@@ -126,6 +130,17 @@ impl OperationContext {
     }
 
     fn operation(&self, job_id: JobId, operation: &Operation) -> Arc<dyn TaskOperation> {
+        if let Some(kept) = operation.needs_s3() {
+            // CreateJob refuses these on a directory store; a job made on
+            // an S3 store and run on a directory one fails each task.
+            return match (
+                self.buckets.directory(),
+                StateOperation::new(self.state.clone(), operation),
+            ) {
+                (None, Some(state)) => Arc::new(state),
+                _ => Arc::new(Unsupported(format!("this object store keeps no {kept}"))),
+            };
+        }
         let buckets = self.buckets.clone();
         match operation {
             Operation::ComputeObjectChecksum { algorithm } => Arc::new(ComputeChecksum {
@@ -144,7 +159,24 @@ impl OperationContext {
                 allowlist: self.invoke_allowlist.clone(),
                 limits: self.limits.invoke,
             }),
+            Operation::PutObjectTagging { .. }
+            | Operation::DeleteObjectTagging
+            | Operation::PutObjectLegalHold { .. }
+            | Operation::PutObjectRetention(_)
+            | Operation::PutObjectAcl(_)
+            | Operation::InitiateRestoreObject(_) => {
+                Arc::new(Unsupported("not an object operation".into()))
+            }
         }
+    }
+}
+
+/// Fails every task with `NotImplemented`, saying why.
+struct Unsupported(String);
+
+impl TaskOperation for Unsupported {
+    fn run<'a>(&'a self, _task: &'a Task) -> BoxFuture<'a, TaskOutcome> {
+        Box::pin(async move { TaskOutcome::failure(501, "NotImplemented", self.0.clone()) })
     }
 }
 

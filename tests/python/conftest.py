@@ -130,7 +130,7 @@ class Server:
 
 
 @contextlib.contextmanager
-def running_server(tmp_path, postgres, extra=()):
+def running_server(tmp_path, postgres, extra=(), object_store=None):
     """Runs the real binary on free loopback ports with a database of its
     own until the block ends; SIGTERM must then stop it cleanly."""
     database = f"batchops_py_{uuid.uuid4().hex}"
@@ -145,7 +145,7 @@ def running_server(tmp_path, postgres, extra=()):
             "--s3control-listen", "127.0.0.1:0",
             "--console-listen", "127.0.0.1:0",
             "--database-url", with_database(postgres, database),
-            "--object-store", str(objects),
+            "--object-store", object_store or str(objects),
             "--poll-interval-ms", "20",
             *extra,
         ],

@@ -225,8 +225,8 @@ def test_boto3_raises_the_modelled_exceptions(s3):
     with pytest.raises(client_.exceptions.NotFoundException):
         client_.describe_job(AccountId=ACCOUNT, JobId=str(uuid.uuid4()))
     with pytest.raises(client_.exceptions.BadRequestException) as refused:
-        client_.create_job(**checksum_job(manifest_etag, Operation={"S3PutObjectAcl": {}}))
-    assert "S3PutObjectAcl" in str(refused.value)
+        client_.create_job(**checksum_job(manifest_etag, Operation={"S3ReplicateObject": {}}))
+    assert "S3ReplicateObject" in str(refused.value)
     with pytest.raises(client_.exceptions.BadRequestException) as refused:
         client_.create_job(
             **checksum_job(

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file batchops/v1/job.proto.
  */
 export const file_batchops_v1_job: GenFile = /*@__PURE__*/
-  fileDesc("ChViYXRjaG9wcy92MS9qb2IucHJvdG8SC2JhdGNob3BzLnYxIqkBCghNYW5pZmVzdBIrCgZmb3JtYXQYASABKA4yGy5iYXRjaG9wcy52MS5NYW5pZmVzdEZvcm1hdBIqCgZmaWVsZHMYAiADKA4yGi5iYXRjaG9wcy52MS5NYW5pZmVzdEZpZWxkEg4KBmJ1Y2tldBgDIAEoCRILCgNrZXkYBCABKAkSDAoEZXRhZxgFIAEoCRIZChFvYmplY3RfdmVyc2lvbl9pZBgGIAEoCSL4AgoRTWFuaWZlc3RHZW5lcmF0b3ISFQoNc291cmNlX2J1Y2tldBgBIAEoCRIOCgZwcmVmaXgYAiABKAkSOwoTa2V5X25hbWVfY29uc3RyYWludBgDIAEoCzIeLmJhdGNob3BzLnYxLktleU5hbWVDb25zdHJhaW50EisKHm9iamVjdF9zaXplX2dyZWF0ZXJfdGhhbl9ieXRlcxgEIAEoBEgAiAEBEigKG29iamVjdF9zaXplX2xlc3NfdGhhbl9ieXRlcxgFIAEoBEgBiAEBEjEKDWNyZWF0ZWRfYWZ0ZXIYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIhCh9fb2JqZWN0X3NpemVfZ3JlYXRlcl90aGFuX2J5dGVzQh4KHF9vYmplY3Rfc2l6ZV9sZXNzX3RoYW5fYnl0ZXMiZAoRS2V5TmFtZUNvbnN0cmFpbnQSGAoQbWF0Y2hfYW55X3ByZWZpeBgBIAMoCRIYChBtYXRjaF9hbnlfc3VmZml4GAIgAygJEhsKE21hdGNoX2FueV9zdWJzdHJpbmcYAyADKAkiUwoeQ29tcHV0ZU9iamVjdENoZWNrc3VtT3BlcmF0aW9uEjEKCWFsZ29yaXRobRgBIAEoDjIeLmJhdGNob3BzLnYxLkNoZWNrc3VtQWxnb3JpdGhtIhcKFURlbGV0ZU9iamVjdE9wZXJhdGlvbiKeAgoPSW52b2tlT3BlcmF0aW9uEhQKDGVuZHBvaW50X3VybBgBIAEoCRJHChlpbnZvY2F0aW9uX3NjaGVtYV92ZXJzaW9uGAIgASgOMiQuYmF0Y2hvcHMudjEuSW52b2NhdGlvblNjaGVtYVZlcnNpb24SRwoOdXNlcl9hcmd1bWVudHMYAyADKAsyLy5iYXRjaG9wcy52MS5JbnZva2VPcGVyYXRpb24uVXNlckFyZ3VtZW50c0VudHJ5EhcKD3RpbWVvdXRfc2Vjb25kcxgEIAEoDRIUCgxmdW5jdGlvbl9hcm4YBSABKAkaNAoSVXNlckFyZ3VtZW50c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiuAEKDk9iamVjdE1ldGFkYXRhEhQKDGNvbnRlbnRfdHlwZRgBIAEoCRIVCg1jYWNoZV9jb250cm9sGAIgASgJEkQKDXVzZXJfbWV0YWRhdGEYAyADKAsyLS5iYXRjaG9wcy52MS5PYmplY3RNZXRhZGF0YS5Vc2VyTWV0YWRhdGFFbnRyeRozChFVc2VyTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIsABChZQdXRPYmplY3RDb3B5T3BlcmF0aW9uEhUKDXRhcmdldF9idWNrZXQYASABKAkSGQoRdGFyZ2V0X2tleV9wcmVmaXgYAiABKAkSOgoSbWV0YWRhdGFfZGlyZWN0aXZlGAMgASgOMh4uYmF0Y2hvcHMudjEuTWV0YWRhdGFEaXJlY3RpdmUSOAoTbmV3X29iamVjdF9tZXRhZGF0YRgEIAEoCzIbLmJhdGNob3BzLnYxLk9iamVjdE1ldGFkYXRhIpUCCglPcGVyYXRpb24STgoXY29tcHV0ZV9vYmplY3RfY2hlY2tzdW0YASABKAsyKy5iYXRjaG9wcy52MS5Db21wdXRlT2JqZWN0Q2hlY2tzdW1PcGVyYXRpb25IABI7Cg1kZWxldGVfb2JqZWN0GAIgASgLMiIuYmF0Y2hvcHMudjEuRGVsZXRlT2JqZWN0T3BlcmF0aW9uSAASLgoGaW52b2tlGAMgASgLMhwuYmF0Y2hvcHMudjEuSW52b2tlT3BlcmF0aW9uSAASPgoPcHV0X29iamVjdF9jb3B5GAQgASgLMiMuYmF0Y2hvcHMudjEuUHV0T2JqZWN0Q29weU9wZXJhdGlvbkgAQgsKCW9wZXJhdGlvbiJsCglKb2JSZXBvcnQSDwoHZW5hYmxlZBgBIAEoCBIOCgZidWNrZXQYAiABKAkSDgoGcHJlZml4GAMgASgJEi4KDHJlcG9ydF9zY29wZRgEIAEoDjIYLmJhdGNob3BzLnYxLlJlcG9ydFNjb3BlIoIBChBGYWlsdXJlVGhyZXNob2xkEh4KEW1pbmltdW1fdGFza3NfcnVuGAEgASgESACIAQESIAoTbWF4X2ZhaWx1cmVfcGVyY2VudBgCIAEoDUgBiAEBQhQKEl9taW5pbXVtX3Rhc2tzX3J1bkIWChRfbWF4X2ZhaWx1cmVfcGVyY2VudCIhCgNUYWcSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJIj0KDUZhaWx1cmVSZWFzb24SFAoMZmFpbHVyZV9jb2RlGAEgASgJEhYKDmZhaWx1cmVfcmVhc29uGAIgASgJIjMKCUpvYlRpbWVycxImCh5lbGFwc2VkX3RpbWVfaW5fYWN0aXZlX3NlY29uZHMYASABKAMingEKEkpvYlByb2dyZXNzU3VtbWFyeRIdChV0b3RhbF9udW1iZXJfb2ZfdGFza3MYASABKAQSIQoZbnVtYmVyX29mX3Rhc2tzX3N1Y2NlZWRlZBgCIAEoBBIeChZudW1iZXJfb2ZfdGFza3NfZmFpbGVkGAMgASgEEiYKBnRpbWVycxgEIAEoCzIWLmJhdGNob3BzLnYxLkpvYlRpbWVycyL/BgoNSm9iRGVzY3JpcHRvchIOCgZqb2JfaWQYASABKAkSEgoKYWNjb3VudF9pZBgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRImCgZzdGF0dXMYBCABKA4yFi5iYXRjaG9wcy52MS5Kb2JTdGF0dXMSEAoIcHJpb3JpdHkYBSABKAUSHQoVY29uZmlybWF0aW9uX3JlcXVpcmVkGAYgASgIEjkKEHByb2dyZXNzX3N1bW1hcnkYByABKAsyHy5iYXRjaG9wcy52MS5Kb2JQcm9ncmVzc1N1bW1hcnkSMwoPZmFpbHVyZV9yZWFzb25zGAggAygLMhouYmF0Y2hvcHMudjEuRmFpbHVyZVJlYXNvbhIcChRzdGF0dXNfdXBkYXRlX3JlYXNvbhgJIAEoCRIyCg5zdXNwZW5kZWRfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPc3VzcGVuZGVkX2NhdXNlGAsgASgJEi8KC2NyZWF0ZV90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI0ChB0ZXJtaW5hdGlvbl90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCghtYW5pZmVzdBgOIAEoCzIVLmJhdGNob3BzLnYxLk1hbmlmZXN0EikKCW9wZXJhdGlvbhgPIAEoCzIWLmJhdGNob3BzLnYxLk9wZXJhdGlvbhImCgZyZXBvcnQYECABKAsyFi5iYXRjaG9wcy52MS5Kb2JSZXBvcnQSHgoEdGFncxgRIAMoCzIQLmJhdGNob3BzLnYxLlRhZxI4ChFmYWlsdXJlX3RocmVzaG9sZBgSIAEoCzIdLmJhdGNob3BzLnYxLkZhaWx1cmVUaHJlc2hvbGQSDwoHdmVyc2lvbhgTIAEoAxI6ChJtYW5pZmVzdF9nZW5lcmF0b3IYFCABKAsyHi5iYXRjaG9wcy52MS5NYW5pZmVzdEdlbmVyYXRvchI0Cg9yZXBvcnRfbG9jYXRpb24YFSABKAsyGy5iYXRjaG9wcy52MS5SZXBvcnRMb2NhdGlvbhIQCghyb2xlX2FybhgWIAEoCRIvCg9hbGxvd2VkX2FjdGlvbnMYFyADKA4yFi5iYXRjaG9wcy52MS5Kb2JBY3Rpb24iNgoOUmVwb3J0TG9jYXRpb24SDgoGYnVja2V0GAEgASgJEhQKDG1hbmlmZXN0X2tleRgCIAEoCSKUAgoRSm9iTGlzdERlc2NyaXB0b3ISDgoGam9iX2lkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEiYKBnN0YXR1cxgDIAEoDjIWLmJhdGNob3BzLnYxLkpvYlN0YXR1cxIQCghwcmlvcml0eRgEIAEoBRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNAoQdGVybWluYXRpb25fdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOQoQcHJvZ3Jlc3Nfc3VtbWFyeRgHIAEoCzIfLmJhdGNob3BzLnYxLkpvYlByb2dyZXNzU3VtbWFyeSI6Cg9Kb2JDcmVhdGVkRXZlbnQSJwoDam9iGAEgASgLMhouYmF0Y2hvcHMudjEuSm9iRGVzY3JpcHRvciKXAgoSU3RhdHVzQ2hhbmdlZEV2ZW50Ei8KD3ByZXZpb3VzX3N0YXR1cxgBIAEoDjIWLmJhdGNob3BzLnYxLkpvYlN0YXR1cxImCgZzdGF0dXMYAiABKA4yFi5iYXRjaG9wcy52MS5Kb2JTdGF0dXMSHAoUc3RhdHVzX3VwZGF0ZV9yZWFzb24YAyABKAkSMwoPZmFpbHVyZV9yZWFzb25zGAQgAygLMhouYmF0Y2hvcHMudjEuRmFpbHVyZVJlYXNvbhIiChV0b3RhbF9udW1iZXJfb2ZfdGFza3MYBSABKARIAIgBARIXCg9zdXNwZW5kZWRfY2F1c2UYBiABKAlCGAoWX3RvdGFsX251bWJlcl9vZl90YXNrcyJDChRQcmlvcml0eUNoYW5nZWRFdmVudBIZChFwcmV2aW91c19wcmlvcml0eRgBIAEoBRIQCghwcmlvcml0eRgCIAEoBSIyChBUYWdzQ2hhbmdlZEV2ZW50Eh4KBHRhZ3MYASADKAsyEC5iYXRjaG9wcy52MS5UYWciQwoSUmVwb3J0V3JpdHRlbkV2ZW50Ei0KCGxvY2F0aW9uGAEgASgLMhsuYmF0Y2hvcHMudjEuUmVwb3J0TG9jYXRpb24iRwoRUmVwb3J0RmFpbGVkRXZlbnQSMgoOZmFpbHVyZV9yZWFzb24YASABKAsyGi5iYXRjaG9wcy52MS5GYWlsdXJlUmVhc29uIsYBCgpUYXNrUmVzdWx0Eg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkSEgoKdmVyc2lvbl9pZBgDIAEoCRIsCgt0YXNrX3N0YXR1cxgEIAEoDjIXLmJhdGNob3BzLnYxLlRhc2tTdGF0dXMSGAoQaHR0cF9zdGF0dXNfY29kZRgFIAEoBRISCgplcnJvcl9jb2RlGAYgASgJEhYKDnJlc3VsdF9tZXNzYWdlGAcgASgJEhMKC3Rhc2tfbnVtYmVyGAggASgDIv0DCghKb2JFdmVudBIOCgZqb2JfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKAMSEAoIcG9zaXRpb24YAyABKAMSLgoKZXZlbnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOc2NoZW1hX3ZlcnNpb24YBSABKA0SEgoKZXZlbnRfdHlwZRgGIAEoCRIzCgtqb2JfY3JlYXRlZBgKIAEoCzIcLmJhdGNob3BzLnYxLkpvYkNyZWF0ZWRFdmVudEgAEjkKDnN0YXR1c19jaGFuZ2VkGAsgASgLMh8uYmF0Y2hvcHMudjEuU3RhdHVzQ2hhbmdlZEV2ZW50SAASPQoQcHJpb3JpdHlfY2hhbmdlZBgMIAEoCzIhLmJhdGNob3BzLnYxLlByaW9yaXR5Q2hhbmdlZEV2ZW50SAASNQoMdGFnc19jaGFuZ2VkGA0gASgLMh0uYmF0Y2hvcHMudjEuVGFnc0NoYW5nZWRFdmVudEgAEjkKDnJlcG9ydF93cml0dGVuGA4gASgLMh8uYmF0Y2hvcHMudjEuUmVwb3J0V3JpdHRlbkV2ZW50SAASNwoNcmVwb3J0X2ZhaWxlZBgPIAEoCzIeLmJhdGNob3BzLnYxLlJlcG9ydEZhaWxlZEV2ZW50SABCBwoFZXZlbnQq4wIKCUpvYlN0YXR1cxIaChZKT0JfU1RBVFVTX1VOU1BFQ0lGSUVEEAASEgoOSk9CX1NUQVRVU19ORVcQARIYChRKT0JfU1RBVFVTX1BSRVBBUklORxACEhgKFEpPQl9TVEFUVVNfU1VTUEVOREVEEAMSFAoQSk9CX1NUQVRVU19SRUFEWRAEEhUKEUpPQl9TVEFUVVNfQUNUSVZFEAUSFgoSSk9CX1NUQVRVU19QQVVTSU5HEAYSFQoRSk9CX1NUQVRVU19QQVVTRUQQBxIZChVKT0JfU1RBVFVTX0NPTVBMRVRJTkcQCBIXChNKT0JfU1RBVFVTX0NPTVBMRVRFEAkSGQoVSk9CX1NUQVRVU19DQU5DRUxMSU5HEAoSGAoUSk9CX1NUQVRVU19DQU5DRUxMRUQQCxIWChJKT0JfU1RBVFVTX0ZBSUxJTkcQDBIVChFKT0JfU1RBVFVTX0ZBSUxFRBANKp0BCg5NYW5pZmVzdEZvcm1hdBIfChtNQU5JRkVTVF9GT1JNQVRfVU5TUEVDSUZJRUQQABI0CjBNQU5JRkVTVF9GT1JNQVRfUzNfQkFUQ0hfT1BFUkFUSU9OU19DU1ZfMjAxODA4MjAQARI0CjBNQU5JRkVTVF9GT1JNQVRfUzNfSU5WRU5UT1JZX1JFUE9SVF9DU1ZfMjAxNjExMzAQAiqcAQoNTWFuaWZlc3RGaWVsZBIeChpNQU5JRkVTVF9GSUVMRF9VTlNQRUNJRklFRBAAEhkKFU1BTklGRVNUX0ZJRUxEX0lHTk9SRRABEhkKFU1BTklGRVNUX0ZJRUxEX0JVQ0tFVBACEhYKEk1BTklGRVNUX0ZJRUxEX0tFWRADEh0KGU1BTklGRVNUX0ZJRUxEX1ZFUlNJT05fSUQQBCruAQoRQ2hlY2tzdW1BbGdvcml0aG0SIgoeQ0hFQ0tTVU1fQUxHT1JJVEhNX1VOU1BFQ0lGSUVEEAASHAoYQ0hFQ0tTVU1fQUxHT1JJVEhNX0NSQzMyEAESHQoZQ0hFQ0tTVU1fQUxHT1JJVEhNX0NSQzMyQxACEiAKHENIRUNLU1VNX0FMR09SSVRITV9DUkM2NE5WTUUQAxIbChdDSEVDS1NVTV9BTEdPUklUSE1fU0hBMRAEEh0KGUNIRUNLU1VNX0FMR09SSVRITV9TSEEyNTYQBRIaChZDSEVDS1NVTV9BTEdPUklUSE1fTUQ1EAYqigEKF0ludm9jYXRpb25TY2hlbWFWZXJzaW9uEikKJUlOVk9DQVRJT05fU0NIRU1BX1ZFUlNJT05fVU5TUEVDSUZJRUQQABIhCh1JTlZPQ0FUSU9OX1NDSEVNQV9WRVJTSU9OXzFfMBABEiEKHUlOVk9DQVRJT05fU0NIRU1BX1ZFUlNJT05fMl8wEAIqdAoRTWV0YWRhdGFEaXJlY3RpdmUSIgoeTUVUQURBVEFfRElSRUNUSVZFX1VOU1BFQ0lGSUVEEAASGwoXTUVUQURBVEFfRElSRUNUSVZFX0NPUFkQARIeChpNRVRBREFUQV9ESVJFQ1RJVkVfUkVQTEFDRRACKpIBCglKb2JBY3Rpb24SGgoWSk9CX0FDVElPTl9VTlNQRUNJRklFRBAAEhYKEkpPQl9BQ1RJT05fQ09ORklSTRABEhUKEUpPQl9BQ1RJT05fQ0FOQ0VMEAISHgoaSk9CX0FDVElPTl9VUERBVEVfUFJJT1JJVFkQAxIaChZKT0JfQUNUSU9OX1VQREFURV9UQUdTEAQqawoLUmVwb3J0U2NvcGUSHAoYUkVQT1JUX1NDT1BFX1VOU1BFQ0lGSUVEEAASGgoWUkVQT1JUX1NDT1BFX0FMTF9UQVNLUxABEiIKHlJFUE9SVF9TQ09QRV9GQUlMRURfVEFTS1NfT05MWRACKlwKClRhc2tTdGF0dXMSGwoXVEFTS19TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVUQVNLX1NUQVRVU19TVUNDRUVERUQQARIWChJUQVNLX1NUQVRVU19GQUlMRUQQAmIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChViYXRjaG9wcy92MS9qb2IucHJvdG8SC2JhdGNob3BzLnYxIqkBCghNYW5pZmVzdBIrCgZmb3JtYXQYASABKA4yGy5iYXRjaG9wcy52MS5NYW5pZmVzdEZvcm1hdBIqCgZmaWVsZHMYAiADKA4yGi5iYXRjaG9wcy52MS5NYW5pZmVzdEZpZWxkEg4KBmJ1Y2tldBgDIAEoCRILCgNrZXkYBCABKAkSDAoEZXRhZxgFIAEoCRIZChFvYmplY3RfdmVyc2lvbl9pZBgGIAEoCSL4AgoRTWFuaWZlc3RHZW5lcmF0b3ISFQoNc291cmNlX2J1Y2tldBgBIAEoCRIOCgZwcmVmaXgYAiABKAkSOwoTa2V5X25hbWVfY29uc3RyYWludBgDIAEoCzIeLmJhdGNob3BzLnYxLktleU5hbWVDb25zdHJhaW50EisKHm9iamVjdF9zaXplX2dyZWF0ZXJfdGhhbl9ieXRlcxgEIAEoBEgAiAEBEigKG29iamVjdF9zaXplX2xlc3NfdGhhbl9ieXRlcxgFIAEoBEgBiAEBEjEKDWNyZWF0ZWRfYWZ0ZXIYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIhCh9fb2JqZWN0X3NpemVfZ3JlYXRlcl90aGFuX2J5dGVzQh4KHF9vYmplY3Rfc2l6ZV9sZXNzX3RoYW5fYnl0ZXMiZAoRS2V5TmFtZUNvbnN0cmFpbnQSGAoQbWF0Y2hfYW55X3ByZWZpeBgBIAMoCRIYChBtYXRjaF9hbnlfc3VmZml4GAIgAygJEhsKE21hdGNoX2FueV9zdWJzdHJpbmcYAyADKAkiUwoeQ29tcHV0ZU9iamVjdENoZWNrc3VtT3BlcmF0aW9uEjEKCWFsZ29yaXRobRgBIAEoDjIeLmJhdGNob3BzLnYxLkNoZWNrc3VtQWxnb3JpdGhtIhcKFURlbGV0ZU9iamVjdE9wZXJhdGlvbiKeAgoPSW52b2tlT3BlcmF0aW9uEhQKDGVuZHBvaW50X3VybBgBIAEoCRJHChlpbnZvY2F0aW9uX3NjaGVtYV92ZXJzaW9uGAIgASgOMiQuYmF0Y2hvcHMudjEuSW52b2NhdGlvblNjaGVtYVZlcnNpb24SRwoOdXNlcl9hcmd1bWVudHMYAyADKAsyLy5iYXRjaG9wcy52MS5JbnZva2VPcGVyYXRpb24uVXNlckFyZ3VtZW50c0VudHJ5EhcKD3RpbWVvdXRfc2Vjb25kcxgEIAEoDRIUCgxmdW5jdGlvbl9hcm4YBSABKAkaNAoSVXNlckFyZ3VtZW50c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiuAEKDk9iamVjdE1ldGFkYXRhEhQKDGNvbnRlbnRfdHlwZRgBIAEoCRIVCg1jYWNoZV9jb250cm9sGAIgASgJEkQKDXVzZXJfbWV0YWRhdGEYAyADKAsyLS5iYXRjaG9wcy52MS5PYmplY3RNZXRhZGF0YS5Vc2VyTWV0YWRhdGFFbnRyeRozChFVc2VyTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIsABChZQdXRPYmplY3RDb3B5T3BlcmF0aW9uEhUKDXRhcmdldF9idWNrZXQYASABKAkSGQoRdGFyZ2V0X2tleV9wcmVmaXgYAiABKAkSOgoSbWV0YWRhdGFfZGlyZWN0aXZlGAMgASgOMh4uYmF0Y2hvcHMudjEuTWV0YWRhdGFEaXJlY3RpdmUSOAoTbmV3X29iamVjdF9tZXRhZGF0YRgEIAEoCzIbLmJhdGNob3BzLnYxLk9iamVjdE1ldGFkYXRhIicKCU9iamVjdFRhZxILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAkiQQoZUHV0T2JqZWN0VGFnZ2luZ09wZXJhdGlvbhIkCgR0YWdzGAEgAygLMhYuYmF0Y2hvcHMudjEuT2JqZWN0VGFnIh4KHERlbGV0ZU9iamVjdFRhZ2dpbmdPcGVyYXRpb24iSwobUHV0T2JqZWN0TGVnYWxIb2xkT3BlcmF0aW9uEiwKBnN0YXR1cxgBIAEoDjIcLmJhdGNob3BzLnYxLkxlZ2FsSG9sZFN0YXR1cyKeAQobUHV0T2JqZWN0UmV0ZW50aW9uT3BlcmF0aW9uEigKBG1vZGUYASABKA4yGi5iYXRjaG9wcy52MS5SZXRlbnRpb25Nb2RlEjAKDHJldGFpbl91bnRpbBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIwobYnlwYXNzX2dvdmVybmFuY2VfcmV0ZW50aW9uGAMgASgIIngKCkFjbEdyYW50ZWUSGwoRY2Fub25pY2FsX3VzZXJfaWQYASABKAlIABIXCg1lbWFpbF9hZGRyZXNzGAIgASgJSAASEwoJZ3JvdXBfdXJpGAMgASgJSAASFAoMZGlzcGxheV9uYW1lGAQgASgJQgkKB2dyYW50ZWUiZAoIQWNsR3JhbnQSKAoHZ3JhbnRlZRgBIAEoCzIXLmJhdGNob3BzLnYxLkFjbEdyYW50ZWUSLgoKcGVybWlzc2lvbhgCIAEoDjIaLmJhdGNob3BzLnYxLkFjbFBlcm1pc3Npb24iagoTQWNjZXNzQ29udHJvbFBvbGljeRIQCghvd25lcl9pZBgBIAEoCRIaChJvd25lcl9kaXNwbGF5X25hbWUYAiABKAkSJQoGZ3JhbnRzGAMgAygLMhUuYmF0Y2hvcHMudjEuQWNsR3JhbnQijwEKFVB1dE9iamVjdEFjbE9wZXJhdGlvbhIsCgpjYW5uZWRfYWNsGAEgASgOMhYuYmF0Y2hvcHMudjEuQ2FubmVkQWNsSAASQQoVYWNjZXNzX2NvbnRyb2xfcG9saWN5GAIgASgLMiAuYmF0Y2hvcHMudjEuQWNjZXNzQ29udHJvbFBvbGljeUgAQgUKA2FjbCJzCh5Jbml0aWF0ZVJlc3RvcmVPYmplY3RPcGVyYXRpb24SGgoSZXhwaXJhdGlvbl9pbl9kYXlzGAEgASgNEjUKEGdsYWNpZXJfam9iX3RpZXIYAiABKA4yGy5iYXRjaG9wcy52MS5HbGFjaWVySm9iVGllciLKBQoJT3BlcmF0aW9uEk4KF2NvbXB1dGVfb2JqZWN0X2NoZWNrc3VtGAEgASgLMisuYmF0Y2hvcHMudjEuQ29tcHV0ZU9iamVjdENoZWNrc3VtT3BlcmF0aW9uSAASOwoNZGVsZXRlX29iamVjdBgCIAEoCzIiLmJhdGNob3BzLnYxLkRlbGV0ZU9iamVjdE9wZXJhdGlvbkgAEi4KBmludm9rZRgDIAEoCzIcLmJhdGNob3BzLnYxLkludm9rZU9wZXJhdGlvbkgAEj4KD3B1dF9vYmplY3RfY29weRgEIAEoCzIjLmJhdGNob3BzLnYxLlB1dE9iamVjdENvcHlPcGVyYXRpb25IABJEChJwdXRfb2JqZWN0X3RhZ2dpbmcYBSABKAsyJi5iYXRjaG9wcy52MS5QdXRPYmplY3RUYWdnaW5nT3BlcmF0aW9uSAASSgoVZGVsZXRlX29iamVjdF90YWdnaW5nGAYgASgLMikuYmF0Y2hvcHMudjEuRGVsZXRlT2JqZWN0VGFnZ2luZ09wZXJhdGlvbkgAEkkKFXB1dF9vYmplY3RfbGVnYWxfaG9sZBgHIAEoCzIoLmJhdGNob3BzLnYxLlB1dE9iamVjdExlZ2FsSG9sZE9wZXJhdGlvbkgAEkgKFHB1dF9vYmplY3RfcmV0ZW50aW9uGAggASgLMiguYmF0Y2hvcHMudjEuUHV0T2JqZWN0UmV0ZW50aW9uT3BlcmF0aW9uSAASPAoOcHV0X29iamVjdF9hY2wYCSABKAsyIi5iYXRjaG9wcy52MS5QdXRPYmplY3RBY2xPcGVyYXRpb25IABJOChdpbml0aWF0ZV9yZXN0b3JlX29iamVjdBgKIAEoCzIrLmJhdGNob3BzLnYxLkluaXRpYXRlUmVzdG9yZU9iamVjdE9wZXJhdGlvbkgAQgsKCW9wZXJhdGlvbiJsCglKb2JSZXBvcnQSDwoHZW5hYmxlZBgBIAEoCBIOCgZidWNrZXQYAiABKAkSDgoGcHJlZml4GAMgASgJEi4KDHJlcG9ydF9zY29wZRgEIAEoDjIYLmJhdGNob3BzLnYxLlJlcG9ydFNjb3BlIoIBChBGYWlsdXJlVGhyZXNob2xkEh4KEW1pbmltdW1fdGFza3NfcnVuGAEgASgESACIAQESIAoTbWF4X2ZhaWx1cmVfcGVyY2VudBgCIAEoDUgBiAEBQhQKEl9taW5pbXVtX3Rhc2tzX3J1bkIWChRfbWF4X2ZhaWx1cmVfcGVyY2VudCIhCgNUYWcSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJIj0KDUZhaWx1cmVSZWFzb24SFAoMZmFpbHVyZV9jb2RlGAEgASgJEhYKDmZhaWx1cmVfcmVhc29uGAIgASgJIjMKCUpvYlRpbWVycxImCh5lbGFwc2VkX3RpbWVfaW5fYWN0aXZlX3NlY29uZHMYASABKAMingEKEkpvYlByb2dyZXNzU3VtbWFyeRIdChV0b3RhbF9udW1iZXJfb2ZfdGFza3MYASABKAQSIQoZbnVtYmVyX29mX3Rhc2tzX3N1Y2NlZWRlZBgCIAEoBBIeChZudW1iZXJfb2ZfdGFza3NfZmFpbGVkGAMgASgEEiYKBnRpbWVycxgEIAEoCzIWLmJhdGNob3BzLnYxLkpvYlRpbWVycyL/BgoNSm9iRGVzY3JpcHRvchIOCgZqb2JfaWQYASABKAkSEgoKYWNjb3VudF9pZBgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRImCgZzdGF0dXMYBCABKA4yFi5iYXRjaG9wcy52MS5Kb2JTdGF0dXMSEAoIcHJpb3JpdHkYBSABKAUSHQoVY29uZmlybWF0aW9uX3JlcXVpcmVkGAYgASgIEjkKEHByb2dyZXNzX3N1bW1hcnkYByABKAsyHy5iYXRjaG9wcy52MS5Kb2JQcm9ncmVzc1N1bW1hcnkSMwoPZmFpbHVyZV9yZWFzb25zGAggAygLMhouYmF0Y2hvcHMudjEuRmFpbHVyZVJlYXNvbhIcChRzdGF0dXNfdXBkYXRlX3JlYXNvbhgJIAEoCRIyCg5zdXNwZW5kZWRfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPc3VzcGVuZGVkX2NhdXNlGAsgASgJEi8KC2NyZWF0ZV90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI0ChB0ZXJtaW5hdGlvbl90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCghtYW5pZmVzdBgOIAEoCzIVLmJhdGNob3BzLnYxLk1hbmlmZXN0EikKCW9wZXJhdGlvbhgPIAEoCzIWLmJhdGNob3BzLnYxLk9wZXJhdGlvbhImCgZyZXBvcnQYECABKAsyFi5iYXRjaG9wcy52MS5Kb2JSZXBvcnQSHgoEdGFncxgRIAMoCzIQLmJhdGNob3BzLnYxLlRhZxI4ChFmYWlsdXJlX3RocmVzaG9sZBgSIAEoCzIdLmJhdGNob3BzLnYxLkZhaWx1cmVUaHJlc2hvbGQSDwoHdmVyc2lvbhgTIAEoAxI6ChJtYW5pZmVzdF9nZW5lcmF0b3IYFCABKAsyHi5iYXRjaG9wcy52MS5NYW5pZmVzdEdlbmVyYXRvchI0Cg9yZXBvcnRfbG9jYXRpb24YFSABKAsyGy5iYXRjaG9wcy52MS5SZXBvcnRMb2NhdGlvbhIQCghyb2xlX2FybhgWIAEoCRIvCg9hbGxvd2VkX2FjdGlvbnMYFyADKA4yFi5iYXRjaG9wcy52MS5Kb2JBY3Rpb24iNgoOUmVwb3J0TG9jYXRpb24SDgoGYnVja2V0GAEgASgJEhQKDG1hbmlmZXN0X2tleRgCIAEoCSKUAgoRSm9iTGlzdERlc2NyaXB0b3ISDgoGam9iX2lkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEiYKBnN0YXR1cxgDIAEoDjIWLmJhdGNob3BzLnYxLkpvYlN0YXR1cxIQCghwcmlvcml0eRgEIAEoBRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNAoQdGVybWluYXRpb25fdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOQoQcHJvZ3Jlc3Nfc3VtbWFyeRgHIAEoCzIfLmJhdGNob3BzLnYxLkpvYlByb2dyZXNzU3VtbWFyeSI6Cg9Kb2JDcmVhdGVkRXZlbnQSJwoDam9iGAEgASgLMhouYmF0Y2hvcHMudjEuSm9iRGVzY3JpcHRvciKXAgoSU3RhdHVzQ2hhbmdlZEV2ZW50Ei8KD3ByZXZpb3VzX3N0YXR1cxgBIAEoDjIWLmJhdGNob3BzLnYxLkpvYlN0YXR1cxImCgZzdGF0dXMYAiABKA4yFi5iYXRjaG9wcy52MS5Kb2JTdGF0dXMSHAoUc3RhdHVzX3VwZGF0ZV9yZWFzb24YAyABKAkSMwoPZmFpbHVyZV9yZWFzb25zGAQgAygLMhouYmF0Y2hvcHMudjEuRmFpbHVyZVJlYXNvbhIiChV0b3RhbF9udW1iZXJfb2ZfdGFza3MYBSABKARIAIgBARIXCg9zdXNwZW5kZWRfY2F1c2UYBiABKAlCGAoWX3RvdGFsX251bWJlcl9vZl90YXNrcyJDChRQcmlvcml0eUNoYW5nZWRFdmVudBIZChFwcmV2aW91c19wcmlvcml0eRgBIAEoBRIQCghwcmlvcml0eRgCIAEoBSIyChBUYWdzQ2hhbmdlZEV2ZW50Eh4KBHRhZ3MYASADKAsyEC5iYXRjaG9wcy52MS5UYWciQwoSUmVwb3J0V3JpdHRlbkV2ZW50Ei0KCGxvY2F0aW9uGAEgASgLMhsuYmF0Y2hvcHMudjEuUmVwb3J0TG9jYXRpb24iRwoRUmVwb3J0RmFpbGVkRXZlbnQSMgoOZmFpbHVyZV9yZWFzb24YASABKAsyGi5iYXRjaG9wcy52MS5GYWlsdXJlUmVhc29uIsYBCgpUYXNrUmVzdWx0Eg4KBmJ1Y2tldBgBIAEoCRILCgNrZXkYAiABKAkSEgoKdmVyc2lvbl9pZBgDIAEoCRIsCgt0YXNrX3N0YXR1cxgEIAEoDjIXLmJhdGNob3BzLnYxLlRhc2tTdGF0dXMSGAoQaHR0cF9zdGF0dXNfY29kZRgFIAEoBRISCgplcnJvcl9jb2RlGAYgASgJEhYKDnJlc3VsdF9tZXNzYWdlGAcgASgJEhMKC3Rhc2tfbnVtYmVyGAggASgDIv0DCghKb2JFdmVudBIOCgZqb2JfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKAMSEAoIcG9zaXRpb24YAyABKAMSLgoKZXZlbnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOc2NoZW1hX3ZlcnNpb24YBSABKA0SEgoKZXZlbnRfdHlwZRgGIAEoCRIzCgtqb2JfY3JlYXRlZBgKIAEoCzIcLmJhdGNob3BzLnYxLkpvYkNyZWF0ZWRFdmVudEgAEjkKDnN0YXR1c19jaGFuZ2VkGAsgASgLMh8uYmF0Y2hvcHMudjEuU3RhdHVzQ2hhbmdlZEV2ZW50SAASPQoQcHJpb3JpdHlfY2hhbmdlZBgMIAEoCzIhLmJhdGNob3BzLnYxLlByaW9yaXR5Q2hhbmdlZEV2ZW50SAASNQoMdGFnc19jaGFuZ2VkGA0gASgLMh0uYmF0Y2hvcHMudjEuVGFnc0NoYW5nZWRFdmVudEgAEjkKDnJlcG9ydF93cml0dGVuGA4gASgLMh8uYmF0Y2hvcHMudjEuUmVwb3J0V3JpdHRlbkV2ZW50SAASNwoNcmVwb3J0X2ZhaWxlZBgPIAEoCzIeLmJhdGNob3BzLnYxLlJlcG9ydEZhaWxlZEV2ZW50SABCBwoFZXZlbnQq4wIKCUpvYlN0YXR1cxIaChZKT0JfU1RBVFVTX1VOU1BFQ0lGSUVEEAASEgoOSk9CX1NUQVRVU19ORVcQARIYChRKT0JfU1RBVFVTX1BSRVBBUklORxACEhgKFEpPQl9TVEFUVVNfU1VTUEVOREVEEAMSFAoQSk9CX1NUQVRVU19SRUFEWRAEEhUKEUpPQl9TVEFUVVNfQUNUSVZFEAUSFgoSSk9CX1NUQVRVU19QQVVTSU5HEAYSFQoRSk9CX1NUQVRVU19QQVVTRUQQBxIZChVKT0JfU1RBVFVTX0NPTVBMRVRJTkcQCBIXChNKT0JfU1RBVFVTX0NPTVBMRVRFEAkSGQoVSk9CX1NUQVRVU19DQU5DRUxMSU5HEAoSGAoUSk9CX1NUQVRVU19DQU5DRUxMRUQQCxIWChJKT0JfU1RBVFVTX0ZBSUxJTkcQDBIVChFKT0JfU1RBVFVTX0ZBSUxFRBANKp0BCg5NYW5pZmVzdEZvcm1hdBIfChtNQU5JRkVTVF9GT1JNQVRfVU5TUEVDSUZJRUQQABI0CjBNQU5JRkVTVF9GT1JNQVRfUzNfQkFUQ0hfT1BFUkFUSU9OU19DU1ZfMjAxODA4MjAQARI0CjBNQU5JRkVTVF9GT1JNQVRfUzNfSU5WRU5UT1JZX1JFUE9SVF9DU1ZfMjAxNjExMzAQAiqcAQoNTWFuaWZlc3RGaWVsZBIeChpNQU5JRkVTVF9GSUVMRF9VTlNQRUNJRklFRBAAEhkKFU1BTklGRVNUX0ZJRUxEX0lHTk9SRRABEhkKFU1BTklGRVNUX0ZJRUxEX0JVQ0tFVBACEhYKEk1BTklGRVNUX0ZJRUxEX0tFWRADEh0KGU1BTklGRVNUX0ZJRUxEX1ZFUlNJT05fSUQQBCruAQoRQ2hlY2tzdW1BbGdvcml0aG0SIgoeQ0hFQ0tTVU1fQUxHT1JJVEhNX1VOU1BFQ0lGSUVEEAASHAoYQ0hFQ0tTVU1fQUxHT1JJVEhNX0NSQzMyEAESHQoZQ0hFQ0tTVU1fQUxHT1JJVEhNX0NSQzMyQxACEiAKHENIRUNLU1VNX0FMR09SSVRITV9DUkM2NE5WTUUQAxIbChdDSEVDS1NVTV9BTEdPUklUSE1fU0hBMRAEEh0KGUNIRUNLU1VNX0FMR09SSVRITV9TSEEyNTYQBRIaChZDSEVDS1NVTV9BTEdPUklUSE1fTUQ1EAYqigEKF0ludm9jYXRpb25TY2hlbWFWZXJzaW9uEikKJUlOVk9DQVRJT05fU0NIRU1BX1ZFUlNJT05fVU5TUEVDSUZJRUQQABIhCh1JTlZPQ0FUSU9OX1NDSEVNQV9WRVJTSU9OXzFfMBABEiEKHUlOVk9DQVRJT05fU0NIRU1BX1ZFUlNJT05fMl8wEAIqdAoRTWV0YWRhdGFEaXJlY3RpdmUSIgoeTUVUQURBVEFfRElSRUNUSVZFX1VOU1BFQ0lGSUVEEAASGwoXTUVUQURBVEFfRElSRUNUSVZFX0NPUFkQARIeChpNRVRBREFUQV9ESVJFQ1RJVkVfUkVQTEFDRRACKpIBCglKb2JBY3Rpb24SGgoWSk9CX0FDVElPTl9VTlNQRUNJRklFRBAAEhYKEkpPQl9BQ1RJT05fQ09ORklSTRABEhUKEUpPQl9BQ1RJT05fQ0FOQ0VMEAISHgoaSk9CX0FDVElPTl9VUERBVEVfUFJJT1JJVFkQAxIaChZKT0JfQUNUSU9OX1VQREFURV9UQUdTEAQqawoLUmVwb3J0U2NvcGUSHAoYUkVQT1JUX1NDT1BFX1VOU1BFQ0lGSUVEEAASGgoWUkVQT1JUX1NDT1BFX0FMTF9UQVNLUxABEiIKHlJFUE9SVF9TQ09QRV9GQUlMRURfVEFTS1NfT05MWRACKmkKD0xlZ2FsSG9sZFN0YXR1cxIhCh1MRUdBTF9IT0xEX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFExFR0FMX0hPTERfU1RBVFVTX09OEAESGQoVTEVHQUxfSE9MRF9TVEFUVVNfT0ZGEAIqbQoNUmV0ZW50aW9uTW9kZRIeChpSRVRFTlRJT05fTU9ERV9VTlNQRUNJRklFRBAAEh0KGVJFVEVOVElPTl9NT0RFX0dPVkVSTkFOQ0UQARIdChlSRVRFTlRJT05fTU9ERV9DT01QTElBTkNFEAIqigIKCUNhbm5lZEFjbBIaChZDQU5ORURfQUNMX1VOU1BFQ0lGSUVEEAASFgoSQ0FOTkVEX0FDTF9QUklWQVRFEAESGgoWQ0FOTkVEX0FDTF9QVUJMSUNfUkVBRBACEiAKHENBTk5FRF9BQ0xfUFVCTElDX1JFQURfV1JJVEUQAxIcChhDQU5ORURfQUNMX0FXU19FWEVDX1JFQUQQBBIhCh1DQU5ORURfQUNMX0FVVEhFTlRJQ0FURURfUkVBRBAFEiAKHENBTk5FRF9BQ0xfQlVDS0VUX09XTkVSX1JFQUQQBhIoCiRDQU5ORURfQUNMX0JVQ0tFVF9PV05FUl9GVUxMX0NPTlRST0wQByq+AQoNQWNsUGVybWlzc2lvbhIeChpBQ0xfUEVSTUlTU0lPTl9VTlNQRUNJRklFRBAAEh8KG0FDTF9QRVJNSVNTSU9OX0ZVTExfQ09OVFJPTBABEhcKE0FDTF9QRVJNSVNTSU9OX1JFQUQQAhIYChRBQ0xfUEVSTUlTU0lPTl9XUklURRADEhsKF0FDTF9QRVJNSVNTSU9OX1JFQURfQUNQEAQSHAoYQUNMX1BFUk1JU1NJT05fV1JJVEVfQUNQEAUqbAoOR2xhY2llckpvYlRpZXISIAocR0xBQ0lFUl9KT0JfVElFUl9VTlNQRUNJRklFRBAAEhkKFUdMQUNJRVJfSk9CX1RJRVJfQlVMSxABEh0KGUdMQUNJRVJfSk9CX1RJRVJfU1RBTkRBUkQQAipcCgpUYXNrU3RhdHVzEhsKF1RBU0tfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVVEFTS19TVEFUVVNfU1VDQ0VFREVEEAESFgoSVEFTS19TVEFUVVNfRkFJTEVEEAJiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * Where a manifest object is and how to read it.
@@ -349,6 +349,314 @@ export const PutObjectCopyOperationSchema: GenMessage<PutObjectCopyOperation> = 
   messageDesc(file_batchops_v1_job, 7);
 
 /**
+ * A tag on an object. S3's limits: key 1–128 characters, value ≤ 256.
+ *
+ * @generated from message batchops.v1.ObjectTag
+ */
+export type ObjectTag = Message<"batchops.v1.ObjectTag"> & {
+  /**
+   * Required, 1–128 characters.
+   *
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * Optional, ≤ 256 characters.
+   *
+   * @generated from field: string value = 2;
+   */
+  value: string;
+};
+
+/**
+ * Describes the message batchops.v1.ObjectTag.
+ * Use `create(ObjectTagSchema)` to create a new message.
+ */
+export const ObjectTagSchema: GenMessage<ObjectTag> = /*@__PURE__*/
+  messageDesc(file_batchops_v1_job, 8);
+
+/**
+ * Replaces each object's tag set (S3PutObjectTagging). Needs an S3 object
+ * store: the directory store keeps no tags and refuses the job.
+ *
+ * @generated from message batchops.v1.PutObjectTaggingOperation
+ */
+export type PutObjectTaggingOperation = Message<"batchops.v1.PutObjectTaggingOperation"> & {
+  /**
+   * At most 10 tags with distinct keys. Empty leaves each object with no tags.
+   *
+   * @generated from field: repeated batchops.v1.ObjectTag tags = 1;
+   */
+  tags: ObjectTag[];
+};
+
+/**
+ * Describes the message batchops.v1.PutObjectTaggingOperation.
+ * Use `create(PutObjectTaggingOperationSchema)` to create a new message.
+ */
+export const PutObjectTaggingOperationSchema: GenMessage<PutObjectTaggingOperation> = /*@__PURE__*/
+  messageDesc(file_batchops_v1_job, 9);
+
+/**
+ * Removes every tag of each object (S3DeleteObjectTagging). Needs an S3 object store.
+ *
+ * @generated from message batchops.v1.DeleteObjectTaggingOperation
+ */
+export type DeleteObjectTaggingOperation = Message<"batchops.v1.DeleteObjectTaggingOperation"> & {
+};
+
+/**
+ * Describes the message batchops.v1.DeleteObjectTaggingOperation.
+ * Use `create(DeleteObjectTaggingOperationSchema)` to create a new message.
+ */
+export const DeleteObjectTaggingOperationSchema: GenMessage<DeleteObjectTaggingOperation> = /*@__PURE__*/
+  messageDesc(file_batchops_v1_job, 10);
+
+/**
+ * Sets each object's Object Lock legal hold (S3PutObjectLegalHold). Needs an
+ * S3 object store and a bucket with Object Lock; elsewhere S3 fails each task
+ * with `InvalidRequest`.
+ *
+ * @generated from message batchops.v1.PutObjectLegalHoldOperation
+ */
+export type PutObjectLegalHoldOperation = Message<"batchops.v1.PutObjectLegalHoldOperation"> & {
+  /**
+   * Required.
+   *
+   * @generated from field: batchops.v1.LegalHoldStatus status = 1;
+   */
+  status: LegalHoldStatus;
+};
+
+/**
+ * Describes the message batchops.v1.PutObjectLegalHoldOperation.
+ * Use `create(PutObjectLegalHoldOperationSchema)` to create a new message.
+ */
+export const PutObjectLegalHoldOperationSchema: GenMessage<PutObjectLegalHoldOperation> = /*@__PURE__*/
+  messageDesc(file_batchops_v1_job, 11);
+
+/**
+ * Sets each object's Object Lock retention (S3PutObjectRetention). Needs an S3
+ * object store and a bucket with Object Lock.
+ *
+ * @generated from message batchops.v1.PutObjectRetentionOperation
+ */
+export type PutObjectRetentionOperation = Message<"batchops.v1.PutObjectRetentionOperation"> & {
+  /**
+   * Required.
+   *
+   * @generated from field: batchops.v1.RetentionMode mode = 1;
+   */
+  mode: RetentionMode;
+
+  /**
+   * Required, in the future when the job is created (whole seconds).
+   *
+   * @generated from field: google.protobuf.Timestamp retain_until = 2;
+   */
+  retainUntil?: Timestamp | undefined;
+
+  /**
+   * Optional. Lets a GOVERNANCE retention be shortened or removed.
+   *
+   * @generated from field: bool bypass_governance_retention = 3;
+   */
+  bypassGovernanceRetention: boolean;
+};
+
+/**
+ * Describes the message batchops.v1.PutObjectRetentionOperation.
+ * Use `create(PutObjectRetentionOperationSchema)` to create a new message.
+ */
+export const PutObjectRetentionOperationSchema: GenMessage<PutObjectRetentionOperation> = /*@__PURE__*/
+  messageDesc(file_batchops_v1_job, 12);
+
+/**
+ * Who an ACL grant is for: exactly one of the three.
+ *
+ * @generated from message batchops.v1.AclGrantee
+ */
+export type AclGrantee = Message<"batchops.v1.AclGrantee"> & {
+  /**
+   * Required: exactly one.
+   *
+   * @generated from oneof batchops.v1.AclGrantee.grantee
+   */
+  grantee: {
+    /**
+     * A canonical user id (1–1024 characters).
+     *
+     * @generated from field: string canonical_user_id = 1;
+     */
+    value: string;
+    case: "canonicalUserId";
+  } | {
+    /**
+     * An email address (1–1024 characters).
+     *
+     * @generated from field: string email_address = 2;
+     */
+    value: string;
+    case: "emailAddress";
+  } | {
+    /**
+     * A predefined group's URI, e.g. http://acs.amazonaws.com/groups/global/AllUsers.
+     *
+     * @generated from field: string group_uri = 3;
+     */
+    value: string;
+    case: "groupUri";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * Optional, ≤ 1024 characters.
+   *
+   * @generated from field: string display_name = 4;
+   */
+  displayName: string;
+};
+
+/**
+ * Describes the message batchops.v1.AclGrantee.
+ * Use `create(AclGranteeSchema)` to create a new message.
+ */
+export const AclGranteeSchema: GenMessage<AclGrantee> = /*@__PURE__*/
+  messageDesc(file_batchops_v1_job, 13);
+
+/**
+ * One grant of an access control policy.
+ *
+ * @generated from message batchops.v1.AclGrant
+ */
+export type AclGrant = Message<"batchops.v1.AclGrant"> & {
+  /**
+   * Required.
+   *
+   * @generated from field: batchops.v1.AclGrantee grantee = 1;
+   */
+  grantee?: AclGrantee | undefined;
+
+  /**
+   * Required.
+   *
+   * @generated from field: batchops.v1.AclPermission permission = 2;
+   */
+  permission: AclPermission;
+};
+
+/**
+ * Describes the message batchops.v1.AclGrant.
+ * Use `create(AclGrantSchema)` to create a new message.
+ */
+export const AclGrantSchema: GenMessage<AclGrant> = /*@__PURE__*/
+  messageDesc(file_batchops_v1_job, 14);
+
+/**
+ * An explicit access control policy.
+ *
+ * @generated from message batchops.v1.AccessControlPolicy
+ */
+export type AccessControlPolicy = Message<"batchops.v1.AccessControlPolicy"> & {
+  /**
+   * Required, 1–1024 characters: the canonical user id of the objects' owner.
+   *
+   * @generated from field: string owner_id = 1;
+   */
+  ownerId: string;
+
+  /**
+   * Optional, ≤ 1024 characters.
+   *
+   * @generated from field: string owner_display_name = 2;
+   */
+  ownerDisplayName: string;
+
+  /**
+   * At most 100 grants.
+   *
+   * @generated from field: repeated batchops.v1.AclGrant grants = 3;
+   */
+  grants: AclGrant[];
+};
+
+/**
+ * Describes the message batchops.v1.AccessControlPolicy.
+ * Use `create(AccessControlPolicySchema)` to create a new message.
+ */
+export const AccessControlPolicySchema: GenMessage<AccessControlPolicy> = /*@__PURE__*/
+  messageDesc(file_batchops_v1_job, 15);
+
+/**
+ * Replaces each object's ACL (S3PutObjectAcl). Needs an S3 object store.
+ *
+ * @generated from message batchops.v1.PutObjectAclOperation
+ */
+export type PutObjectAclOperation = Message<"batchops.v1.PutObjectAclOperation"> & {
+  /**
+   * Required: exactly one.
+   *
+   * @generated from oneof batchops.v1.PutObjectAclOperation.acl
+   */
+  acl: {
+    /**
+     * A canned ACL.
+     *
+     * @generated from field: batchops.v1.CannedAcl canned_acl = 1;
+     */
+    value: CannedAcl;
+    case: "cannedAcl";
+  } | {
+    /**
+     * An explicit policy with grants.
+     *
+     * @generated from field: batchops.v1.AccessControlPolicy access_control_policy = 2;
+     */
+    value: AccessControlPolicy;
+    case: "accessControlPolicy";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message batchops.v1.PutObjectAclOperation.
+ * Use `create(PutObjectAclOperationSchema)` to create a new message.
+ */
+export const PutObjectAclOperationSchema: GenMessage<PutObjectAclOperation> = /*@__PURE__*/
+  messageDesc(file_batchops_v1_job, 16);
+
+/**
+ * Starts a restore of each archived object (S3InitiateRestoreObject). Needs an
+ * S3 object store. The task succeeds once S3 accepts the restore, which then
+ * runs for hours; an object that is not archived fails with `InvalidObjectState`.
+ *
+ * @generated from message batchops.v1.InitiateRestoreObjectOperation
+ */
+export type InitiateRestoreObjectOperation = Message<"batchops.v1.InitiateRestoreObjectOperation"> & {
+  /**
+   * Days the restored copy stays available: required (1–36,500) for objects in
+   * S3 Glacier Flexible Retrieval or Deep Archive, 0 for S3 Intelligent-Tiering
+   * archive tiers.
+   *
+   * @generated from field: uint32 expiration_in_days = 1;
+   */
+  expirationInDays: number;
+
+  /**
+   * Optional; default STANDARD.
+   *
+   * @generated from field: batchops.v1.GlacierJobTier glacier_job_tier = 2;
+   */
+  glacierJobTier: GlacierJobTier;
+};
+
+/**
+ * Describes the message batchops.v1.InitiateRestoreObjectOperation.
+ * Use `create(InitiateRestoreObjectOperationSchema)` to create a new message.
+ */
+export const InitiateRestoreObjectOperationSchema: GenMessage<InitiateRestoreObjectOperation> = /*@__PURE__*/
+  messageDesc(file_batchops_v1_job, 17);
+
+/**
  * The one operation a job runs on every object of its manifest.
  *
  * @generated from message batchops.v1.Operation
@@ -391,6 +699,54 @@ export type Operation = Message<"batchops.v1.Operation"> & {
      */
     value: PutObjectCopyOperation;
     case: "putObjectCopy";
+  } | {
+    /**
+     * Replace every object's tags.
+     *
+     * @generated from field: batchops.v1.PutObjectTaggingOperation put_object_tagging = 5;
+     */
+    value: PutObjectTaggingOperation;
+    case: "putObjectTagging";
+  } | {
+    /**
+     * Remove every object's tags.
+     *
+     * @generated from field: batchops.v1.DeleteObjectTaggingOperation delete_object_tagging = 6;
+     */
+    value: DeleteObjectTaggingOperation;
+    case: "deleteObjectTagging";
+  } | {
+    /**
+     * Set or remove every object's legal hold.
+     *
+     * @generated from field: batchops.v1.PutObjectLegalHoldOperation put_object_legal_hold = 7;
+     */
+    value: PutObjectLegalHoldOperation;
+    case: "putObjectLegalHold";
+  } | {
+    /**
+     * Set every object's retention.
+     *
+     * @generated from field: batchops.v1.PutObjectRetentionOperation put_object_retention = 8;
+     */
+    value: PutObjectRetentionOperation;
+    case: "putObjectRetention";
+  } | {
+    /**
+     * Replace every object's ACL.
+     *
+     * @generated from field: batchops.v1.PutObjectAclOperation put_object_acl = 9;
+     */
+    value: PutObjectAclOperation;
+    case: "putObjectAcl";
+  } | {
+    /**
+     * Restore every archived object.
+     *
+     * @generated from field: batchops.v1.InitiateRestoreObjectOperation initiate_restore_object = 10;
+     */
+    value: InitiateRestoreObjectOperation;
+    case: "initiateRestoreObject";
   } | { case: undefined; value?: undefined };
 };
 
@@ -399,7 +755,7 @@ export type Operation = Message<"batchops.v1.Operation"> & {
  * Use `create(OperationSchema)` to create a new message.
  */
 export const OperationSchema: GenMessage<Operation> = /*@__PURE__*/
-  messageDesc(file_batchops_v1_job, 8);
+  messageDesc(file_batchops_v1_job, 18);
 
 /**
  * Where and how the completion report is written.
@@ -441,7 +797,7 @@ export type JobReport = Message<"batchops.v1.JobReport"> & {
  * Use `create(JobReportSchema)` to create a new message.
  */
 export const JobReportSchema: GenMessage<JobReport> = /*@__PURE__*/
-  messageDesc(file_batchops_v1_job, 9);
+  messageDesc(file_batchops_v1_job, 19);
 
 /**
  * Overrides of the task-failure threshold: once `minimum_tasks_run` tasks have
@@ -470,7 +826,7 @@ export type FailureThreshold = Message<"batchops.v1.FailureThreshold"> & {
  * Use `create(FailureThresholdSchema)` to create a new message.
  */
 export const FailureThresholdSchema: GenMessage<FailureThreshold> = /*@__PURE__*/
-  messageDesc(file_batchops_v1_job, 10);
+  messageDesc(file_batchops_v1_job, 20);
 
 /**
  * A key/value label on a job. Keys are 1–128 characters, values ≤ 256; a job
@@ -499,7 +855,7 @@ export type Tag = Message<"batchops.v1.Tag"> & {
  * Use `create(TagSchema)` to create a new message.
  */
 export const TagSchema: GenMessage<Tag> = /*@__PURE__*/
-  messageDesc(file_batchops_v1_job, 11);
+  messageDesc(file_batchops_v1_job, 21);
 
 /**
  * Why a job failed.
@@ -527,7 +883,7 @@ export type FailureReason = Message<"batchops.v1.FailureReason"> & {
  * Use `create(FailureReasonSchema)` to create a new message.
  */
 export const FailureReasonSchema: GenMessage<FailureReason> = /*@__PURE__*/
-  messageDesc(file_batchops_v1_job, 12);
+  messageDesc(file_batchops_v1_job, 22);
 
 /**
  * Timers derived from the job's event log.
@@ -548,7 +904,7 @@ export type JobTimers = Message<"batchops.v1.JobTimers"> & {
  * Use `create(JobTimersSchema)` to create a new message.
  */
 export const JobTimersSchema: GenMessage<JobTimers> = /*@__PURE__*/
-  messageDesc(file_batchops_v1_job, 13);
+  messageDesc(file_batchops_v1_job, 23);
 
 /**
  * Counts of a job's tasks.
@@ -590,7 +946,7 @@ export type JobProgressSummary = Message<"batchops.v1.JobProgressSummary"> & {
  * Use `create(JobProgressSummarySchema)` to create a new message.
  */
 export const JobProgressSummarySchema: GenMessage<JobProgressSummary> = /*@__PURE__*/
-  messageDesc(file_batchops_v1_job, 14);
+  messageDesc(file_batchops_v1_job, 24);
 
 /**
  * The whole description of a job.
@@ -767,7 +1123,7 @@ export type JobDescriptor = Message<"batchops.v1.JobDescriptor"> & {
  * Use `create(JobDescriptorSchema)` to create a new message.
  */
 export const JobDescriptorSchema: GenMessage<JobDescriptor> = /*@__PURE__*/
-  messageDesc(file_batchops_v1_job, 15);
+  messageDesc(file_batchops_v1_job, 25);
 
 /**
  * Where a completion report was written.
@@ -795,7 +1151,7 @@ export type ReportLocation = Message<"batchops.v1.ReportLocation"> & {
  * Use `create(ReportLocationSchema)` to create a new message.
  */
 export const ReportLocationSchema: GenMessage<ReportLocation> = /*@__PURE__*/
-  messageDesc(file_batchops_v1_job, 16);
+  messageDesc(file_batchops_v1_job, 26);
 
 /**
  * One row of ListJobs.
@@ -858,7 +1214,7 @@ export type JobListDescriptor = Message<"batchops.v1.JobListDescriptor"> & {
  * Use `create(JobListDescriptorSchema)` to create a new message.
  */
 export const JobListDescriptorSchema: GenMessage<JobListDescriptor> = /*@__PURE__*/
-  messageDesc(file_batchops_v1_job, 17);
+  messageDesc(file_batchops_v1_job, 27);
 
 /**
  * The job was created.
@@ -879,7 +1235,7 @@ export type JobCreatedEvent = Message<"batchops.v1.JobCreatedEvent"> & {
  * Use `create(JobCreatedEventSchema)` to create a new message.
  */
 export const JobCreatedEventSchema: GenMessage<JobCreatedEvent> = /*@__PURE__*/
-  messageDesc(file_batchops_v1_job, 18);
+  messageDesc(file_batchops_v1_job, 28);
 
 /**
  * The job's status changed.
@@ -935,7 +1291,7 @@ export type StatusChangedEvent = Message<"batchops.v1.StatusChangedEvent"> & {
  * Use `create(StatusChangedEventSchema)` to create a new message.
  */
 export const StatusChangedEventSchema: GenMessage<StatusChangedEvent> = /*@__PURE__*/
-  messageDesc(file_batchops_v1_job, 19);
+  messageDesc(file_batchops_v1_job, 29);
 
 /**
  * The job's priority changed.
@@ -963,7 +1319,7 @@ export type PriorityChangedEvent = Message<"batchops.v1.PriorityChangedEvent"> &
  * Use `create(PriorityChangedEventSchema)` to create a new message.
  */
 export const PriorityChangedEventSchema: GenMessage<PriorityChangedEvent> = /*@__PURE__*/
-  messageDesc(file_batchops_v1_job, 20);
+  messageDesc(file_batchops_v1_job, 30);
 
 /**
  * The job's tags were replaced (deletion replaces them with none).
@@ -984,7 +1340,7 @@ export type TagsChangedEvent = Message<"batchops.v1.TagsChangedEvent"> & {
  * Use `create(TagsChangedEventSchema)` to create a new message.
  */
 export const TagsChangedEventSchema: GenMessage<TagsChangedEvent> = /*@__PURE__*/
-  messageDesc(file_batchops_v1_job, 21);
+  messageDesc(file_batchops_v1_job, 31);
 
 /**
  * The completion report was written.
@@ -1005,7 +1361,7 @@ export type ReportWrittenEvent = Message<"batchops.v1.ReportWrittenEvent"> & {
  * Use `create(ReportWrittenEventSchema)` to create a new message.
  */
 export const ReportWrittenEventSchema: GenMessage<ReportWrittenEvent> = /*@__PURE__*/
-  messageDesc(file_batchops_v1_job, 22);
+  messageDesc(file_batchops_v1_job, 32);
 
 /**
  * The completion report could not be written; the job still ends.
@@ -1026,7 +1382,7 @@ export type ReportFailedEvent = Message<"batchops.v1.ReportFailedEvent"> & {
  * Use `create(ReportFailedEventSchema)` to create a new message.
  */
 export const ReportFailedEventSchema: GenMessage<ReportFailedEvent> = /*@__PURE__*/
-  messageDesc(file_batchops_v1_job, 23);
+  messageDesc(file_batchops_v1_job, 33);
 
 /**
  * The final result of one task.
@@ -1096,7 +1452,7 @@ export type TaskResult = Message<"batchops.v1.TaskResult"> & {
  * Use `create(TaskResultSchema)` to create a new message.
  */
 export const TaskResultSchema: GenMessage<TaskResult> = /*@__PURE__*/
-  messageDesc(file_batchops_v1_job, 24);
+  messageDesc(file_batchops_v1_job, 34);
 
 /**
  * One immutable entry of a job's event log.
@@ -1207,7 +1563,7 @@ export type JobEvent = Message<"batchops.v1.JobEvent"> & {
  * Use `create(JobEventSchema)` to create a new message.
  */
 export const JobEventSchema: GenMessage<JobEvent> = /*@__PURE__*/
-  messageDesc(file_batchops_v1_job, 25);
+  messageDesc(file_batchops_v1_job, 35);
 
 /**
  * The lifecycle status of a job. See the README for the transitions between them.
@@ -1617,6 +1973,232 @@ export const ReportScopeSchema: GenEnum<ReportScope> = /*@__PURE__*/
   enumDesc(file_batchops_v1_job, 7);
 
 /**
+ * An Object Lock legal hold.
+ *
+ * @generated from enum batchops.v1.LegalHoldStatus
+ */
+export enum LegalHoldStatus {
+  /**
+   * Refused.
+   *
+   * @generated from enum value: LEGAL_HOLD_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The object cannot be deleted or overwritten until the hold is removed.
+   *
+   * @generated from enum value: LEGAL_HOLD_STATUS_ON = 1;
+   */
+  ON = 1,
+
+  /**
+   * No legal hold.
+   *
+   * @generated from enum value: LEGAL_HOLD_STATUS_OFF = 2;
+   */
+  OFF = 2,
+}
+
+/**
+ * Describes the enum batchops.v1.LegalHoldStatus.
+ */
+export const LegalHoldStatusSchema: GenEnum<LegalHoldStatus> = /*@__PURE__*/
+  enumDesc(file_batchops_v1_job, 8);
+
+/**
+ * An Object Lock retention mode.
+ *
+ * @generated from enum batchops.v1.RetentionMode
+ */
+export enum RetentionMode {
+  /**
+   * Refused.
+   *
+   * @generated from enum value: RETENTION_MODE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Users with s3:BypassGovernanceRetention may shorten or remove it.
+   *
+   * @generated from enum value: RETENTION_MODE_GOVERNANCE = 1;
+   */
+  GOVERNANCE = 1,
+
+  /**
+   * No one may shorten or remove it until it ends.
+   *
+   * @generated from enum value: RETENTION_MODE_COMPLIANCE = 2;
+   */
+  COMPLIANCE = 2,
+}
+
+/**
+ * Describes the enum batchops.v1.RetentionMode.
+ */
+export const RetentionModeSchema: GenEnum<RetentionMode> = /*@__PURE__*/
+  enumDesc(file_batchops_v1_job, 9);
+
+/**
+ * A canned ACL.
+ *
+ * @generated from enum batchops.v1.CannedAcl
+ */
+export enum CannedAcl {
+  /**
+   * Refused.
+   *
+   * @generated from enum value: CANNED_ACL_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * `private`: the owner only.
+   *
+   * @generated from enum value: CANNED_ACL_PRIVATE = 1;
+   */
+  PRIVATE = 1,
+
+  /**
+   * `public-read`: anyone may read.
+   *
+   * @generated from enum value: CANNED_ACL_PUBLIC_READ = 2;
+   */
+  PUBLIC_READ = 2,
+
+  /**
+   * `public-read-write`: anyone may read and write.
+   *
+   * @generated from enum value: CANNED_ACL_PUBLIC_READ_WRITE = 3;
+   */
+  PUBLIC_READ_WRITE = 3,
+
+  /**
+   * `aws-exec-read`: EC2 may read AMI bundles.
+   *
+   * @generated from enum value: CANNED_ACL_AWS_EXEC_READ = 4;
+   */
+  AWS_EXEC_READ = 4,
+
+  /**
+   * `authenticated-read`: any AWS account may read.
+   *
+   * @generated from enum value: CANNED_ACL_AUTHENTICATED_READ = 5;
+   */
+  AUTHENTICATED_READ = 5,
+
+  /**
+   * `bucket-owner-read`: the bucket's owner may read.
+   *
+   * @generated from enum value: CANNED_ACL_BUCKET_OWNER_READ = 6;
+   */
+  BUCKET_OWNER_READ = 6,
+
+  /**
+   * `bucket-owner-full-control`: the bucket's owner has full control.
+   *
+   * @generated from enum value: CANNED_ACL_BUCKET_OWNER_FULL_CONTROL = 7;
+   */
+  BUCKET_OWNER_FULL_CONTROL = 7,
+}
+
+/**
+ * Describes the enum batchops.v1.CannedAcl.
+ */
+export const CannedAclSchema: GenEnum<CannedAcl> = /*@__PURE__*/
+  enumDesc(file_batchops_v1_job, 10);
+
+/**
+ * What an ACL grant allows.
+ *
+ * @generated from enum batchops.v1.AclPermission
+ */
+export enum AclPermission {
+  /**
+   * Refused.
+   *
+   * @generated from enum value: ACL_PERMISSION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Every permission below.
+   *
+   * @generated from enum value: ACL_PERMISSION_FULL_CONTROL = 1;
+   */
+  FULL_CONTROL = 1,
+
+  /**
+   * Read the object.
+   *
+   * @generated from enum value: ACL_PERMISSION_READ = 2;
+   */
+  READ = 2,
+
+  /**
+   * Write (meaningful on buckets).
+   *
+   * @generated from enum value: ACL_PERMISSION_WRITE = 3;
+   */
+  WRITE = 3,
+
+  /**
+   * Read the ACL.
+   *
+   * @generated from enum value: ACL_PERMISSION_READ_ACP = 4;
+   */
+  READ_ACP = 4,
+
+  /**
+   * Write the ACL.
+   *
+   * @generated from enum value: ACL_PERMISSION_WRITE_ACP = 5;
+   */
+  WRITE_ACP = 5,
+}
+
+/**
+ * Describes the enum batchops.v1.AclPermission.
+ */
+export const AclPermissionSchema: GenEnum<AclPermission> = /*@__PURE__*/
+  enumDesc(file_batchops_v1_job, 11);
+
+/**
+ * The retrieval tier of a restore from S3 Glacier Flexible Retrieval or Deep Archive.
+ *
+ * @generated from enum batchops.v1.GlacierJobTier
+ */
+export enum GlacierJobTier {
+  /**
+   * Means STANDARD.
+   *
+   * @generated from enum value: GLACIER_JOB_TIER_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The cheapest, within 48 hours.
+   *
+   * @generated from enum value: GLACIER_JOB_TIER_BULK = 1;
+   */
+  BULK = 1,
+
+  /**
+   * Within hours.
+   *
+   * @generated from enum value: GLACIER_JOB_TIER_STANDARD = 2;
+   */
+  STANDARD = 2,
+}
+
+/**
+ * Describes the enum batchops.v1.GlacierJobTier.
+ */
+export const GlacierJobTierSchema: GenEnum<GlacierJobTier> = /*@__PURE__*/
+  enumDesc(file_batchops_v1_job, 12);
+
+/**
  * The outcome of one task.
  *
  * @generated from enum batchops.v1.TaskStatus
@@ -1648,5 +2230,5 @@ export enum TaskStatus {
  * Describes the enum batchops.v1.TaskStatus.
  */
 export const TaskStatusSchema: GenEnum<TaskStatus> = /*@__PURE__*/
-  enumDesc(file_batchops_v1_job, 8);
+  enumDesc(file_batchops_v1_job, 13);
 
