@@ -12,6 +12,8 @@ no GetObjectRetention (HeadObject shows the retention instead)."""
 import csv
 import datetime
 import io
+import json
+import os
 import subprocess
 import sys
 import time
@@ -21,7 +23,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from conftest import free_port, running_server
+from conftest import BINARY, free_port, running_server
 from test_s3control import ACCOUNT, ROLE, client, wait_for
 
 
@@ -284,3 +286,32 @@ def test_the_directory_store_refuses_these_operations_naming_the_store_they_need
                     ClientRequestToken=str(list(operation)[0]),
                 )
             assert "needs an S3 object store" in str(refused.value), refused.value
+
+
+def test_the_cli_runs_them_over_grpc(world):
+    """The same operations through the CLI's proto3 JSON and gRPC: a
+    retention with its date as an RFC 3339 string, then a tag set."""
+    server, s3 = world
+    s3.put_object(Bucket="locked", Key="cli.txt", Body=b"x")
+    s3.put_object(Bucket="manifests", Key="cli.csv", Body=b"locked,cli.txt\n")
+    until = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)).replace(microsecond=0)
+    env = {**os.environ, "BATCHOPS_ENDPOINT": f"http://{server.grpc}", "BATCHOPS_ACCOUNT_ID": ACCOUNT}
+    for operation in [
+        {"put_object_retention": {"mode": "RETENTION_MODE_COMPLIANCE", "retain_until": until.isoformat().replace("+00:00", "Z")}},
+        {"put_object_tagging": {"tags": [{"key": "via", "value": "cli"}]}},
+    ]:
+        created = subprocess.run(
+            [BINARY, "create-job", "--no-confirmation-required", "--priority", "1",
+             "--manifest", "manifests/cli.csv", "--operation", json.dumps(operation)],
+            env=env, capture_output=True, text=True, timeout=60,
+        )
+        assert created.returncode == 0, created.stderr
+        job_id = created.stdout.strip().splitlines()[-1]
+        watched = subprocess.run([BINARY, "watch", "--job-id", job_id], env=env, capture_output=True, text=True, timeout=60)
+        assert watched.returncode == 0, watched.stdout + watched.stderr
+        described = subprocess.run([BINARY, "describe-job", "--job-id", job_id], env=env, capture_output=True, text=True, timeout=60)
+        assert "PutObject" in described.stdout, described.stdout
+    head = s3.head_object(Bucket="locked", Key="cli.txt")
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    assert head["ObjectLockRetainUntilDate"] == until
+    assert tags_of(s3, "locked", "cli.txt") == {"via": "cli"}
