@@ -218,6 +218,52 @@ async fn create_job_names_each_invalid_field() {
 }
 
 #[tokio::test]
+async fn the_directory_store_refuses_object_state_operations_naming_the_store_they_need() {
+    use pb::operation::Operation as O;
+    let mut server = TestServer::idle().await;
+    let operations = [
+        O::PutObjectTagging(pb::PutObjectTaggingOperation::default()),
+        O::DeleteObjectTagging(pb::DeleteObjectTaggingOperation {}),
+        O::PutObjectLegalHold(pb::PutObjectLegalHoldOperation {
+            status: pb::LegalHoldStatus::On as i32,
+        }),
+        O::PutObjectRetention(pb::PutObjectRetentionOperation {
+            mode: pb::RetentionMode::Governance as i32,
+            retain_until: Some(prost_types::Timestamp {
+                seconds: 4_000_000_000,
+                nanos: 0,
+            }),
+            bypass_governance_retention: false,
+        }),
+        O::PutObjectAcl(pb::PutObjectAclOperation {
+            acl: Some(pb::put_object_acl_operation::Acl::CannedAcl(
+                pb::CannedAcl::Private as i32,
+            )),
+        }),
+        O::InitiateRestoreObject(pb::InitiateRestoreObjectOperation {
+            expiration_in_days: 1,
+            glacier_job_tier: 0,
+        }),
+    ];
+    for operation in operations {
+        let request = with(|r| {
+            r.operation = Some(pb::Operation {
+                operation: Some(operation.clone()),
+            })
+        });
+        let status = server.client.create_job(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{operation:?}");
+        assert!(
+            status.message().starts_with("operation")
+                && status.message().contains("needs an S3 object store"),
+            "{}",
+            status.message()
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn job_rpcs_name_invalid_fields_and_hide_other_accounts_jobs() {
     let mut server = TestServer::idle().await;
     let job_id = server
