@@ -6,8 +6,10 @@ S3 client, never through batchops.
 moto 5.2.5 (pinned in requirements.txt) differs from S3 in ways these tests
 work around: it applies no AccessControlPolicy body (only canned ACLs and
 grant headers), it answers a missing key with 500 rather than 404 for
-DeleteObjectTagging, PutObjectLegalHold and PutObjectRetention, and it has
-no GetObjectRetention (HeadObject shows the retention instead)."""
+DeleteObjectTagging, PutObjectLegalHold and PutObjectRetention, it applies
+ACLs and restores to an object's latest version whatever VersionId names,
+and it has no GetObjectRetention (HeadObject shows the retention instead).
+Versions are therefore checked with tags, legal holds and retention."""
 
 import csv
 import datetime
@@ -209,13 +211,15 @@ def test_retention_is_set_in_the_mode_and_until_the_date_asked(world):
 
 
 def test_a_canned_acl_replaces_the_objects_acl(world):
+    # moto applies an ACL to an object's latest version whatever VersionId
+    # names (see the module's note), so versions are left out here.
     _, s3 = world
     s3.put_object(Bucket="data", Key="shared.txt", Body=b"x")
     _, _, rows = run_job(
         world,
         "acl",
         {"S3PutObjectAcl": {"AccessControlPolicy": {"CannedAccessControlList": "public-read"}}},
-        [("data", "shared.txt", ""), ("data", "absent.txt", "")],
+        [("data", "shared.txt", "")],
     )
     grants = s3.get_object_acl(Bucket="data", Key="shared.txt")["Grants"]
     assert any(
@@ -223,7 +227,34 @@ def test_a_canned_acl_replaces_the_objects_acl(world):
         for g in grants
     ), grants
     assert rows[("shared.txt", "")] == ("succeeded", 200, "")
-    assert rows[("absent.txt", "")] == ("failed", 404, "NoSuchKey")
+
+
+# S3 answers a missing key with 404 NoSuchKey for every one of these; moto
+# 5.2.5 does for three and fails the other three with 500 (retried, then
+# recorded as it came).
+MISSING = [
+    ("S3PutObjectTagging", {"TagSet": [{"Key": "k", "Value": "v"}]}, "data", 404, "NoSuchKey"),
+    ("S3DeleteObjectTagging", {}, "data", 500, "InternalError"),
+    ("S3PutObjectLegalHold", {"LegalHold": {"Status": "ON"}}, "locked", 500, "InternalError"),
+    ("S3PutObjectRetention", {"Retention": {"Mode": "GOVERNANCE", "RetainUntilDate": datetime.datetime(2099, 1, 1)}}, "locked", 500, "InternalError"),
+    ("S3PutObjectAcl", {"AccessControlPolicy": {"CannedAccessControlList": "private"}}, "data", 404, "NoSuchKey"),
+    ("S3InitiateRestoreObject", {"ExpirationInDays": 1}, "data", 404, "NoSuchKey"),
+]
+
+
+@pytest.mark.parametrize("member, fields, bucket, status, code", MISSING, ids=[m[0] for m in MISSING])
+def test_a_missing_key_fails_only_its_task_with_s3s_answer(world, member, fields, bucket, status, code):
+    _, s3 = world
+    s3.put_object(Bucket=bucket, Key=f"present-{member}.txt", Body=b"x", StorageClass="GLACIER" if "Restore" in member else "STANDARD")
+    job, _, rows = run_job(
+        world,
+        f"missing-{member}",
+        {member: fields},
+        [(bucket, f"present-{member}.txt", ""), (bucket, f"missing-{member}.txt", "")],
+    )
+    assert rows[(f"present-{member}.txt", "")] == ("succeeded", 200, "")
+    assert rows[(f"missing-{member}.txt", "")] == ("failed", status, code)
+    assert job["ProgressSummary"]["NumberOfTasksFailed"] == 1
 
 
 def test_an_access_control_policy_is_sent_and_succeeds(world):
