@@ -244,6 +244,49 @@ function Overview({
           </ul>
         </div>
       )}
+      {(job.errorSummaries.length > 0 || job.otherCodesFailedTasks > 0n) && (
+        <div class="panel">
+          <h2>Failed tasks by error code</h2>
+          <table class="errors">
+            <thead>
+              <tr>
+                <th scope="col">Error code</th>
+                <th scope="col">Tasks</th>
+                <th scope="col">First of them</th>
+              </tr>
+            </thead>
+            <tbody>
+              {job.errorSummaries.map((code) => (
+                <tr>
+                  <th scope="row">{code.errorCode || "—"}</th>
+                  <td>{count(code.failedTasks)}</td>
+                  <td>
+                    <ul class="samples">
+                      {code.samples.map((sample) => (
+                        <li>
+                          task {String(sample.taskNumber)}{" "}
+                          <code>
+                            {sample.bucket}/{sample.key}
+                            {sample.versionId ? ` (${sample.versionId})` : ""}
+                          </code>
+                          : {sample.message}
+                        </li>
+                      ))}
+                    </ul>
+                  </td>
+                </tr>
+              ))}
+              {job.otherCodesFailedTasks > 0n && (
+                <tr>
+                  <th scope="row">other codes</th>
+                  <td>{count(job.otherCodesFailedTasks)}</td>
+                  <td />
+                </tr>
+              )}
+            </tbody>
+          </table>
+        </div>
+      )}
       {job.reportLocation && (
         <ReportFiles
           account={account}

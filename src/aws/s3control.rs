@@ -627,9 +627,14 @@ pub fn job_descriptor(out: &mut Writer, job: &pb::JobDescriptor, region: &str) {
     if !job.failure_reasons.is_empty() {
         out.start("FailureReasons");
         for reason in &job.failure_reasons {
+            let text = if reason.failure_code == crate::domain::TASK_FAILURE_THRESHOLD_EXCEEDED {
+                with_error_codes(&reason.failure_reason, job)
+            } else {
+                reason.failure_reason.clone()
+            };
             out.start("member")
                 .leaf("FailureCode", &reason.failure_code)
-                .leaf("FailureReason", &reason.failure_reason)
+                .leaf("FailureReason", &text)
                 .end("member");
         }
         out.end("FailureReasons");
@@ -690,6 +695,24 @@ pub fn job_descriptor(out: &mut Writer, job: &pb::JobDescriptor, region: &str) {
             .end("ManifestGenerator");
     }
     out.end("Job");
+}
+
+/// A task-failure threshold's reason with the job's failures by error code
+/// after it, the way S3 Control callers see why (AWS's model has no place
+/// for the summary itself).
+fn with_error_codes(reason: &str, job: &pb::JobDescriptor) -> String {
+    let mut codes: Vec<String> = job
+        .error_summaries
+        .iter()
+        .map(|code| format!("{} {}", code.error_code, code.failed_tasks))
+        .collect();
+    if job.other_codes_failed_tasks > 0 {
+        codes.push(format!("other codes {}", job.other_codes_failed_tasks));
+    }
+    if codes.is_empty() {
+        return reason.to_owned();
+    }
+    format!("{reason}. Failed tasks by error code: {}", codes.join(", "))
 }
 
 fn write_operation(out: &mut Writer, operation: &pb::operation::Operation) {
@@ -1009,6 +1032,50 @@ mod tests {
             let end = written.find("</Operation>").unwrap();
             assert_eq!(operation_of(&written[start..end]), operation, "{written}");
         }
+    }
+
+    #[test]
+    fn a_threshold_failure_names_the_failed_tasks_by_error_code() {
+        let job = pb::JobDescriptor {
+            job_id: "j".into(),
+            failure_reasons: vec![
+                pb::FailureReason {
+                    failure_code: crate::domain::TASK_FAILURE_THRESHOLD_EXCEEDED.into(),
+                    failure_reason: "600 of 1000 tasks run failed".into(),
+                },
+                pb::FailureReason {
+                    failure_code: "ReportWriteFailed".into(),
+                    failure_reason: "no bucket".into(),
+                },
+            ],
+            error_summaries: vec![
+                pb::ErrorCodeSummary {
+                    error_code: "AccessDenied".into(),
+                    failed_tasks: 100,
+                    samples: Vec::new(),
+                },
+                pb::ErrorCodeSummary {
+                    error_code: "NoSuchKey".into(),
+                    failed_tasks: 500,
+                    samples: Vec::new(),
+                },
+            ],
+            ..pb::JobDescriptor::default()
+        };
+        let mut out = Writer::document("DescribeJobResult", NAMESPACE);
+        job_descriptor(&mut out, &job, "us-east-1");
+        let written = out.finish("DescribeJobResult");
+        assert!(
+            written.contains(
+                "<FailureReason>600 of 1000 tasks run failed. Failed tasks by error code: \
+                 AccessDenied 100, NoSuchKey 500</FailureReason>"
+            ),
+            "{written}"
+        );
+        assert!(
+            written.contains("<FailureReason>no bucket</FailureReason>"),
+            "{written}"
+        );
     }
 
     #[test]

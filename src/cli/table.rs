@@ -109,6 +109,37 @@ pub(crate) fn outcome_fields(job: &pb::JobDescriptor) -> Vec<(&'static str, Stri
             )
         })
         .collect();
+    for code in &job.error_summaries {
+        fields.push((
+            "Errors",
+            format!("{} ×{}", code.error_code, code.failed_tasks),
+        ));
+        for sample in &code.samples {
+            let version = if sample.version_id.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", sample.version_id)
+            };
+            let message: String = sample
+                .message
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            fields.push((
+                "",
+                format!(
+                    "  task {} {}/{}{version}: {message}",
+                    sample.task_number, sample.bucket, sample.key
+                ),
+            ));
+        }
+    }
+    if job.other_codes_failed_tasks > 0 {
+        fields.push((
+            "Errors",
+            format!("other codes ×{}", job.other_codes_failed_tasks),
+        ));
+    }
     if let Some(location) = &job.report_location {
         fields.push((
             "Report",

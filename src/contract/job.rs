@@ -4,9 +4,9 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    ChecksumAlgorithm, FailureReason, GeneratorSpec, InvocationSchema, Job, JobStatus,
-    ManifestField, ManifestFormat, ManifestSource, ManifestSpec, MetadataDirective, ObjectLocation,
-    Operation, ReportScope, ReportSpec, Tag, TaskResult, TaskRow, UserAction,
+    ChecksumAlgorithm, ErrorSummary, FailureReason, GeneratorSpec, InvocationSchema, Job,
+    JobStatus, ManifestField, ManifestFormat, ManifestSource, ManifestSpec, MetadataDirective,
+    ObjectLocation, Operation, ReportScope, ReportSpec, Tag, TaskResult, TaskRow, UserAction,
 };
 use crate::proto as pb;
 
@@ -236,7 +236,31 @@ pub(crate) fn job_to_proto(job: &Job, now: DateTime<Utc>) -> pb::JobDescriptor {
                 }) as i32
             })
             .collect(),
+        error_summaries: errors_to_proto(&job.errors),
+        other_codes_failed_tasks: job.errors.other_codes_failed,
     }
+}
+
+fn errors_to_proto(errors: &ErrorSummary) -> Vec<pb::ErrorCodeSummary> {
+    errors
+        .codes
+        .iter()
+        .map(|(code, failures)| pb::ErrorCodeSummary {
+            error_code: code.clone(),
+            failed_tasks: failures.failed,
+            samples: failures
+                .samples
+                .iter()
+                .map(|sample| pb::ErrorSample {
+                    task_number: sample.task_number,
+                    bucket: sample.bucket.clone(),
+                    key: sample.key.clone(),
+                    version_id: sample.version_id.clone().unwrap_or_default(),
+                    message: sample.message.clone(),
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// A job's ListJobs row as of `now`.

@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 
 use super::{
-    Command, DomainError, Event, FailureReason, Job, JobCreated, JobId, JobSpec, JobStatus,
-    Progress,
+    Command, DomainError, ErrorSummary, Event, FailureReason, Job, JobCreated, JobId, JobSpec,
+    JobStatus, Progress,
 };
 
 /// The failure code of a job that crossed its task-failure threshold.
@@ -43,6 +43,7 @@ pub fn created(id: JobId, created: &JobCreated, at: DateTime<Utc>) -> Job {
         active_since: None,
         elapsed_active_millis: 0,
         report_location: None,
+        errors: ErrorSummary::default(),
         version: 1,
         spec,
     }
@@ -231,9 +232,11 @@ fn decide_events(
             require(status, JobStatus::Active, "pause")?;
             vec![Event::PauseRequested]
         }
-        Command::RecordTaskResults { succeeded, failed } => {
-            record_task_results(job, *succeeded, *failed)?
-        }
+        Command::RecordTaskResults {
+            succeeded,
+            failed,
+            errors,
+        } => record_task_results(job, *succeeded, *failed, errors)?,
         Command::FinishDraining => match status {
             JobStatus::Cancelling | JobStatus::Failing if job.report_due() => {
                 return Err(refused(status, "end before its completion report"));
@@ -335,7 +338,12 @@ fn cancel(status: JobStatus, reason: &Option<String>) -> Result<Vec<Event>, Doma
     }
 }
 
-fn record_task_results(job: &Job, succeeded: u64, failed: u64) -> Result<Vec<Event>, DomainError> {
+fn record_task_results(
+    job: &Job,
+    succeeded: u64,
+    failed: u64,
+    errors: &ErrorSummary,
+) -> Result<Vec<Event>, DomainError> {
     if !job.status.accepts_results() {
         return Err(refused(job.status, "record task results"));
     }
@@ -350,7 +358,11 @@ fn record_task_results(job: &Job, succeeded: u64, failed: u64) -> Result<Vec<Eve
             run: progress.run(),
         });
     }
-    let mut events = vec![Event::TaskResultsRecorded { succeeded, failed }];
+    let mut events = vec![Event::TaskResultsRecorded {
+        succeeded,
+        failed,
+        errors: errors.clone(),
+    }];
     if job.status.runs_tasks() {
         let threshold = job.spec.failure_threshold;
         if threshold.is_exceeded(progress.run(), progress.failed) {
@@ -439,9 +451,14 @@ pub fn apply(job: &mut Job, event: &Event, at: DateTime<Utc>) {
                 job.status_update_reason = reason.clone();
             }
         }
-        Event::TaskResultsRecorded { succeeded, failed } => {
+        Event::TaskResultsRecorded {
+            succeeded,
+            failed,
+            errors,
+        } => {
             job.progress.succeeded += succeeded;
             job.progress.failed += failed;
+            job.errors.merge(errors);
         }
         Event::FailureDetected { failure_reasons } => {
             job.failure_reasons.extend(failure_reasons.iter().cloned());

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{FailureReason, JobSpec, JobStatus, ObjectLocation, Tag};
+use super::{ErrorSummary, FailureReason, JobSpec, JobStatus, ObjectLocation, Tag};
 
 /// The schema version written with every new event payload. Bump it when an
 /// event's shape changes and teach the store's decoder the older shape.
@@ -60,6 +60,8 @@ pub enum Command {
         succeeded: u64,
         /// Tasks of the chunk that failed.
         failed: u64,
+        /// The chunk's failures by error code.
+        errors: ErrorSummary,
     },
     /// No task of the job is in flight any more: a draining status ends.
     FinishDraining,
@@ -120,6 +122,9 @@ pub enum Event {
         succeeded: u64,
         /// Tasks that failed.
         failed: u64,
+        /// The failures by error code.
+        #[serde(default)]
+        errors: ErrorSummary,
     },
     /// Every task has a final result (Active → Completing).
     AllTasksFinished,

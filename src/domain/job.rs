@@ -455,6 +455,9 @@ pub struct Job {
     /// Where the completion report's `manifest.json` was written.
     #[serde(default)]
     pub report_location: Option<ObjectLocation>,
+    /// The failures so far by error code, with samples.
+    #[serde(default)]
+    pub errors: super::ErrorSummary,
     /// The sequence number of the job's latest logged event.
     pub version: u64,
 }

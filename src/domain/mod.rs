@@ -4,6 +4,7 @@
 //! call in with the facts (`now`, task counts) and persist what comes out.
 
 mod decide;
+mod errors;
 mod event;
 mod grant;
 mod job;
@@ -17,6 +18,9 @@ pub use decide::{
     AWAITING_CONFIRMATION, Decision, Effect, MANIFEST_EMPTY, REPORT_WRITE_FAILED,
     SUSPENSION_LIMIT_EXCEEDED, TASK_FAILURE_THRESHOLD_EXCEEDED, UserAction, allowed_actions, apply,
     create, created, decide,
+};
+pub use errors::{
+    CodeFailures, ErrorSample, ErrorSummary, MAX_CODES, MAX_SAMPLE_MESSAGE, MAX_SAMPLES,
 };
 pub use event::{Command, EVENT_SCHEMA_VERSION, Event, JobCreated};
 pub use grant::BucketGrant;

@@ -84,6 +84,7 @@ fn history_to(status: JobStatus) -> Vec<Event> {
                 Event::TaskResultsRecorded {
                     succeeded: TASKS,
                     failed: 0,
+                    errors: failures(0),
                 },
                 Event::AllTasksFinished,
             ],
@@ -103,6 +104,7 @@ fn history_to(status: JobStatus) -> Vec<Event> {
                 Event::TaskResultsRecorded {
                     succeeded: 0,
                     failed: TASKS,
+                    errors: failures(TASKS),
                 },
                 Event::FailureDetected {
                     failure_reasons: vec![FailureReason::new(
@@ -245,7 +247,26 @@ fn prepared() -> Command {
 }
 
 fn results(succeeded: u64, failed: u64) -> Command {
-    Command::RecordTaskResults { succeeded, failed }
+    Command::RecordTaskResults {
+        succeeded,
+        failed,
+        errors: failures(failed),
+    }
+}
+
+/// `failed` failures of one code, without samples.
+fn failures(failed: u64) -> ErrorSummary {
+    let mut errors = ErrorSummary::default();
+    if failed > 0 {
+        errors.codes.insert(
+            "TestFailure".into(),
+            CodeFailures {
+                failed,
+                samples: Vec::new(),
+            },
+        );
+    }
+    errors
 }
 
 #[test]
@@ -544,6 +565,7 @@ fn finishing_every_task_moves_active_to_completing_then_complete() {
         .then(&[Event::TaskResultsRecorded {
             succeeded: 4,
             failed: 1,
+            errors: failures(1),
         }])
         .and();
     let then = given.when(results(5, 0));
@@ -551,6 +573,7 @@ fn finishing_every_task_moves_active_to_completing_then_complete() {
         Event::TaskResultsRecorded {
             succeeded: 5,
             failed: 0,
+            errors: failures(0),
         },
         Event::AllTasksFinished,
     ]);
@@ -703,6 +726,7 @@ fn a_job_owing_a_report_ends_only_once_its_outcome_is_recorded() {
                 Event::TaskResultsRecorded {
                     succeeded: 1,
                     failed: 0,
+                    errors: failures(0),
                 },
             );
         }
@@ -738,6 +762,7 @@ fn a_job_owing_a_report_ends_only_once_its_outcome_is_recorded() {
             .chain([Event::TaskResultsRecorded {
                 succeeded: 1,
                 failed: 0,
+                errors: failures(0),
             }]),
     )
     .when(Command::FinishDraining)
@@ -812,8 +837,7 @@ fn any_command() -> impl Strategy<Value = Command> {
         proptest::option::of("[a-z]{0,8}").prop_map(|reason| Command::Cancel { reason }),
         Just(Command::Activate),
         Just(Command::Pause),
-        (0u64..8, 0u64..8)
-            .prop_map(|(succeeded, failed)| Command::RecordTaskResults { succeeded, failed }),
+        (0u64..8, 0u64..8).prop_map(|(succeeded, failed)| results(succeeded, failed)),
         Just(Command::FinishDraining),
         Just(Command::FinishCompletion),
         (0i64..60).prop_map(|days| Command::ExpireSuspension {

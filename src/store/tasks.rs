@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use super::{PROGRESS_CHANNEL, StoreError, error::During, jobs};
 use crate::domain::{
-    AccountId, BucketGrant, Command, Decision, Job, JobId, JobStatus, Operation, SlotCandidate,
-    Task, TaskResult, TaskRow,
+    AccountId, BucketGrant, Command, Decision, ErrorSample, ErrorSummary, Job, JobId, JobStatus,
+    Operation, SlotCandidate, Task, TaskResult, TaskRow,
 };
 
 /// Namespace of the per-job advisory lock held while a job is prepared.
@@ -138,6 +138,32 @@ pub struct ClaimedChunk {
     pub bucket_grant: Option<BucketGrant>,
     /// The chunk's tasks, in order.
     pub tasks: Vec<Task>,
+}
+
+impl ClaimedChunk {
+    /// The failures among `results` of this chunk's tasks, by error code.
+    fn errors(&self, results: &[TaskResult]) -> ErrorSummary {
+        let first = self.tasks.first().map_or(0, |task| task.number);
+        ErrorSummary::of(
+            results
+                .iter()
+                .filter(|r| !r.succeeded)
+                .filter_map(|result| {
+                    let index = usize::try_from(result.task_number - first).ok()?;
+                    let object = &self.tasks.get(index)?.object;
+                    Some((
+                        result.error_code.clone().unwrap_or_default(),
+                        ErrorSample::new(
+                            result.task_number,
+                            &object.bucket,
+                            &object.key,
+                            object.version_id.as_deref(),
+                            result.result_message.as_deref(),
+                        ),
+                    ))
+                }),
+        )
+    }
 }
 
 /// Takes the job's preparation lock for the rest of `tx`; false when another
@@ -402,7 +428,11 @@ pub async fn complete_chunk(
     let (job, decision) = jobs::record(
         &tx,
         job,
-        &Command::RecordTaskResults { succeeded, failed },
+        &Command::RecordTaskResults {
+            succeeded,
+            failed,
+            errors: chunk.errors(results),
+        },
         now,
     )
     .await?;

@@ -231,6 +231,11 @@ def test_failed_tasks_are_listed_and_filtered_by_error_code(console, pb):
     console.open(fragment=f"#/jobs/{job_id}")
     page = console.page
     expect(page.locator(".page-head .badge")).to_have_text("Complete")
+    # The job page sums the failures up by error code, with their first tasks.
+    errors = page.locator("table.errors")
+    expect(errors.get_by_role("row", name="NoSuchKey")).to_contain_text("2")
+    expect(errors.get_by_role("row", name="NoSuchKey")).to_contain_text("task 1 photos/gone-a.jpg")
+    expect(errors.get_by_role("row", name="InvalidKey")).to_contain_text("1")
     page.get_by_role("link", name="Task results").click()
     table = page.locator("table.tasks")
     expect(page.get_by_text("3 failed tasks.")).to_be_visible()
