@@ -69,6 +69,9 @@ struct OpenFile {
     file: ReportFile,
 }
 
+/// Report file parts uploading at once.
+const UPLOADS_IN_FLIGHT: usize = 4;
+
 impl<'a> ReportWriter<'a> {
     /// A writer for `<bucket>/<prefix>/job-<job_id>/`.
     pub fn new(
@@ -115,6 +118,12 @@ impl<'a> ReportWriter<'a> {
             open.md5.update(&line);
             open.upload.write(&line);
             open.file.rows += 1;
+        }
+        // Parts already handed to the store upload in the background; at
+        // most a few at a time, so memory stays bounded however large the
+        // report (parts are 5 MiB).
+        if let Some(open) = self.current.as_mut() {
+            open.upload.wait_for_capacity(UPLOADS_IN_FLIGHT).await?;
         }
         Ok(())
     }
