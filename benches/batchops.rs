@@ -30,6 +30,8 @@
 //! (default `postgres://postgres@127.0.0.1:5432/postgres`), dropped at the
 //! end.
 
+mod common;
+
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,12 +43,11 @@ use batchops::proto as pb;
 use batchops::proto::job_service_client::JobServiceClient;
 use chrono::{DateTime, Utc};
 use clap::Parser;
+use common::ACCOUNT;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
-
-const ACCOUNT: &str = "111122223333";
 
 #[derive(Parser)]
 struct Args {
@@ -256,7 +257,7 @@ impl Bench {
 
     async fn wait_for(&mut self, job_id: &str, status: pb::JobStatus) {
         loop {
-            let job = describe(&mut self.client, job_id).await;
+            let job = common::describe(&mut self.client, job_id).await;
             if job.status == status as i32 {
                 return;
             }
@@ -564,7 +565,7 @@ async fn read_load(
         async move {
             match job {
                 Some(job_id) => {
-                    describe(&mut client, &job_id).await;
+                    common::describe(&mut client, &job_id).await;
                 }
                 None => list_first_page(&mut client, 0).await,
             }
@@ -639,7 +640,7 @@ async fn growth(bench: &mut Bench) {
             let mut client = client.clone();
             let job_id = oldest.clone();
             async move {
-                describe(&mut client, &job_id).await;
+                common::describe(&mut client, &job_id).await;
             }
         })
         .await;
@@ -712,20 +713,6 @@ async fn growth(bench: &mut Bench) {
             show(catch_up)
         );
     }
-}
-
-/// DescribeJob of one of the bench account's jobs.
-async fn describe(client: &mut JobServiceClient<Channel>, job_id: &str) -> pb::JobDescriptor {
-    client
-        .describe_job(pb::DescribeJobRequest {
-            account_id: ACCOUNT.into(),
-            job_id: job_id.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .job
-        .unwrap()
 }
 
 /// ListJobs' first page of `page_size` jobs (0: the server's default).

@@ -1,4 +1,7 @@
-//! What the bench binaries that drive the real `batchops` binary share.
+//! What the bench binaries share: databases, the real `batchops` binary as a
+//! server, and calls on the bench account's jobs.
+// Each benchmark uses some of these helpers.
+#![allow(dead_code)]
 
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
@@ -42,7 +45,6 @@ pub const ACCOUNT: &str = "111122223333";
 
 /// A CreateJob request for a checksum job over the CSV manifest
 /// `bucket/key`, starting without confirmation.
-#[allow(dead_code)]
 pub fn checksum_job(
     bucket: &str,
     key: &str,
@@ -79,7 +81,6 @@ pub struct Server {
 }
 
 /// The server with short leases and small chunks, for runs that kill it.
-#[allow(dead_code)]
 pub fn start_server(url: &str, objects: &std::path::Path, concurrency: u32) -> Server {
     let concurrency = concurrency.to_string();
     start_server_with(
@@ -142,7 +143,6 @@ impl Drop for Server {
 
 impl Server {
     /// The process's resident memory in MiB.
-    #[allow(dead_code)]
     pub fn rss_mib(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
@@ -156,7 +156,23 @@ impl Server {
 
 /// Polls the job every `every` until it has ended (Complete, Failed or
 /// Cancelled); gives its last description.
-#[allow(dead_code)]
+/// DescribeJob of one of the bench account's jobs.
+pub async fn describe(
+    client: &mut batchops::proto::job_service_client::JobServiceClient<tonic::transport::Channel>,
+    job_id: &str,
+) -> pb::JobDescriptor {
+    client
+        .describe_job(pb::DescribeJobRequest {
+            account_id: ACCOUNT.into(),
+            job_id: job_id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap()
+}
+
 pub async fn wait_until_ended(
     client: &mut batchops::proto::job_service_client::JobServiceClient<tonic::transport::Channel>,
     job_id: &str,
@@ -168,16 +184,7 @@ pub async fn wait_until_ended(
         pb::JobStatus::Cancelled as i32,
     ];
     loop {
-        let job = client
-            .describe_job(pb::DescribeJobRequest {
-                account_id: ACCOUNT.into(),
-                job_id: job_id.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .job
-            .unwrap();
+        let job = describe(client, job_id).await;
         if ended.contains(&job.status) {
             return job;
         }

@@ -137,19 +137,19 @@ fn only(node: Node<'_>, path: &str, known: &[&str], what: &str) -> Result<()> {
     }
 }
 
-/// The operations batchops runs, by S3 Control's names.
-const OPERATIONS: [&str; 9] = [
-    "LambdaInvoke",
-    "S3PutObjectCopy",
-    "S3ComputeObjectChecksum",
-    object_state::MEMBERS[0],
-    object_state::MEMBERS[1],
-    object_state::MEMBERS[2],
-    object_state::MEMBERS[3],
-    object_state::MEMBERS[4],
-    object_state::MEMBERS[5],
-];
+/// The operations batchops runs, by S3 Control's names (with
+/// [`object_state::MEMBERS`]).
+const OPERATIONS: [&str; 3] = ["LambdaInvoke", "S3PutObjectCopy", "S3ComputeObjectChecksum"];
 
+/// Every operation batchops runs, for messages.
+fn operations_run() -> String {
+    OPERATIONS
+        .iter()
+        .chain(object_state::MEMBERS.iter())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 /// A CreateJob request (its document, as XML or the AWS CLI's JSON) for
 /// `account`, as the contract's request.
 /// A `LambdaInvoke` names its function; the server's function table
@@ -205,7 +205,7 @@ fn operation(node: Node<'_>) -> Result<pb::Operation> {
     let [name] = names.as_slice() else {
         return Err(bad(format!(
             "Operation must name exactly one operation (batchops runs {})",
-            OPERATIONS.join(", ")
+            operations_run()
         )));
     };
     let inner = node.get(name).ok_or_else(|| bad("Operation is empty"))?;
@@ -319,19 +319,16 @@ fn operation(node: Node<'_>) -> Result<pb::Operation> {
                 function_arn: function,
             })
         }
-        other if object_state::MEMBERS.contains(&other) => {
-            match object_state::parse(other, inner, &path) {
-                Some(parsed) => parsed?,
-                None => return Err(bad(format!("{path} could not be read"))),
+        other => match object_state::parse(other, inner, &path) {
+            Some(parsed) => parsed?,
+            None => {
+                return Err(bad(format!(
+                    "Operation {} is not supported by batchops (it runs {})",
+                    quoted(other),
+                    operations_run()
+                )));
             }
-        }
-        other => {
-            return Err(bad(format!(
-                "Operation {} is not supported by batchops (it runs {})",
-                quoted(other),
-                OPERATIONS.join(", ")
-            )));
-        }
+        },
     };
     Ok(pb::Operation {
         operation: Some(operation),

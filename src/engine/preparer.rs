@@ -161,12 +161,7 @@ async fn prepare(engine: &Engine, id: JobId) -> Result<Outcome, StoreError> {
         }
     };
     info!(job_id = %id, "preparing job");
-    let file_work = engine
-        .operations
-        .for_operation(id, &job.spec.operation, job.spec.bucket_grant.as_ref())
-        .local()
-        .is_some();
-    let chunk_size = if file_work {
+    let chunk_size = if engine.operations.is_file_work(&job.spec.operation) {
         engine.config.file_chunk_size
     } else {
         engine.config.chunk_size

@@ -82,12 +82,9 @@ pub struct StateOperation {
 }
 
 impl StateOperation {
-    /// `operation` on `client`, when it is an object-state operation.
-    pub fn new(client: StateClient, operation: &Operation) -> Option<StateOperation> {
-        operation.needs_s3().map(|_| StateOperation {
-            client,
-            operation: operation.clone(),
-        })
+    /// `operation`, one of the object-state operations, on `client`.
+    pub fn new(client: StateClient, operation: Operation) -> StateOperation {
+        StateOperation { client, operation }
     }
 }
 

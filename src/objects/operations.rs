@@ -110,6 +110,12 @@ impl OperationContext {
         })
     }
 
+    /// Whether `operation` runs as file work (see [`LocalOperation`]): the
+    /// engine gives such jobs larger chunks.
+    pub fn is_file_work(&self, operation: &Operation) -> bool {
+        self.replacement.is_none() && self.file_operation(operation).is_some()
+    }
+
     fn file_operation(&self, operation: &Operation) -> Option<Arc<dyn FileOperation>> {
         let store = self.buckets.directory()?.clone();
         match operation {
@@ -130,17 +136,6 @@ impl OperationContext {
     }
 
     fn operation(&self, job_id: JobId, operation: &Operation) -> Arc<dyn TaskOperation> {
-        if let Some(kept) = operation.needs_s3() {
-            // CreateJob refuses these on a directory store; a job made on
-            // an S3 store and run on a directory one fails each task.
-            return match (
-                self.buckets.directory(),
-                StateOperation::new(self.state.clone(), operation),
-            ) {
-                (None, Some(state)) => Arc::new(state),
-                _ => Arc::new(Unsupported(format!("this object store keeps no {kept}"))),
-            };
-        }
         let buckets = self.buckets.clone();
         match operation {
             Operation::ComputeObjectChecksum { algorithm } => Arc::new(ComputeChecksum {
@@ -164,9 +159,14 @@ impl OperationContext {
             | Operation::PutObjectLegalHold { .. }
             | Operation::PutObjectRetention(_)
             | Operation::PutObjectAcl(_)
-            | Operation::InitiateRestoreObject(_) => {
-                Arc::new(Unsupported("not an object operation".into()))
-            }
+            | Operation::InitiateRestoreObject(_) => match operation.needs_s3() {
+                // CreateJob refuses these on a directory store; a job made
+                // on an S3 store and run on a directory one fails each task.
+                Some(kept) if self.buckets.directory().is_some() => {
+                    Arc::new(Unsupported(format!("this object store keeps no {kept}")))
+                }
+                _ => Arc::new(StateOperation::new(self.state.clone(), operation.clone())),
+            },
         }
     }
 }
