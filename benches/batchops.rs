@@ -248,6 +248,7 @@ impl Bench {
                 failure_threshold: None,
                 manifest_generator: None,
                 role_arn: String::new(),
+                dry_run: false,
             })
             .await
             .unwrap()

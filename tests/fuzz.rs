@@ -205,6 +205,7 @@ proptest! {
             failure_threshold: Some(pb::FailureThreshold { minimum_tasks_run: minimum, max_failure_percent: percent }),
             manifest_generator: None,
             role_arn: String::new(),
+            dry_run: priority % 2 == 0,
         };
         let allowlist = Allowlist::parse("http://127.0.0.1:9/").unwrap();
         match validate::create_job(&request, &allowlist, None) {

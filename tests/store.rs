@@ -38,6 +38,7 @@ fn spec(token: &str) -> JobSpec {
         failure_threshold: FailureThreshold::default(),
         bucket_grant: None,
         role_arn: None,
+        dry_run: false,
     }
 }
 
@@ -46,11 +47,15 @@ async fn store(db: &TestDb) -> Store {
 }
 
 async fn new_job(store: &Store, token: &str) -> JobId {
+    new_job_of(store, &spec(token)).await
+}
+
+async fn new_job_of(store: &Store, spec: &JobSpec) -> JobId {
     let mut client = store.client().await.unwrap();
     let (id, created) = jobs::create(
         &mut client,
         JobId::generate(),
-        &spec(token),
+        spec,
         "fp",
         Utc::now(),
     )
@@ -203,8 +208,11 @@ async fn after_a_full_run_the_projection_equals_the_fold_of_the_log() {
 fn any_command() -> impl Strategy<Value = Command> {
     prop_oneof![
         Just(Command::StartPreparation),
-        (0u64..5).prop_map(|n| Command::FinishPreparation {
-            total_number_of_tasks: n
+        (0u64..5, proptest::option::of(0u64..1 << 40)).prop_map(|(n, bytes)| {
+            Command::FinishPreparation {
+                total_number_of_tasks: n,
+                total_bytes: bytes,
+            }
         }),
         Just(Command::Confirm {
             reason: Some("ok".into())
@@ -228,13 +236,14 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(12))]
     #[test]
     fn random_commands_keep_the_stored_projection_equal_to_the_fold_of_the_log(
+        dry_run in any::<bool>(),
         commands in proptest::collection::vec(any_command(), 1..25)
     ) {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
             let db = TestDb::new().await;
             let store = store(&db).await;
-            let id = new_job(&store, "p").await;
+            let id = new_job_of(&store, &JobSpec { dry_run, ..spec("p") }).await;
             let mut client = store.client().await.unwrap();
             let mut accepted = 1;
             for command in &commands {

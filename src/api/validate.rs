@@ -117,25 +117,11 @@ pub fn priority(value: i32) -> Result<i32> {
 
 /// The domain status of a proto enum value, refusing UNSPECIFIED and unknown values.
 pub fn job_status(field: &str, value: i32) -> Result<JobStatus> {
-    use pb::JobStatus as P;
-    let status = match P::try_from(value) {
-        Ok(P::New) => JobStatus::New,
-        Ok(P::Preparing) => JobStatus::Preparing,
-        Ok(P::Suspended) => JobStatus::Suspended,
-        Ok(P::Ready) => JobStatus::Ready,
-        Ok(P::Active) => JobStatus::Active,
-        Ok(P::Pausing) => JobStatus::Pausing,
-        Ok(P::Paused) => JobStatus::Paused,
-        Ok(P::Completing) => JobStatus::Completing,
-        Ok(P::Complete) => JobStatus::Complete,
-        Ok(P::Cancelling) => JobStatus::Cancelling,
-        Ok(P::Cancelled) => JobStatus::Cancelled,
-        Ok(P::Failing) => JobStatus::Failing,
-        Ok(P::Failed) => JobStatus::Failed,
-        Ok(P::Unspecified) => return Err(ApiError::invalid(field, "must be set")),
-        Err(_) => return Err(ApiError::invalid(field, format!("unknown value {value}"))),
-    };
-    Ok(status)
+    if value == pb::JobStatus::Unspecified as i32 {
+        return Err(ApiError::invalid(field, "must be set"));
+    }
+    crate::contract::status_from_proto(value)
+        .ok_or_else(|| ApiError::invalid(field, format!("unknown value {value}")))
 }
 
 /// Tags: at most 50, keys 1–128 characters and unique, values at most 256.
@@ -641,6 +627,7 @@ pub fn create_job(
         failure_threshold: failure_threshold(request.failure_threshold.as_ref())?,
         bucket_grant: grant.cloned(),
         role_arn: role_arn(&request.role_arn)?,
+        dry_run: request.dry_run,
     };
     if let Some(grant) = grant
         && let Some(bucket) = spec.bucket_outside(grant)

@@ -196,6 +196,8 @@ pub fn create_job(account: &str, request: Node<'_>) -> Result<pb::CreateJobReque
             .map(manifest_generator)
             .transpose()?,
         role_arn: text(request, "RoleArn").unwrap_or_default(),
+        // AWS's model has no dry runs.
+        dry_run: false,
     })
 }
 
@@ -512,22 +514,17 @@ pub fn tags(node: Node<'_>) -> Result<Vec<pb::Tag>> {
 
 /// A job status by S3 Control's name (`Active`), as the contract's enum.
 pub fn status_from_name(name: &str) -> Option<pb::JobStatus> {
-    pb::JobStatus::from_str_name(&format!("JOB_STATUS_{}", name.to_uppercase()))
-        .filter(|status| *status != pb::JobStatus::Unspecified)
-        .filter(|status| status_name(*status as i32) == name)
+    crate::domain::JobStatus::parse(name)
+        .map(|status| crate::contract::status_to_proto(status))
 }
 
-/// The S3 Control name of a status (`Active` for JOB_STATUS_ACTIVE).
+/// The S3 Control name of a status (`Active` for JOB_STATUS_ACTIVE): the
+/// domain's name. A dry run's `DryRunComplete` is not in AWS's model, and
+/// is shown as it is rather than as a status that would mean the job ran.
 pub fn status_name(status: i32) -> String {
-    let name = pb::JobStatus::try_from(status)
-        .map(|s| s.as_str_name())
-        .unwrap_or("JOB_STATUS_UNSPECIFIED");
-    let word = name.trim_start_matches("JOB_STATUS_").to_lowercase();
-    let mut chars = word.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => word,
-    }
+    crate::contract::status_name(status)
+        .unwrap_or("Unspecified")
+        .to_owned()
 }
 
 fn iso(time: Option<&prost_types::Timestamp>) -> Option<String> {
@@ -1101,6 +1098,10 @@ mod tests {
             assert_eq!(status_from_name(&name), Some(status));
         }
         assert_eq!(status_name(pb::JobStatus::Completing as i32), "Completing");
+        // A dry run's status is shown as it is, never as a status of a run.
+        let dry = pb::JobStatus::DryRunComplete;
+        assert_eq!(status_name(dry as i32), "DryRunComplete");
+        assert_eq!(status_from_name("DryRunComplete"), Some(dry));
         assert_eq!(status_from_name("ACTIVE"), None);
         assert_eq!(status_from_name("Done"), None);
     }

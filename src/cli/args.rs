@@ -200,6 +200,12 @@ pub struct CreateJob {
     /// "max_failure_percent": 20}'.
     #[arg(long)]
     pub failure_threshold: Option<String>,
+    /// Count instead of run: the manifest (or generator) is read and its
+    /// objects counted, with their bytes where the listing or inventory has
+    /// sizes; no object is touched. Waits for the count, prints the job
+    /// (status DryRunComplete) and exits 0, or 1 if the dry run failed.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `list-jobs`.

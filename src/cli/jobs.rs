@@ -12,13 +12,39 @@ use super::{
 use crate::proto as pb;
 
 pub(super) async fn create_job(args: CreateJob) -> Result<ExitCode, CliError> {
-    let request = match &args.cli_input_json {
+    let mut request = match &args.cli_input_json {
         Some(document) => from_cli_input_json(&args, document)?,
         None => from_flags(&args)?,
     };
+    request.dry_run = args.dry_run;
     let mut client = Client::connect(&args.client).await?;
     let response = client.jobs.create_job(request).await?.into_inner();
-    print(args.client.output, &response, |r| format!("{}\n", r.job_id))
+    if !args.dry_run {
+        return print(args.client.output, &response, |r| format!("{}\n", r.job_id));
+    }
+    // A dry run's answer is its count: wait for it, then show the job.
+    let job = until_ended(&mut client, &response.job_id).await?;
+    let counted = job.status == pb::JobStatus::DryRunComplete as i32;
+    let response = pb::DescribeJobResponse { job: Some(job) };
+    print(args.client.output, &response, |r| {
+        r.job.as_ref().map(describe_table).unwrap_or_default()
+    })?;
+    Ok(if counted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The job once it is in a terminal status, asked for every 200 ms.
+async fn until_ended(client: &mut Client, job_id: &str) -> Result<pb::JobDescriptor, CliError> {
+    loop {
+        let job = client.describe(job_id).await?;
+        if table::is_terminal(job.status) {
+            return Ok(job);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 /// The request `aws s3control create-job --cli-input-json` would make.
@@ -92,6 +118,7 @@ fn from_flags(args: &CreateJob) -> Result<pb::CreateJobRequest, CliError> {
             .map(|value| json_flag("manifest-generator", value))
             .transpose()?,
         role_arn: args.role_arn.unwrap_or_default(),
+        dry_run: args.dry_run,
     })
 }
 

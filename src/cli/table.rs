@@ -46,36 +46,39 @@ pub(crate) fn render_fields(fields: &[(&str, String)]) -> String {
     out
 }
 
-/// `Active` for `JOB_STATUS_ACTIVE`; `Unknown(99)` for a value this build
-/// does not know.
+/// `Active` for `JOB_STATUS_ACTIVE`, the domain's name; `Unknown(99)` for a
+/// value this build does not know.
 pub(crate) fn status_name(value: i32) -> String {
-    match pb::JobStatus::try_from(value) {
-        Ok(status) => title_case(
-            status
-                .as_str_name()
-                .strip_prefix("JOB_STATUS_")
-                .unwrap_or(status.as_str_name()),
-        ),
-        Err(_) => format!("Unknown({value})"),
+    match crate::contract::status_name(value) {
+        Some(name) => name.to_owned(),
+        None => format!("Unknown({value})"),
     }
 }
 
-/// Parses `Active`, `active` or `JOB_STATUS_ACTIVE`.
+/// Parses `Active`, `active`, `DryRunComplete`, `dry_run_complete` or
+/// `JOB_STATUS_ACTIVE`.
 pub(crate) fn parse_status(name: &str) -> Result<pb::JobStatus, String> {
     let upper = name.trim().to_ascii_uppercase();
-    let full = if upper.starts_with("JOB_STATUS_") {
-        upper
-    } else {
-        format!("JOB_STATUS_{upper}")
-    };
-    pb::JobStatus::from_str_name(&full)
-        .filter(|status| *status != pb::JobStatus::Unspecified)
-        .ok_or_else(|| {
-            format!(
-                "unknown job status {name:?} (one of New, Preparing, Suspended, Ready, Active, \
-                 Pausing, Paused, Completing, Complete, Cancelling, Cancelled, Failing, Failed)"
-            )
-        })
+    let wanted: String = upper
+        .strip_prefix("JOB_STATUS_")
+        .unwrap_or(&upper)
+        .chars()
+        .filter(|c| *c != '_')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let statuses = (1..).map_while(|value| pb::JobStatus::try_from(value).ok());
+    let mut names = Vec::new();
+    for status in statuses {
+        let shown = status_name(status as i32);
+        if shown.to_ascii_lowercase() == wanted {
+            return Ok(status);
+        }
+        names.push(shown);
+    }
+    Err(format!(
+        "unknown job status {name:?} (one of {})",
+        names.join(", ")
+    ))
 }
 
 /// `Suspended -> Cancelling  (reason)  [Code: reason]` for a status change.
@@ -99,7 +102,11 @@ pub(crate) fn status_change(change: &pb::StatusChangedEvent) -> String {
 
 /// A job's failure reasons and report location, as `render_fields` rows.
 pub(crate) fn outcome_fields(job: &pb::JobDescriptor) -> Vec<(&'static str, String)> {
-    let mut fields: Vec<(&'static str, String)> = job
+    let mut fields: Vec<(&'static str, String)> = Vec::new();
+    if job.dry_run {
+        fields.push(("DryRun", dry_run_outcome(job)));
+    }
+    fields.extend(job
         .failure_reasons
         .iter()
         .map(|r| {
@@ -107,8 +114,7 @@ pub(crate) fn outcome_fields(job: &pb::JobDescriptor) -> Vec<(&'static str, Stri
                 "FailureReason",
                 format!("{}: {}", r.failure_code, r.failure_reason),
             )
-        })
-        .collect();
+        }));
     for code in &job.error_summaries {
         fields.push((
             "Errors",
@@ -149,17 +155,69 @@ pub(crate) fn outcome_fields(job: &pb::JobDescriptor) -> Vec<(&'static str, Stri
     fields
 }
 
+/// `1,234 objects, 5,678 bytes (5.4 KiB): nothing ran` once a dry run has
+/// counted; `counting…` before.
+fn dry_run_outcome(job: &pb::JobDescriptor) -> String {
+    if job.status != pb::JobStatus::DryRunComplete as i32 {
+        return if is_terminal(job.status) {
+            "ended before counting; nothing ran".into()
+        } else {
+            "counting; nothing will run".into()
+        };
+    }
+    let summary = job.progress_summary.clone().unwrap_or_default();
+    let bytes = match summary.total_object_bytes {
+        Some(bytes) => format!(", {} bytes ({})", grouped(bytes), binary_size(bytes)),
+        None => ", size unknown (the manifest gives no sizes)".into(),
+    };
+    format!(
+        "{} objects{bytes}: nothing ran",
+        grouped(summary.total_number_of_tasks)
+    )
+}
+
+/// `1,234,567`.
+pub(crate) fn grouped(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::new();
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// `5.4 KiB`, `1.0 GiB`, `12 B`.
+pub(crate) fn binary_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 /// A short name for an enum value: `SHA256` for `CHECKSUM_ALGORITHM_SHA256`.
 pub(crate) fn enum_suffix(full: &str, prefix: &str) -> String {
     full.strip_prefix(prefix).unwrap_or(full).to_owned()
 }
 
-fn title_case(upper: &str) -> String {
-    let mut chars = upper.chars();
-    match chars.next() {
-        Some(first) => first.to_string() + &chars.as_str().to_ascii_lowercase(),
-        None => String::new(),
-    }
+/// Whether a status is never left: Complete, Cancelled, Failed, DryRunComplete.
+pub(crate) fn is_terminal(value: i32) -> bool {
+    matches!(
+        pb::JobStatus::try_from(value),
+        Ok(pb::JobStatus::Complete
+            | pb::JobStatus::Cancelled
+            | pb::JobStatus::Failed
+            | pb::JobStatus::DryRunComplete)
+    )
 }
 
 /// RFC 3339 time in UTC to the second; empty when absent.
@@ -208,6 +266,17 @@ mod tests {
             assert_eq!(parse_status(name).unwrap(), pb::JobStatus::Ready);
         }
         assert!(parse_status("Unspecified").is_err());
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(1234567), "1,234,567");
+        assert_eq!(grouped(123456), "123,456");
+        assert_eq!(binary_size(12), "12 B");
+        assert_eq!(binary_size(5 * 1024 + 512), "5.5 KiB");
+        assert_eq!(binary_size(3 << 30), "3.0 GiB");
+        let dry = pb::JobStatus::DryRunComplete;
+        assert_eq!(status_name(dry as i32), "DryRunComplete");
+        for name in ["DryRunComplete", "dry_run_complete", "JOB_STATUS_DRY_RUN_COMPLETE"] {
+            assert_eq!(parse_status(name).unwrap(), dry);
+        }
         assert!(parse_status("Done").unwrap_err().contains("\"Done\""));
     }
 }

@@ -26,7 +26,8 @@ pub(crate) enum Ending {
     Unsuccessful,
 }
 
-/// Follows `job_id` until it is Complete, Failed or Cancelled.
+/// Follows `job_id` until it is Complete, Failed, Cancelled or (a dry run)
+/// DryRunComplete.
 pub(crate) async fn run(
     client: &mut Client,
     output: Output,
@@ -174,7 +175,7 @@ impl State {
             return None;
         }
         match self.status {
-            pb::JobStatus::Complete => Some(Ending::Complete),
+            pb::JobStatus::Complete | pb::JobStatus::DryRunComplete => Some(Ending::Complete),
             pb::JobStatus::Failed | pb::JobStatus::Cancelled => Some(Ending::Unsuccessful),
             _ => None,
         }
@@ -267,7 +268,7 @@ mod tests {
                 total_number_of_tasks: total,
                 number_of_tasks_succeeded: succeeded,
                 number_of_tasks_failed: failed,
-                timers: None,
+                ..Default::default()
             }),
             ..Default::default()
         }

@@ -84,12 +84,26 @@ fn change_to_proto(
             failure_reasons: failure_reasons_to_proto(failure_reasons),
             total_number_of_tasks: None,
             suspended_cause: String::new(),
+            total_object_bytes: None,
         })
     };
     Some(match event {
+        D::DryRunCounted {
+            total_number_of_tasks,
+            total_bytes,
+        } => E::StatusChanged(pb::StatusChangedEvent {
+            previous_status: status_to_proto(previous.status) as i32,
+            status: status_to_proto(job.status) as i32,
+            status_update_reason: String::new(),
+            failure_reasons: vec![],
+            total_number_of_tasks: Some(*total_number_of_tasks),
+            suspended_cause: String::new(),
+            total_object_bytes: *total_bytes,
+        }),
         D::ManifestPrepared {
             total_number_of_tasks,
             awaiting_confirmation,
+            total_bytes,
         } => E::StatusChanged(pb::StatusChangedEvent {
             previous_status: status_to_proto(previous.status) as i32,
             status: status_to_proto(job.status) as i32,
@@ -101,6 +115,7 @@ fn change_to_proto(
             } else {
                 String::new()
             },
+            total_object_bytes: *total_bytes,
         }),
         D::JobConfirmed { reason } | D::CancellationRequested { reason } => {
             status_changed(reason.as_ref(), &[])

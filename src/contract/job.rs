@@ -27,7 +27,23 @@ pub(crate) fn status_to_proto(status: JobStatus) -> pb::JobStatus {
         JobStatus::Cancelled => P::Cancelled,
         JobStatus::Failing => P::Failing,
         JobStatus::Failed => P::Failed,
+        JobStatus::DryRunComplete => P::DryRunComplete,
     }
+}
+
+/// The domain status of a contract enum value; `None` for UNSPECIFIED and
+/// values this build does not know.
+pub(crate) fn status_from_proto(value: i32) -> Option<JobStatus> {
+    JobStatus::ALL
+        .into_iter()
+        .find(|status| status_to_proto(*status) as i32 == value)
+}
+
+/// A status's one name (`Active`, `DryRunComplete`), the domain's, as the
+/// CLI, the console and S3 Control show it; `None` as for
+/// [`status_from_proto`].
+pub(crate) fn status_name(value: i32) -> Option<&'static str> {
+    status_from_proto(value).map(JobStatus::as_str)
 }
 
 /// Tags as the contract's messages.
@@ -188,6 +204,7 @@ fn progress_to_proto(job: &Job, now: DateTime<Utc>) -> pb::JobProgressSummary {
         timers: Some(pb::JobTimers {
             elapsed_time_in_active_seconds: job.elapsed_active_seconds(now),
         }),
+        total_object_bytes: job.progress.total_bytes,
     }
 }
 
@@ -238,6 +255,7 @@ pub(crate) fn job_to_proto(job: &Job, now: DateTime<Utc>) -> pb::JobDescriptor {
             .collect(),
         error_summaries: errors_to_proto(&job.errors),
         other_codes_failed_tasks: job.errors.other_codes_failed,
+        dry_run: job.spec.dry_run,
     }
 }
 
@@ -273,6 +291,7 @@ pub(crate) fn job_to_list_proto(job: &Job, now: DateTime<Utc>) -> pb::JobListDes
         create_time: Some(timestamp(job.created_at)),
         termination_time: job.termination_time.map(timestamp),
         progress_summary: Some(progress_to_proto(job, now)),
+        dry_run: job.spec.dry_run,
     }
 }
 

@@ -13,6 +13,6 @@ pub(crate) use history::HistoryFolder;
 #[cfg(test)]
 pub(crate) use job::operation_to_proto;
 pub(crate) use job::{
-    job_to_list_proto, job_to_proto, status_to_proto, tags_to_proto, task_result_to_proto,
-    timestamp,
+    job_to_list_proto, job_to_proto, status_from_proto, status_name, status_to_proto,
+    tags_to_proto, task_result_to_proto, timestamp,
 };

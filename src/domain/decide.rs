@@ -163,13 +163,22 @@ fn decide_events(
             | JobStatus::Cancelling
             | JobStatus::Cancelled
             | JobStatus::Failing
-            | JobStatus::Failed => return Err(refused(status, "start preparation")),
+            | JobStatus::Failed
+            | JobStatus::DryRunComplete => return Err(refused(status, "start preparation")),
         },
         Command::FinishPreparation {
             total_number_of_tasks,
+            total_bytes,
         } => {
             require(status, JobStatus::Preparing, "finish preparation")?;
-            if *total_number_of_tasks == 0 {
+            if job.spec.dry_run {
+                // A dry run answers "how many objects?", zero included, and
+                // has nothing to confirm or run.
+                vec![Event::DryRunCounted {
+                    total_number_of_tasks: *total_number_of_tasks,
+                    total_bytes: *total_bytes,
+                }]
+            } else if *total_number_of_tasks == 0 {
                 fail_now(FailureReason::new(
                     MANIFEST_EMPTY,
                     "the manifest lists no object",
@@ -178,6 +187,7 @@ fn decide_events(
                 vec![Event::ManifestPrepared {
                     total_number_of_tasks: *total_number_of_tasks,
                     awaiting_confirmation: !job.confirmed,
+                    total_bytes: *total_bytes,
                 }]
             }
         }
@@ -200,7 +210,8 @@ fn decide_events(
             | JobStatus::Cancelling
             | JobStatus::Cancelled
             | JobStatus::Failing
-            | JobStatus::Failed => {
+            | JobStatus::Failed
+            | JobStatus::DryRunComplete => {
                 return Err(DomainError::IllegalTransition {
                     current: status,
                     requested: JobStatus::Ready,
@@ -226,7 +237,8 @@ fn decide_events(
             | JobStatus::Cancelling
             | JobStatus::Cancelled
             | JobStatus::Failing
-            | JobStatus::Failed => return Err(refused(status, "activate")),
+            | JobStatus::Failed
+            | JobStatus::DryRunComplete => return Err(refused(status, "activate")),
         },
         Command::Pause => {
             require(status, JobStatus::Active, "pause")?;
@@ -253,7 +265,8 @@ fn decide_events(
             | JobStatus::Completing
             | JobStatus::Complete
             | JobStatus::Cancelled
-            | JobStatus::Failed => return Err(refused(status, "finish draining")),
+            | JobStatus::Failed
+            | JobStatus::DryRunComplete => return Err(refused(status, "finish draining")),
         },
         Command::FinishCompletion => {
             require(status, JobStatus::Completing, "complete")?;
@@ -331,7 +344,8 @@ fn cancel(status: JobStatus, reason: &Option<String>) -> Result<Vec<Event>, Doma
         | JobStatus::Complete
         | JobStatus::Cancelled
         | JobStatus::Failing
-        | JobStatus::Failed => Err(DomainError::IllegalTransition {
+        | JobStatus::Failed
+        | JobStatus::DryRunComplete => Err(DomainError::IllegalTransition {
             current: status,
             requested: JobStatus::Cancelled,
         }),
@@ -348,9 +362,9 @@ fn record_task_results(
         return Err(refused(job.status, "record task results"));
     }
     let progress = Progress {
-        total: job.progress.total,
         succeeded: job.progress.succeeded + succeeded,
         failed: job.progress.failed + failed,
+        ..job.progress
     };
     if progress.run() > progress.total {
         return Err(DomainError::TooManyResults {
@@ -430,11 +444,20 @@ pub fn apply(job: &mut Job, event: &Event, at: DateTime<Utc>) {
         enter_status(job, next, at);
     }
     match event {
+        Event::DryRunCounted {
+            total_number_of_tasks,
+            total_bytes,
+        } => {
+            job.progress.total = *total_number_of_tasks;
+            job.progress.total_bytes = *total_bytes;
+        }
         Event::ManifestPrepared {
             total_number_of_tasks,
             awaiting_confirmation,
+            total_bytes,
         } => {
             job.progress.total = *total_number_of_tasks;
+            job.progress.total_bytes = *total_bytes;
             if *awaiting_confirmation {
                 job.suspended_time = Some(at);
                 job.suspended_cause = Some(AWAITING_CONFIRMATION.to_owned());

@@ -25,25 +25,25 @@ pub struct JobCreated {
 pub enum Command {
     /// The preparer begins reading the manifest (New → Preparing).
     StartPreparation,
-    /// The manifest produced this many tasks (Preparing → Suspended or Ready).
-    /// The manifest produced this many tasks (Preparing → Suspended or Ready).
+    /// The manifest produced this many tasks (Preparing → Suspended or
+    /// Ready; a dry run → DryRunComplete).
     FinishPreparation {
         /// Tasks the manifest produced.
         total_number_of_tasks: u64,
+        /// Their objects' total size in bytes, when the manifest or the
+        /// listing gave every object's size.
+        total_bytes: Option<u64>,
     },
-    /// The manifest could not be read or is invalid (→ Failing → Failed).
     /// The manifest could not be read or is invalid (→ Failing → Failed).
     FailPreparation {
         /// Why.
         reason: FailureReason,
     },
     /// UpdateJobStatus READY: confirm a Suspended job.
-    /// UpdateJobStatus READY: confirm a Suspended job.
     Confirm {
         /// The status update reason, if given.
         reason: Option<String>,
     },
-    /// UpdateJobStatus CANCELLED.
     /// UpdateJobStatus CANCELLED.
     Cancel {
         /// The status update reason, if given.
@@ -53,7 +53,6 @@ pub enum Command {
     Activate,
     /// The scheduler takes the slot back for a higher-priority job (Active → Pausing).
     Pause,
-    /// A chunk of tasks finished with these counts.
     /// A chunk of tasks finished with these counts.
     RecordTaskResults {
         /// Tasks of the chunk that succeeded.
@@ -68,7 +67,6 @@ pub enum Command {
     /// The completion step (report) is done (Completing → Complete).
     FinishCompletion,
     /// Fail the job if it has been Suspended for at least `limit`.
-    /// Fail the job if it has been Suspended for at least `limit`.
     ExpireSuspension {
         /// How long a job may wait for confirmation.
         limit: chrono::TimeDelta,
@@ -79,12 +77,10 @@ pub enum Command {
         outcome: Result<ObjectLocation, FailureReason>,
     },
     /// UpdateJobPriority.
-    /// UpdateJobPriority.
     ChangePriority {
         /// The new priority.
         priority: i32,
     },
-    /// PutJobTagging (and DeleteJobTagging with no tags).
     /// PutJobTagging (and DeleteJobTagging with no tags).
     ReplaceTags {
         /// The tags from now on.
@@ -104,6 +100,18 @@ pub enum Event {
         total_number_of_tasks: u64,
         /// Whether the job now waits in Suspended (else it is Ready).
         awaiting_confirmation: bool,
+        /// The objects' total size, when every one's size was known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        total_bytes: Option<u64>,
+    },
+    /// A dry run's objects were counted (Preparing → DryRunComplete); no
+    /// task was made and none will run.
+    DryRunCounted {
+        /// Tasks the manifest would have produced.
+        total_number_of_tasks: u64,
+        /// The objects' total size, when every one's size was known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        total_bytes: Option<u64>,
     },
     /// The owner confirmed the job (Suspended → Ready).
     JobConfirmed {
@@ -174,6 +182,7 @@ impl Event {
         match self {
             Event::PreparationStarted => "PreparationStarted",
             Event::ManifestPrepared { .. } => "ManifestPrepared",
+            Event::DryRunCounted { .. } => "DryRunCounted",
             Event::JobConfirmed { .. } => "JobConfirmed",
             Event::JobActivated => "JobActivated",
             Event::PauseRequested => "PauseRequested",
@@ -204,6 +213,7 @@ impl Event {
             } else {
                 JobStatus::Ready
             }),
+            Event::DryRunCounted { .. } => Some(JobStatus::DryRunComplete),
             Event::JobConfirmed { .. } => Some(JobStatus::Ready),
             Event::JobActivated => Some(JobStatus::Active),
             Event::PauseRequested => Some(JobStatus::Pausing),

@@ -394,6 +394,10 @@ pub struct JobSpec {
     /// over from AWS; batchops assumes no role).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
+    /// A dry run: the manifest is read and its objects counted, and the job
+    /// ends in DryRunComplete; no task runs and no object is touched.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// Task counts.
@@ -405,6 +409,11 @@ pub struct Progress {
     pub succeeded: u64,
     /// Tasks that failed.
     pub failed: u64,
+    /// The objects' total size in bytes, when the manifest or the listing
+    /// gave every object's size (generators and inventory reports with a
+    /// `Size` column do; CSV manifests do not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_bytes: Option<u64>,
 }
 
 impl Progress {

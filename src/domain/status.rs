@@ -1,4 +1,10 @@
-//! The thirteen job statuses and the one table of transitions between them.
+//! The thirteen statuses of a job that runs, the one terminal status of a
+//! dry run, and the one table of transitions between them.
+//!
+//! A dry run (`JobSpec::dry_run`) is prepared like any job, its manifest or
+//! generator read and its objects counted, and then ends in
+//! [`JobStatus::DryRunComplete`], which no job that runs ever reaches: a
+//! status that cannot be mistaken for a run that happened.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -32,11 +38,14 @@ pub enum JobStatus {
     Failing,
     /// Terminal; the failure reasons say why.
     Failed,
+    /// Terminal, for dry runs only: the manifest was read and its objects
+    /// counted; no task ran and no object was touched.
+    DryRunComplete,
 }
 
 impl JobStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [JobStatus; 13] = [
+    pub const ALL: [JobStatus; 14] = [
         JobStatus::New,
         JobStatus::Preparing,
         JobStatus::Suspended,
@@ -50,13 +59,17 @@ impl JobStatus {
         JobStatus::Cancelled,
         JobStatus::Failing,
         JobStatus::Failed,
+        JobStatus::DryRunComplete,
     ];
 
-    /// Complete, Cancelled and Failed are never left.
+    /// Complete, Cancelled, Failed and DryRunComplete are never left.
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            JobStatus::Complete | JobStatus::Cancelled | JobStatus::Failed
+            JobStatus::Complete
+                | JobStatus::Cancelled
+                | JobStatus::Failed
+                | JobStatus::DryRunComplete
         )
     }
 
@@ -126,7 +139,10 @@ impl JobStatus {
         use JobStatus::*;
         match self {
             New => matches!(next, Preparing | Cancelling),
-            Preparing => matches!(next, Ready | Suspended | Failing | Cancelling),
+            Preparing => matches!(
+                next,
+                Ready | Suspended | Failing | Cancelling | DryRunComplete
+            ),
             Suspended => matches!(next, Ready | Cancelling | Failing),
             Ready => matches!(next, Active | Cancelling),
             Active => matches!(next, Completing | Failing | Cancelling | Pausing),
@@ -135,7 +151,7 @@ impl JobStatus {
             Completing => matches!(next, Complete),
             Cancelling => matches!(next, Cancelled),
             Failing => matches!(next, Failed),
-            Complete | Cancelled | Failed => false,
+            Complete | Cancelled | Failed | DryRunComplete => false,
         }
     }
 
@@ -155,6 +171,7 @@ impl JobStatus {
             JobStatus::Cancelled => "Cancelled",
             JobStatus::Failing => "Failing",
             JobStatus::Failed => "Failed",
+            JobStatus::DryRunComplete => "DryRunComplete",
         }
     }
 

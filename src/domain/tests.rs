@@ -36,6 +36,15 @@ fn spec(confirmation_required: bool) -> JobSpec {
         failure_threshold: FailureThreshold::default(),
         bucket_grant: None,
         role_arn: None,
+        dry_run: false,
+    }
+}
+
+/// A dry run of `spec(true)`.
+fn dry_run_spec() -> JobSpec {
+    JobSpec {
+        dry_run: true,
+        ..spec(true)
     }
 }
 
@@ -56,6 +65,7 @@ fn history_to(status: JobStatus) -> Vec<Event> {
     let prepared = Event::ManifestPrepared {
         total_number_of_tasks: TASKS,
         awaiting_confirmation: true,
+        total_bytes: None,
     };
     let confirmed = Event::JobConfirmed { reason: None };
     let to_active = || {
@@ -121,6 +131,13 @@ fn history_to(status: JobStatus) -> Vec<Event> {
             },
             Event::JobFailed,
         ],
+        DryRunComplete => vec![
+            Event::PreparationStarted,
+            Event::DryRunCounted {
+                total_number_of_tasks: TASKS,
+                total_bytes: Some(TASKS * 1024),
+            },
+        ],
     }
 }
 
@@ -148,7 +165,12 @@ fn given_spec(spec: JobSpec, events: impl IntoIterator<Item = Event>) -> Given {
 
 /// Given a job in `status`, reached by its ordinary history.
 fn given_in(status: JobStatus) -> Given {
-    given(history_to(status))
+    let spec = if status == DryRunComplete {
+        dry_run_spec()
+    } else {
+        spec(true)
+    };
+    given_spec(spec, history_to(status))
 }
 
 impl Given {
@@ -243,6 +265,7 @@ impl Then {
 fn prepared() -> Command {
     Command::FinishPreparation {
         total_number_of_tasks: TASKS,
+        total_bytes: None,
     }
 }
 
@@ -273,7 +296,10 @@ fn failures(failed: u64) -> ErrorSummary {
 fn transition_table_is_exactly_the_designed_one() {
     let allowed: &[(JobStatus, &[JobStatus])] = &[
         (New, &[Preparing, Cancelling]),
-        (Preparing, &[Ready, Suspended, Failing, Cancelling]),
+        (
+            Preparing,
+            &[Ready, Suspended, Failing, Cancelling, DryRunComplete],
+        ),
         (Suspended, &[Ready, Cancelling, Failing]),
         (Ready, &[Active, Cancelling]),
         (Active, &[Completing, Failing, Cancelling, Pausing]),
@@ -285,7 +311,9 @@ fn transition_table_is_exactly_the_designed_one() {
         (Cancelled, &[]),
         (Failing, &[Failed]),
         (Failed, &[]),
+        (DryRunComplete, &[]),
     ];
+    assert_eq!(allowed.len(), JobStatus::ALL.len());
     for (from, targets) in allowed {
         for to in JobStatus::ALL {
             assert_eq!(
@@ -301,7 +329,10 @@ fn transition_table_is_exactly_the_designed_one() {
 fn status_predicates_are_the_designed_sets() {
     type Predicate = fn(JobStatus) -> bool;
     let sets: [(Predicate, &[JobStatus]); 8] = [
-        (JobStatus::is_terminal, &[Complete, Cancelled, Failed]),
+        (
+            JobStatus::is_terminal,
+            &[Complete, Cancelled, Failed, DryRunComplete],
+        ),
         (JobStatus::runs_tasks, &[Active]),
         (JobStatus::is_draining, &[Pausing, Cancelling, Failing]),
         (
@@ -350,7 +381,68 @@ fn confirmation_unset_means_suspended_after_preparation() {
         .then(&[Event::ManifestPrepared {
             total_number_of_tasks: TASKS,
             awaiting_confirmation: true,
+            total_bytes: None,
         }]);
+}
+
+#[test]
+fn a_dry_run_ends_counted_without_confirmation_tasks_or_report() {
+    // Given a dry run that asks for confirmation and a report,
+    let spec = JobSpec {
+        report: Some(report_spec()),
+        ..dry_run_spec()
+    };
+    // when its manifest is counted,
+    let then = given_spec(spec, [Event::PreparationStarted]).when(Command::FinishPreparation {
+        total_number_of_tasks: 7,
+        total_bytes: Some(7168),
+    });
+    // then it ends at once in the status only dry runs reach, with its counts.
+    then.then(&[Event::DryRunCounted {
+        total_number_of_tasks: 7,
+        total_bytes: Some(7168),
+    }]);
+    let job = then.state();
+    assert_eq!(job.status, DryRunComplete);
+    assert!(job.status.is_terminal());
+    assert_eq!(job.progress.total, 7);
+    assert_eq!(job.progress.total_bytes, Some(7168));
+    assert_eq!(job.progress.run(), 0);
+    assert!(!job.needs_report());
+    assert_eq!(job.suspended_time, None);
+    assert!(job.termination_time.is_some());
+    assert_eq!(
+        then.decision().effects,
+        vec![Effect::ReleaseChunks],
+        "a dry run has no chunk, but ending releases whatever a job holds"
+    );
+}
+
+#[test]
+fn a_dry_run_that_counts_nothing_answers_zero_where_a_job_fails() {
+    let count_none = Command::FinishPreparation {
+        total_number_of_tasks: 0,
+        total_bytes: Some(0),
+    };
+    given_spec(dry_run_spec(), [Event::PreparationStarted])
+        .when(count_none.clone())
+        .then_statuses(&[DryRunComplete]);
+    given_in(Preparing)
+        .when(count_none)
+        .then_statuses(&[Failing, Failed]);
+}
+
+#[test]
+fn a_job_that_runs_never_reaches_dry_run_complete() {
+    for status in JobStatus::ALL {
+        let reaches = status.can_transition_to(DryRunComplete);
+        assert_eq!(reaches, status == Preparing, "{status}");
+    }
+    // A job that runs is prepared into Suspended or Ready, never DryRunComplete.
+    for confirmation in [true, false] {
+        let then = given_spec(spec(confirmation), [Event::PreparationStarted]).when(prepared());
+        assert_ne!(then.state().status, DryRunComplete);
+    }
 }
 
 #[test]
@@ -553,6 +645,7 @@ fn preparation_steps_only_in_their_statuses() {
 fn an_empty_manifest_fails_the_job() {
     let then = given_in(Preparing).when(Command::FinishPreparation {
         total_number_of_tasks: 0,
+        total_bytes: None,
     });
     then.then_statuses(&[Failing, Failed]);
     assert_eq!(then.state().failure_reasons[0].failure_code, MANIFEST_EMPTY);
@@ -582,7 +675,8 @@ fn finishing_every_task_moves_active_to_completing_then_complete() {
         Progress {
             total: 10,
             succeeded: 9,
-            failed: 1
+            failed: 1,
+            total_bytes: None,
         }
     );
     then.and()
@@ -631,6 +725,7 @@ fn failure_threshold_fails_the_job_above_half_after_a_thousand_tasks() {
     history[1] = Event::ManifestPrepared {
         total_number_of_tasks: 2000,
         awaiting_confirmation: true,
+        total_bytes: None,
     };
     let then = given(history).when(results(400, 600));
     let events = &then.then_statuses(&[Failing]).decision().events;
@@ -817,7 +912,7 @@ fn terminal_statuses_accept_no_status_change() {
         Command::FinishCompletion,
         Command::ChangePriority { priority: 1 },
     ];
-    for status in [Complete, Cancelled, Failed] {
+    for status in [Complete, Cancelled, Failed, DryRunComplete] {
         for command in &commands {
             given_in(status).when(command.clone()).then_refused();
         }
@@ -827,8 +922,11 @@ fn terminal_statuses_accept_no_status_change() {
 fn any_command() -> impl Strategy<Value = Command> {
     prop_oneof![
         Just(Command::StartPreparation),
-        (0u64..30).prop_map(|n| Command::FinishPreparation {
-            total_number_of_tasks: n
+        (0u64..30, proptest::option::of(0u64..1 << 40)).prop_map(|(n, bytes)| {
+            Command::FinishPreparation {
+                total_number_of_tasks: n,
+                total_bytes: bytes,
+            }
         }),
         Just(Command::FailPreparation {
             reason: FailureReason::new("ManifestNotFound", "missing")
@@ -859,10 +957,12 @@ proptest! {
     #[test]
     fn random_commands_never_make_an_illegal_transition_and_the_log_folds_to_the_state(
         confirmation in any::<bool>(),
+        dry_run in any::<bool>(),
         threshold_min in 1u64..20,
         commands in proptest::collection::vec((any_command(), 0i64..5_000_000), 1..60),
     ) {
         let mut spec = spec(confirmation);
+        spec.dry_run = dry_run;
         spec.failure_threshold.minimum_tasks_run = threshold_min;
         let start = created(JobId(uuid::Uuid::nil()), &create(spec), t0());
         let mut job = start.clone();
@@ -901,6 +1001,13 @@ proptest! {
             if before.confirmed {
                 prop_assert_ne!(job.status, JobStatus::Suspended);
             }
+            // A dry run never runs, and only a dry run ends counted.
+            if dry_run {
+                prop_assert!(!matches!(job.status, Suspended | Ready | Active | Completing | Complete));
+                prop_assert_eq!(job.progress.run(), 0);
+            } else {
+                prop_assert_ne!(job.status, DryRunComplete);
+            }
         }
         let mut folded = start;
         for (event, at) in &log {
@@ -922,7 +1029,7 @@ fn allowed_actions_are_what_decide_accepts_in_each_status() {
                 &[Cancel, ChangePriority, ReplaceTags]
             }
             Completing | Cancelling | Failing => &[ChangePriority, ReplaceTags],
-            Complete | Cancelled | Failed => &[ReplaceTags],
+            Complete | Cancelled | Failed | DryRunComplete => &[ReplaceTags],
         };
         assert_eq!(allowed, expected, "{status}");
     }

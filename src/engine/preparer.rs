@@ -9,6 +9,10 @@
 //! manifest, or a job that keeps failing, holds up only its own account,
 //! and a small job of another account is prepared while it runs. A manifest
 //! listing more than `max_tasks_per_job` objects fails its job.
+//!
+//! A dry run is read and checked the same way, batch by batch, but its rows
+//! are only counted (with their bytes, where the source gives sizes): no
+//! task is written, and the lifecycle ends it in DryRunComplete.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -181,23 +185,33 @@ async fn prepare(engine: &Engine, id: JobId) -> Result<Outcome, StoreError> {
             }
         };
         let mut prepared = PreparedCount::default();
+        let mut counted = 0u64;
+        let mut bytes = Some(0u64);
         while let Some(batch) = batches.next().await {
             let batch = batch?;
-            if prepared.tasks as u64 + batch.len() as u64 > max_tasks {
+            counted += batch.rows.len() as u64;
+            if counted > max_tasks {
                 return Err(PrepareError::TooManyTasks);
             }
-            prepared = tasks::copy_tasks(&tx, id, prepared, &batch, chunk_size).await?;
+            bytes = bytes
+                .zip(batch.bytes)
+                .map(|(total, more)| total.saturating_add(more));
+            // A dry run counts; it makes no task.
+            if !job.spec.dry_run {
+                prepared = tasks::copy_tasks(&tx, id, prepared, &batch.rows, chunk_size).await?;
+            }
             if tasks::status(&*tx, id).await? != JobStatus::Preparing {
                 return Ok(None);
             }
         }
-        Ok(Some(prepared.tasks as u64))
+        Ok(Some((counted, bytes)))
     }
     .await;
     let refused = |reason: FailureReason| Command::FailPreparation { reason };
     let command = match outcome {
-        Ok(Some(total)) => Command::FinishPreparation {
+        Ok(Some((total, bytes))) => Command::FinishPreparation {
             total_number_of_tasks: total,
+            total_bytes: bytes,
         },
         // Cancelled meanwhile: roll back; the finisher ends the cancellation.
         Ok(None) => return Ok(Outcome::Skipped),

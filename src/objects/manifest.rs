@@ -83,14 +83,25 @@ impl ManifestError {
     }
 }
 
+/// Consecutive task rows of a manifest, with their objects' total size
+/// when the source gave every row's size.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowBatch {
+    /// The rows, in manifest order.
+    pub rows: Vec<TaskRow>,
+    /// The rows' objects' total size in bytes: listings and inventory
+    /// reports with a `Size` column give it, CSV manifests do not.
+    pub bytes: Option<u64>,
+}
+
 /// Batches of task rows from a manifest being read.
 pub struct ManifestBatches {
-    receiver: mpsc::Receiver<Result<Vec<TaskRow>, ManifestError>>,
+    receiver: mpsc::Receiver<Result<RowBatch, ManifestError>>,
 }
 
 impl ManifestBatches {
     /// The next batch, an error (after which nothing follows), or `None` at the end.
-    pub async fn next(&mut self) -> Option<Result<Vec<TaskRow>, ManifestError>> {
+    pub async fn next(&mut self) -> Option<Result<RowBatch, ManifestError>> {
         self.receiver.recv().await
     }
 }
@@ -130,6 +141,7 @@ pub async fn open(
             let options = CsvOptions {
                 fields: spec.fields.clone(),
                 empty_version_is_none: false,
+                size_column: None,
             };
             tokio::spawn(parse_object(
                 object, false, options, batch_size, sender, None,
@@ -177,6 +189,7 @@ pub async fn generate(
     tokio::spawn(async move {
         let mut objects = listing.store.list(listing.directory.as_ref());
         let mut batch = Vec::with_capacity(batch_size);
+        let mut bytes = 0u64;
         while let Some(meta) = objects.next().await {
             let meta = match meta {
                 Ok(meta) => meta,
@@ -200,14 +213,23 @@ pub async fn generate(
                 key: key.to_owned(),
                 version_id: None,
             });
-            if batch.len() == batch_size
-                && sender.send(Ok(std::mem::take(&mut batch))).await.is_err()
-            {
-                return;
+            bytes = bytes.saturating_add(meta.size);
+            if batch.len() == batch_size {
+                let full = RowBatch {
+                    rows: std::mem::take(&mut batch),
+                    bytes: Some(std::mem::take(&mut bytes)),
+                };
+                if sender.send(Ok(full)).await.is_err() {
+                    return;
+                }
             }
         }
         if !batch.is_empty() {
-            let _ = sender.send(Ok(batch)).await;
+            let last = RowBatch {
+                rows: batch,
+                bytes: Some(bytes),
+            };
+            let _ = sender.send(Ok(last)).await;
         }
     });
     Ok(ManifestBatches { receiver })
@@ -264,7 +286,7 @@ async fn fetch(
     }
 }
 
-type BatchSender = mpsc::Sender<Result<Vec<TaskRow>, ManifestError>>;
+type BatchSender = mpsc::Sender<Result<RowBatch, ManifestError>>;
 
 /// Parses one CSV object (gunzipping it when `gzip`) on a blocking thread,
 /// sending batches; returns whether it reached the end without error. Errors
@@ -331,6 +353,7 @@ async fn read_inventory(
         let options = CsvOptions {
             fields: inventory.fields.clone(),
             empty_version_is_none: true,
+            size_column: inventory.size_column,
         };
         let gzip = key.ends_with(".gz");
         if !parse_object(object, gzip, options, batch_size, sender.clone(), Some(key)).await {
@@ -348,6 +371,8 @@ pub struct Inventory {
     pub fields: Vec<ManifestField>,
     /// The data files' keys.
     pub files: Vec<String>,
+    /// The column of the objects' sizes, when the `fileSchema` has `Size`.
+    pub size_column: Option<usize>,
 }
 
 impl Inventory {
@@ -400,6 +425,10 @@ impl Inventory {
                 _ => ManifestField::Ignore,
             })
             .collect();
+        let size_column = raw
+            .file_schema
+            .split(',')
+            .position(|column| column.trim() == "Size");
         layout_from_fields(&fields).map_err(|_| {
             invalid(format!(
                 "fileSchema {} lacks Bucket or Key",
@@ -428,6 +457,7 @@ impl Inventory {
             destination_bucket,
             fields,
             files: raw.files.into_iter().map(|f| f.key).collect(),
+            size_column,
         })
     }
 }
@@ -438,6 +468,9 @@ struct CsvOptions {
     fields: Vec<ManifestField>,
     /// Inventory reports of unversioned buckets leave VersionId empty.
     empty_version_is_none: bool,
+    /// The column of the objects' sizes (inventory reports only); an empty
+    /// cell is a delete marker's, 0 bytes.
+    size_column: Option<usize>,
 }
 
 /// The column layout: explicit `fields`, or inferred from the first row.
@@ -493,15 +526,17 @@ pub fn parse_csv(
     let options = CsvOptions {
         fields: fields.to_vec(),
         empty_version_is_none: false,
+        size_column: None,
     };
-    parse_with(input, &options, batch_size, emit)
+    let mut emit = emit;
+    parse_with(input, &options, batch_size, |batch| emit(batch.rows))
 }
 
 fn parse_with(
     input: impl Read,
     options: &CsvOptions,
     batch_size: usize,
-    mut emit: impl FnMut(Vec<TaskRow>) -> bool,
+    mut emit: impl FnMut(RowBatch) -> bool,
 ) -> Result<u64, ManifestError> {
     let mut layout = layout_from_fields(&options.fields)?;
     let mut reader = csv::ReaderBuilder::new()
@@ -509,7 +544,11 @@ fn parse_with(
         .flexible(true)
         .from_reader(LineLimit::new(input, MAX_LINE_BYTES));
     let mut record = csv::StringRecord::new();
-    let mut batch = Vec::with_capacity(batch_size);
+    let sized = || options.size_column.map(|_| 0u64);
+    let mut batch = RowBatch {
+        rows: Vec::with_capacity(batch_size),
+        bytes: sized(),
+    };
     let mut count = 0u64;
     loop {
         let line = reader.position().line();
@@ -551,26 +590,47 @@ fn parse_with(
                 *layout.insert(inferred)
             }
         };
-        batch.push(parse_row(
+        batch.rows.push(parse_row(
             &record,
             layout,
             line,
             options.empty_version_is_none,
         )?);
+        batch.bytes = match (batch.bytes, options.size_column) {
+            (Some(total), Some(column)) => {
+                object_size(record.get(column)).map(|size| total.saturating_add(size))
+            }
+            _ => None,
+        };
         count += 1;
-        if batch.len() == batch_size
-            && !emit(std::mem::replace(
+        if batch.rows.len() == batch_size {
+            let full = std::mem::replace(
                 &mut batch,
-                Vec::with_capacity(batch_size),
-            ))
-        {
-            return Ok(count);
+                RowBatch {
+                    rows: Vec::with_capacity(batch_size),
+                    bytes: sized(),
+                },
+            );
+            if !emit(full) {
+                return Ok(count);
+            }
         }
     }
-    if !batch.is_empty() {
+    if !batch.rows.is_empty() {
         emit(batch);
     }
     Ok(count)
+}
+
+/// An inventory row's `Size`: empty for a delete marker (0 bytes); a cell
+/// that is not a number leaves the total unknown rather than failing a
+/// column that only counts.
+fn object_size(cell: Option<&str>) -> Option<u64> {
+    match cell.map(str::trim) {
+        Some("") => Some(0),
+        Some(text) => text.parse().ok(),
+        None => None,
+    }
 }
 
 fn parse_row(
@@ -830,6 +890,7 @@ mod tests {
             inventory.fields,
             vec![Bucket, Key, VersionId, Ignore, Ignore, Ignore]
         );
+        assert_eq!(inventory.size_column, Some(5));
         let orc = br#"{"destinationBucket":"d-d-d","fileFormat":"ORC","fileSchema":"Bucket, Key","files":[{"key":"a"}]}"#;
         assert!(
             Inventory::parse(orc)
@@ -843,11 +904,42 @@ mod tests {
     }
 
     #[test]
+    fn inventory_sizes_add_up_per_batch_and_a_bad_cell_leaves_the_total_unknown() {
+        use ManifestField::*;
+        let options = CsvOptions {
+            fields: vec![Bucket, Key, Ignore],
+            empty_version_is_none: true,
+            size_column: Some(2),
+        };
+        let sizes = |text: &str| {
+            let mut batches = Vec::new();
+            parse_with(text.as_bytes(), &options, 2, |batch| {
+                batches.push((batch.rows.len(), batch.bytes));
+                true
+            })
+            .unwrap();
+            batches
+        };
+        // Given rows of 10, 20, a delete marker (empty) and 5 bytes,
+        // then: batches of two with their sums.
+        assert_eq!(
+            sizes("b1b,a,10\nb1b,b,20\nb1b,c,\nb1b,d,5\n"),
+            vec![(2, Some(30)), (2, Some(5))]
+        );
+        // Given a size that is not a number: that batch's total is unknown.
+        assert_eq!(
+            sizes("b1b,a,10\nb1b,b,big\nb1b,c,7\n"),
+            vec![(2, None), (1, Some(7))]
+        );
+    }
+
+    #[test]
     fn inventory_rows_may_leave_the_version_empty() {
         use ManifestField::*;
         let options = CsvOptions {
             fields: vec![Bucket, Key, VersionId, Ignore],
             empty_version_is_none: true,
+            size_column: None,
         };
         let mut rows = Vec::new();
         parse_with(
@@ -855,7 +947,8 @@ mod tests {
             &options,
             10,
             |batch| {
-                rows.extend(batch);
+                assert_eq!(batch.bytes, None);
+                rows.extend(batch.rows);
                 true
             },
         )

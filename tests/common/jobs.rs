@@ -45,6 +45,7 @@ pub fn checksum_job(token: &str, confirmation_required: Option<bool>) -> pb::Cre
         failure_threshold: None,
         manifest_generator: None,
         role_arn: String::new(),
+        dry_run: false,
     }
 }
 
