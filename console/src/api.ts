@@ -74,6 +74,7 @@ export const STATUSES: [JobStatus, string][] = [
   [JobStatus.CANCELLED, "Cancelled"],
   [JobStatus.FAILING, "Failing"],
   [JobStatus.FAILED, "Failed"],
+  [JobStatus.DRY_RUN_COMPLETE, "DryRunComplete"],
 ];
 
 export const statusName = (status: JobStatus) =>
@@ -92,6 +93,8 @@ export function statusTone(status: JobStatus): string {
       return "muted";
     case JobStatus.SUSPENDED:
       return "attention";
+    case JobStatus.DRY_RUN_COMPLETE:
+      return "dry";
     case JobStatus.ACTIVE:
     case JobStatus.COMPLETING:
       return "busy";
@@ -101,7 +104,10 @@ export function statusTone(status: JobStatus): string {
 }
 
 export const isTerminal = (status: JobStatus) =>
-  status === JobStatus.COMPLETE || status === JobStatus.CANCELLED || status === JobStatus.FAILED;
+  status === JobStatus.COMPLETE ||
+  status === JobStatus.CANCELLED ||
+  status === JobStatus.FAILED ||
+  status === JobStatus.DRY_RUN_COMPLETE;
 
 /** A timestamp as local date and time, or a dash. */
 export function when(value: Timestamp | undefined): string {
@@ -120,6 +126,21 @@ export function when(value: Timestamp | undefined): string {
 
 /** A count for people: 1,234,567. */
 export const count = (value: bigint | number) => Number(value).toLocaleString();
+
+/** A size for people: 12 B, 5.5 KiB, 3.0 GiB. */
+export function binarySize(value: bigint | number): string {
+  const units = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+  let size = Number(value);
+  if (size < 1024) {
+    return `${size} B`;
+  }
+  let unit = -1;
+  while (size >= 1024 && unit + 1 < units.length) {
+    size /= 1024;
+    unit += 1;
+  }
+  return `${size.toFixed(1)} ${units[unit]}`;
+}
 
 /** A duration in seconds for people: 45 s, 12 min, 3 h 20 min. */
 export function duration(seconds: number): string {

@@ -86,6 +86,7 @@ export function CreatePage({ account }: { account: string }) {
     description: "",
     priority: "10",
     confirmation: true,
+    dryRun: false,
     source: "manifest" as Source,
     format: String(ManifestFormat.S3_BATCH_OPERATIONS_CSV_20180820),
     bucket: "",
@@ -206,6 +207,7 @@ export function CreatePage({ account }: { account: string }) {
       description: form.description,
       priority: Number.parseInt(form.priority, 10),
       confirmationRequired: form.confirmation,
+      dryRun: form.dryRun,
       manifest:
         form.source === "manifest"
           ? {
@@ -469,11 +471,15 @@ export function CreatePage({ account }: { account: string }) {
             <input type="checkbox" name="confirmation" checked={form.confirmation} onChange={set("confirmation")} />{" "}
             Wait for confirmation before running (the job stops in Suspended)
           </label>
+          <label class="inline">
+            <input type="checkbox" name="dryRun" checked={form.dryRun} onChange={set("dryRun")} /> Dry run: only count
+            the objects (and their bytes, where the listing has sizes); nothing runs and no object is touched
+          </label>
         </fieldset>
         <Problem message={error && `The server refused: ${error}`} />
         <div class="action-row">
           <button type="submit" class="primary" disabled={busy}>
-            Create job
+            {form.dryRun ? "Count objects (dry run)" : "Create job"}
           </button>
           <a href="#/jobs">Cancel</a>
         </div>

@@ -21,7 +21,7 @@ import {
   ReportScope,
   RetentionMode,
 } from "./gen/batchops/v1/job_pb";
-import { count, duration, isTerminal, jobs, problem, when } from "./api";
+import { binarySize, count, duration, isTerminal, jobs, problem, when } from "./api";
 import { Item, LiveIndicator, Problem, Progress, StatusBadge } from "./components";
 import { HistoryView } from "./history";
 import { type Connection, debounced, follow, showConnection } from "./live";
@@ -216,21 +216,25 @@ function Overview({
   const running = job.status === JobStatus.ACTIVE;
   return (
     <>
-      <div class="panel">
-        <h2>Progress</h2>
-        <Progress summary={summary} />
-        <p class="facts">
-          {count(summary?.numberOfTasksSucceeded ?? 0n)} succeeded · {count(summary?.numberOfTasksFailed ?? 0n)} failed ·{" "}
-          {count(total)} total · active for {duration(active)}
-          {running && rate > 0 && (
-            <>
-              {" "}
-              · <span data-testid="rate">{rate.toFixed(rate < 10 ? 1 : 0)} tasks/s</span> · about{" "}
-              <span data-testid="eta">{duration((total - done) / rate)}</span> left
-            </>
-          )}
-        </p>
-      </div>
+      {job.dryRun ? (
+        <DryRun job={job} />
+      ) : (
+        <div class="panel">
+          <h2>Progress</h2>
+          <Progress summary={summary} />
+          <p class="facts">
+            {count(summary?.numberOfTasksSucceeded ?? 0n)} succeeded · {count(summary?.numberOfTasksFailed ?? 0n)} failed ·{" "}
+            {count(total)} total · active for {duration(active)}
+            {running && rate > 0 && (
+              <>
+                {" "}
+                · <span data-testid="rate">{rate.toFixed(rate < 10 ? 1 : 0)} tasks/s</span> · about{" "}
+                <span data-testid="eta">{duration((total - done) / rate)}</span> left
+              </>
+            )}
+          </p>
+        </div>
+      )}
       <Actions account={account} job={job} onChanged={onChanged} />
       {job.failureReasons.length > 0 && (
         <div class="panel">
@@ -531,6 +535,7 @@ function Details({ job }: { job: JobDescriptor }) {
         <Item term="Terminated">{when(job.terminationTime)}</Item>
         <Item term="Status update reason">{job.statusUpdateReason || "—"}</Item>
         <Item term="Confirmation required">{job.confirmationRequired ? "Yes" : "No"}</Item>
+        {job.dryRun && <Item term="Dry run">Yes: the objects are counted, nothing runs</Item>}
         {job.roleArn && <Item term="Role ARN">{job.roleArn}</Item>}
         {manifest && (
           <>
@@ -684,5 +689,29 @@ function TagEditor({ account, job, onChanged }: { account: string; job: JobDescr
       )}
       <Problem message={refusal && `The server refused: ${refusal}`} />
     </form>
+  );
+}
+
+/** What a dry run counted, or that it is counting: it never runs a task. */
+function DryRun({ job }: { job: JobDescriptor }) {
+  const summary = job.progressSummary;
+  const bytes = summary?.totalObjectBytes;
+  let text: string;
+  if (job.status === JobStatus.DRY_RUN_COMPLETE) {
+    const size =
+      bytes === undefined ? "size unknown (the manifest gives no sizes)" : `${count(bytes)} bytes (${binarySize(bytes)})`;
+    text = `${count(summary?.totalNumberOfTasks ?? 0n)} objects, ${size}: nothing ran and no object was touched.`;
+  } else if (isTerminal(job.status)) {
+    text = "The dry run ended before counting; nothing ran.";
+  } else {
+    text = "Counting the objects; nothing will run.";
+  }
+  return (
+    <div class="panel">
+      <h2>Dry run</h2>
+      <p class="facts" data-testid="dry-run">
+        {text}
+      </p>
+    </div>
   );
 }

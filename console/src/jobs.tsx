@@ -22,6 +22,7 @@ interface Row {
   createTime?: Timestamp;
   terminationTime?: Timestamp;
   progress?: JobProgressSummary;
+  dryRun: boolean;
 }
 
 const row = (job: JobListDescriptor | JobDescriptor): Row => ({
@@ -32,6 +33,7 @@ const row = (job: JobListDescriptor | JobDescriptor): Row => ({
   createTime: job.createTime,
   terminationTime: job.terminationTime,
   progress: job.progressSummary,
+  dryRun: job.dryRun,
 });
 
 const newestFirst = (a: Row, b: Row) => {
@@ -182,6 +184,7 @@ export function JobsPage({ account, onNeedToken }: { account: string; onNeedToke
                   <a href={`#/jobs/${job.jobId}`}>
                     <ShortId id={job.jobId} /> {job.description || <span class="muted">(no description)</span>}
                   </a>
+                  {job.dryRun && <span class="badge tone-dry">dry run</span>}
                 </td>
                 <td data-label="Status">
                   <StatusBadge status={job.status} />

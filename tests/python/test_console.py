@@ -393,3 +393,30 @@ def test_with_tokens_the_console_asks_for_one_and_it_sees_only_its_account(brows
             expect(row(tab, theirs)).to_have_count(0)
         finally:
             tab.close()
+
+
+def test_a_dry_run_from_the_form_shows_its_count_and_touches_nothing(console, pb):
+    for name in ["a.jpg", "b.jpg"]:
+        put(console.server.objects, "photos", name, b"x" * 1536)
+    put(console.server.objects, "photos", "dry.csv", b"photos,a.jpg\nphotos,b.jpg\n")
+    console.open(fragment="#/create")
+    page = console.page
+    page.get_by_label("Bucket", exact=True).fill("photos")
+    page.get_by_label("Key", exact=True).fill("dry.csv")
+    page.get_by_label("Report bucket").fill("reports")
+    page.get_by_label("Description").fill("how many?")
+    page.get_by_label("Dry run").check()
+    page.get_by_role("button", name="Count objects (dry run)").click()
+    # A CSV manifest names no sizes: the count comes without bytes.
+    expect(page.locator(".page-head .badge")).to_have_text("DryRunComplete")
+    expect(page.get_by_test_id("dry-run")).to_have_text(
+        "2 objects, size unknown (the manifest gives no sizes): nothing ran and no object was touched."
+    )
+    # A counted dry run has ended: there is nothing left to cancel.
+    expect(page.get_by_role("button", name="Cancel job")).to_be_disabled()
+    console.shot("dry-run")
+    page.get_by_role("link", name="Jobs", exact=True).first.click()
+    listed = page.locator("tr", has_text="how many?")
+    expect(listed.locator(".badge.tone-dry")).to_have_text(["dry run", "DryRunComplete"])
+    assert (console.server.objects / "photos" / "a.jpg").exists()
+    assert not (console.server.objects / "reports").exists()
