@@ -249,6 +249,7 @@ impl Bench {
                 manifest_generator: None,
                 role_arn: String::new(),
                 dry_run: false,
+                notification: None,
             })
             .await
             .unwrap()

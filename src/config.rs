@@ -186,6 +186,19 @@ pub struct ServeConfig {
     /// workers, finisher): for API-only replicas next to engine processes.
     #[arg(long, env = "BATCHOPS_NO_ENGINE")]
     pub no_engine: bool,
+    /// An http(s) URL that the status changes of jobs naming no
+    /// notification endpoint of their own are POSTed to (the operator's
+    /// sink: not held to --invoke-allowlist); none by default.
+    #[arg(long, env = "BATCHOPS_NOTIFICATION_ENDPOINT", value_parser = http_url)]
+    pub notification_endpoint: Option<String>,
+    /// Milliseconds one status webhook POST may take before it counts as
+    /// failed (and is retried).
+    #[arg(long, env = "BATCHOPS_NOTIFICATION_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=120_000))]
+    pub notification_timeout_ms: u64,
+    /// Milliseconds before the first retry of a failed status webhook; the
+    /// wait doubles per failure up to 5 minutes.
+    #[arg(long, env = "BATCHOPS_NOTIFICATION_RETRY_BASE_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=300_000))]
+    pub notification_retry_base_ms: u64,
     /// Milliseconds between looks for work when idle.
     #[arg(long, env = "BATCHOPS_POLL_INTERVAL_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub poll_interval_ms: u64,
@@ -209,6 +222,20 @@ impl ServeConfig {
             report_rows_per_file: self.report_rows_per_file,
             max_tasks_per_job: self.max_tasks_per_job,
             max_preparing_jobs: self.max_preparing_jobs as usize,
+        }
+    }
+
+    /// How this process delivers status webhooks.
+    pub(crate) fn webhooks(&self) -> crate::notify::webhooks::WebhookConfig {
+        crate::notify::webhooks::WebhookConfig {
+            region: self.s3control_region.clone(),
+            default_endpoint: self.notification_endpoint.clone(),
+            timeout: Duration::from_millis(self.notification_timeout_ms),
+            retry_base: Duration::from_millis(self.notification_retry_base_ms),
+            retry_max: Duration::from_secs(300),
+            poll_interval: Duration::from_millis(self.poll_interval_ms)
+                .max(Duration::from_millis(20)),
+            concurrency: 8,
         }
     }
 
@@ -247,6 +274,15 @@ pub enum Listen {
     On(SocketAddr),
     /// Do not listen.
     Off,
+}
+
+/// An http(s) URL with a host, normalised.
+fn http_url(value: &str) -> Result<String, String> {
+    url::Url::parse(value)
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+        .map(|url| url.to_string())
+        .ok_or_else(|| format!("{value:?} is not an http(s) URL"))
 }
 
 fn listen_or_off(value: &str) -> Result<Listen, String> {

@@ -17,6 +17,9 @@
 //! | `batchops_rpc_duration_seconds` | histogram | `method` |
 //! | `batchops_watch_streams` | gauge | |
 //! | `batchops_db_pool_connections` | gauge | `state` (`in_use`/`idle`/`max`) |
+//! | `batchops_notifications_total` | counter | `outcome` (`delivered`/`failed`) |
+//! | `batchops_notification_lag_events` | gauge | |
+//! | `batchops_notification_lag_seconds` | gauge | |
 
 use std::future::Future;
 use std::pin::Pin;
@@ -37,7 +40,7 @@ use tracing::warn;
 
 use crate::contract::code_name;
 use crate::domain::{JobStatus, Operation};
-use crate::store::{Store, jobs};
+use crate::store::{Store, jobs, notifications};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
@@ -71,6 +74,11 @@ struct PoolLabels {
     state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Every metric of the process.
@@ -84,6 +92,9 @@ pub struct Metrics {
     rpc_duration: Histograms<MethodLabels>,
     watch_streams: Gauge,
     pool: Family<PoolLabels, Gauge>,
+    notifications: Family<OutcomeLabels, Counter>,
+    notification_lag_events: Gauge,
+    notification_lag_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 /// 1 ms to about 65 s, doubling.
@@ -111,6 +122,9 @@ impl Metrics {
             rpc_duration: Family::new_with_constructor(latency_histogram),
             watch_streams: Gauge::default(),
             pool: Family::default(),
+            notifications: Family::default(),
+            notification_lag_events: Gauge::default(),
+            notification_lag_seconds: Gauge::default(),
             registry: Registry::with_prefix("batchops"),
         };
         let registry = &mut metrics.registry;
@@ -150,7 +164,30 @@ impl Metrics {
             "Database pool connections in use, idle, and the pool's maximum",
             metrics.pool.clone(),
         );
+        registry.register(
+            "notifications",
+            "Status webhook POSTs by this process, by outcome",
+            metrics.notifications.clone(),
+        );
+        registry.register(
+            "notification_lag_events",
+            "Job events not yet delivered to status webhooks, over every process",
+            metrics.notification_lag_events.clone(),
+        );
+        registry.register(
+            "notification_lag_seconds",
+            "Age of the oldest job event not yet delivered to its status webhook",
+            metrics.notification_lag_seconds.clone(),
+        );
         metrics
+    }
+
+    /// Counts one status webhook POST.
+    pub fn notification_sent(&self, delivered: bool) {
+        let outcome = if delivered { "delivered" } else { "failed" };
+        self.notifications
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     /// Records one finished task.
@@ -209,6 +246,16 @@ impl Metrics {
                     }
                 }
                 Err(error) => warn!(%error, "metrics: jobs by status unavailable"),
+            },
+            Err(error) => warn!(%error, "metrics: database unavailable"),
+        }
+        match store.client().await {
+            Ok(client) => match notifications::lag(&client).await {
+                Ok((events, seconds)) => {
+                    self.notification_lag_events.set(events);
+                    self.notification_lag_seconds.set(seconds);
+                }
+                Err(error) => warn!(%error, "metrics: notification lag unavailable"),
             },
             Err(error) => warn!(%error, "metrics: database unavailable"),
         }

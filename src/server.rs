@@ -190,6 +190,16 @@ async fn serve_on(
         metrics.clone(),
     );
     let engine = (!config.no_engine).then(|| tokio::spawn(engine.run(stop_engine.clone())));
+    let webhooks = (!config.no_engine).then(|| {
+        tokio::spawn(crate::notify::webhooks::run(
+            store.clone(),
+            operations.invoke_allowlist.clone(),
+            notifier.clone(),
+            metrics.clone(),
+            config.webhooks(),
+            stop_engine.clone(),
+        ))
+    });
     if let Some(address) = config.metrics_listen {
         let metrics_listener = bind("metrics", address).await?;
         if let Ok(bound) = metrics_listener.local_addr() {
@@ -244,6 +254,7 @@ async fn serve_on(
         page_tokens,
         functions: Arc::new(config.invoke_functions()?),
         buckets: operations.buckets.clone(),
+        default_notification_endpoint: config.notification_endpoint.clone(),
     };
     if let Listen::On(address) = config.s3control_listen {
         let s3control_listener = bind("S3 Control", address).await?;
@@ -305,6 +316,9 @@ async fn serve_on(
     stop_engine.cancel();
     if let Some(engine) = engine {
         let _ = engine.await;
+    }
+    if let Some(webhooks) = webhooks {
+        let _ = webhooks.await;
     }
     served?;
     Ok(())

@@ -68,7 +68,7 @@ async fn a_dry_run_of_a_generator_counts_objects_and_bytes_and_deletes_nothing()
     let job = wait_for(&mut server.client, &job_id, S::DryRunComplete).await;
 
     // then it counted the objects and their bytes,
-    let summary = job.progress_summary.clone().unwrap();
+    let summary = job.progress_summary.unwrap();
     assert!(job.dry_run);
     assert_eq!(summary.total_number_of_tasks, 5);
     assert_eq!(
@@ -115,11 +115,11 @@ async fn a_dry_run_of_a_generator_counts_objects_and_bytes_and_deletes_nothing()
     let counted = history(&mut server.client, &job_id, 0)
         .await
         .into_iter()
-        .filter_map(|event| match event.event {
+        .rev()
+        .find_map(|event| match event.event {
             Some(pb::job_event::Event::StatusChanged(change)) => Some(change),
             _ => None,
         })
-        .last()
         .unwrap();
     assert_eq!(counted.total_number_of_tasks, Some(5));
     assert_eq!(counted.total_object_bytes, Some(5207));

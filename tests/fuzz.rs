@@ -206,6 +206,7 @@ proptest! {
             manifest_generator: None,
             role_arn: String::new(),
             dry_run: priority % 2 == 0,
+            notification: None,
         };
         let allowlist = Allowlist::parse("http://127.0.0.1:9/").unwrap();
         match validate::create_job(&request, &allowlist, None) {

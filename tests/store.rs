@@ -39,6 +39,7 @@ fn spec(token: &str) -> JobSpec {
         bucket_grant: None,
         role_arn: None,
         dry_run: false,
+        notification_endpoint: None,
     }
 }
 
@@ -52,15 +53,9 @@ async fn new_job(store: &Store, token: &str) -> JobId {
 
 async fn new_job_of(store: &Store, spec: &JobSpec) -> JobId {
     let mut client = store.client().await.unwrap();
-    let (id, created) = jobs::create(
-        &mut client,
-        JobId::generate(),
-        spec,
-        "fp",
-        Utc::now(),
-    )
-    .await
-    .unwrap();
+    let (id, created) = jobs::create(&mut client, JobId::generate(), spec, "fp", None, Utc::now())
+        .await
+        .unwrap();
     assert!(created);
     id
 }

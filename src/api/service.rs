@@ -58,6 +58,9 @@ pub struct JobApi {
     pub functions: Arc<Functions>,
     /// The object store, for reading completion reports back.
     pub buckets: Buckets,
+    /// Where the status changes of jobs that name no endpoint of their own
+    /// are POSTed (`--notification-endpoint`), if anywhere.
+    pub default_notification_endpoint: Option<String>,
 }
 
 impl JobApi {
@@ -130,11 +133,16 @@ impl JobService for JobApi {
             .into());
         }
         let mut client = self.store.client().await.map_err(ApiError::from)?;
+        let endpoint = spec
+            .notification_endpoint
+            .as_deref()
+            .or(self.default_notification_endpoint.as_deref());
         let (id, created) = jobs::create(
             &mut client,
             JobId::generate(),
             &spec,
             &fingerprint,
+            endpoint,
             Utc::now(),
         )
         .await

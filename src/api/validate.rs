@@ -425,6 +425,20 @@ fn object_metadata(field: &str, value: Option<&pb::ObjectMetadata>) -> Result<Ob
     })
 }
 
+/// The job's notification endpoint: an http(s) URL under the invoke
+/// allowlist, checked as Invoke endpoints are.
+fn notification(
+    value: Option<&pb::JobNotification>,
+    allowlist: &Allowlist,
+) -> Result<Option<String>> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let url = objects::invoke::check_endpoint(&value.endpoint_url, allowlist)
+        .map_err(|problem| ApiError::invalid("notification.endpoint_url", problem.to_string()))?;
+    Ok(Some(url.to_string()))
+}
+
 fn invoke_spec(value: &pb::InvokeOperation, allowlist: &Allowlist) -> Result<InvokeSpec> {
     const FIELD: &str = "operation.invoke";
     objects::invoke::check_endpoint(&value.endpoint_url, allowlist).map_err(|problem| {
@@ -628,6 +642,7 @@ pub fn create_job(
         bucket_grant: grant.cloned(),
         role_arn: role_arn(&request.role_arn)?,
         dry_run: request.dry_run,
+        notification_endpoint: notification(request.notification.as_ref(), allowlist)?,
     };
     if let Some(grant) = grant
         && let Some(bucket) = spec.bucket_outside(grant)

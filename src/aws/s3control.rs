@@ -196,8 +196,10 @@ pub fn create_job(account: &str, request: Node<'_>) -> Result<pb::CreateJobReque
             .map(manifest_generator)
             .transpose()?,
         role_arn: text(request, "RoleArn").unwrap_or_default(),
-        // AWS's model has no dry runs.
+        // AWS's model has no dry runs, and sends notifications through
+        // EventBridge, not the job.
         dry_run: false,
+        notification: None,
     })
 }
 
@@ -514,8 +516,7 @@ pub fn tags(node: Node<'_>) -> Result<Vec<pb::Tag>> {
 
 /// A job status by S3 Control's name (`Active`), as the contract's enum.
 pub fn status_from_name(name: &str) -> Option<pb::JobStatus> {
-    crate::domain::JobStatus::parse(name)
-        .map(|status| crate::contract::status_to_proto(status))
+    crate::domain::JobStatus::parse(name).map(crate::contract::status_to_proto)
 }
 
 /// The S3 Control name of a status (`Active` for JOB_STATUS_ACTIVE): the

@@ -206,6 +206,11 @@ pub struct CreateJob {
     /// (status DryRunComplete) and exits 0, or 1 if the dry run failed.
     #[arg(long)]
     pub dry_run: bool,
+    /// An http(s) URL, in the server's --invoke-allowlist, that every status
+    /// change of the job is POSTed to (EventBridge-shaped JSON, at least
+    /// once, in order).
+    #[arg(long)]
+    pub notification_endpoint: Option<String>,
 }
 
 /// `list-jobs`.

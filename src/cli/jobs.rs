@@ -17,6 +17,11 @@ pub(super) async fn create_job(args: CreateJob) -> Result<ExitCode, CliError> {
         None => from_flags(&args)?,
     };
     request.dry_run = args.dry_run;
+    if let Some(endpoint_url) = &args.notification_endpoint {
+        request.notification = Some(pb::JobNotification {
+            endpoint_url: endpoint_url.clone(),
+        });
+    }
     let mut client = Client::connect(&args.client).await?;
     let response = client.jobs.create_job(request).await?.into_inner();
     if !args.dry_run {
@@ -119,6 +124,9 @@ fn from_flags(args: &CreateJob) -> Result<pb::CreateJobRequest, CliError> {
             .transpose()?,
         role_arn: args.role_arn.unwrap_or_default(),
         dry_run: args.dry_run,
+        notification: args
+            .notification_endpoint
+            .map(|endpoint_url| pb::JobNotification { endpoint_url }),
     })
 }
 
@@ -172,6 +180,13 @@ fn describe_table(job: &pb::JobDescriptor) -> String {
                 .unwrap_or_default(),
         ),
         ("StatusUpdateReason", job.status_update_reason.clone()),
+        (
+            "Notifications",
+            job.notification
+                .as_ref()
+                .map(|n| n.endpoint_url.clone())
+                .unwrap_or_default(),
+        ),
         ("SuspendedCause", job.suspended_cause.clone()),
         ("CreationTime", table::time(job.create_time.as_ref())),
         ("SuspendedTime", table::time(job.suspended_time.as_ref())),

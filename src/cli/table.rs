@@ -106,15 +106,12 @@ pub(crate) fn outcome_fields(job: &pb::JobDescriptor) -> Vec<(&'static str, Stri
     if job.dry_run {
         fields.push(("DryRun", dry_run_outcome(job)));
     }
-    fields.extend(job
-        .failure_reasons
-        .iter()
-        .map(|r| {
-            (
-                "FailureReason",
-                format!("{}: {}", r.failure_code, r.failure_reason),
-            )
-        }));
+    fields.extend(job.failure_reasons.iter().map(|r| {
+        (
+            "FailureReason",
+            format!("{}: {}", r.failure_code, r.failure_reason),
+        )
+    }));
     for code in &job.error_summaries {
         fields.push((
             "Errors",
@@ -165,7 +162,7 @@ fn dry_run_outcome(job: &pb::JobDescriptor) -> String {
             "counting; nothing will run".into()
         };
     }
-    let summary = job.progress_summary.clone().unwrap_or_default();
+    let summary = job.progress_summary.unwrap_or_default();
     let bytes = match summary.total_object_bytes {
         Some(bytes) => format!(", {} bytes ({})", grouped(bytes), binary_size(bytes)),
         None => ", size unknown (the manifest gives no sizes)".into(),
@@ -181,7 +178,7 @@ pub(crate) fn grouped(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::new();
     for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index) % 3 == 0 {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);
@@ -274,7 +271,11 @@ mod tests {
         assert_eq!(binary_size(3 << 30), "3.0 GiB");
         let dry = pb::JobStatus::DryRunComplete;
         assert_eq!(status_name(dry as i32), "DryRunComplete");
-        for name in ["DryRunComplete", "dry_run_complete", "JOB_STATUS_DRY_RUN_COMPLETE"] {
+        for name in [
+            "DryRunComplete",
+            "dry_run_complete",
+            "JOB_STATUS_DRY_RUN_COMPLETE",
+        ] {
             assert_eq!(parse_status(name).unwrap(), dry);
         }
         assert!(parse_status("Done").unwrap_err().contains("\"Done\""));

@@ -256,6 +256,13 @@ pub(crate) fn job_to_proto(job: &Job, now: DateTime<Utc>) -> pb::JobDescriptor {
         error_summaries: errors_to_proto(&job.errors),
         other_codes_failed_tasks: job.errors.other_codes_failed,
         dry_run: job.spec.dry_run,
+        notification: job
+            .spec
+            .notification_endpoint
+            .as_ref()
+            .map(|url| pb::JobNotification {
+                endpoint_url: url.clone(),
+            }),
     }
 }
 

@@ -398,6 +398,10 @@ pub struct JobSpec {
     /// ends in DryRunComplete; no task runs and no object is touched.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// Where the job's status changes are POSTed, when it named an endpoint
+    /// (checked against the invoke allowlist when the job was created).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_endpoint: Option<String>,
 }
 
 /// Task counts.

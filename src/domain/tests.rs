@@ -37,6 +37,7 @@ fn spec(confirmation_required: bool) -> JobSpec {
         bucket_grant: None,
         role_arn: None,
         dry_run: false,
+        notification_endpoint: None,
     }
 }
 

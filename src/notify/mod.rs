@@ -6,6 +6,8 @@
 //! where a batch starts, reads the log itself. The tail also reads every
 //! second, so a lost notification only delays the streams.
 
+pub(crate) mod webhooks;
+
 use std::collections::{HashMap, hash_map::Entry};
 use std::sync::Arc;
 use std::time::Duration;

@@ -341,7 +341,7 @@ async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<Vec<
     Ok(body)
 }
 
-fn without_url(error: &reqwest::Error) -> String {
+pub(crate) fn without_url(error: &reqwest::Error) -> String {
     let mut error_text = error.to_string();
     if let Some(url) = error.url() {
         error_text = error_text.replace(url.as_str(), "the endpoint");

@@ -137,12 +137,15 @@ fn log_time(now: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// Creates a job, or returns the job an earlier request with the same token
-/// created. Returns the id and whether this call created it.
+/// created. Returns the id and whether this call created it. With a
+/// notification endpoint, the job's status changes are POSTed there from
+/// its creation on (see [`super::notifications`]).
 pub async fn create(
     client: &mut Client,
     id: JobId,
     spec: &JobSpec,
     fingerprint: &str,
+    notification_endpoint: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(JobId, bool), StoreError> {
     let now = log_time(now);
@@ -198,6 +201,9 @@ pub async fn create(
     )
     .await
     .during("INSERT_EVENT")?;
+    if let Some(endpoint) = notification_endpoint {
+        super::notifications::register(&tx, id, &spec.account_id, endpoint, now).await?;
+    }
     tx.execute(NOTIFY, &[&EVENTS_CHANNEL, &id.to_string()])
         .await
         .during("NOTIFY")?;

@@ -18,7 +18,16 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "server_keys",
         include_str!("../../migrations/V2__server_keys.sql"),
     ),
-    (3, "dry_runs", include_str!("../../migrations/V3__dry_runs.sql")),
+    (
+        3,
+        "dry_runs",
+        include_str!("../../migrations/V3__dry_runs.sql"),
+    ),
+    (
+        4,
+        "notifications",
+        include_str!("../../migrations/V4__notifications.sql"),
+    ),
 ];
 
 /// An arbitrary constant that names the migration lock.

@@ -12,6 +12,7 @@ mod error;
 pub mod jobs;
 pub mod keys;
 mod migrate;
+pub mod notifications;
 pub mod pages;
 mod replay;
 pub mod tasks;

@@ -46,6 +46,7 @@ pub fn checksum_job(token: &str, confirmation_required: Option<bool>) -> pb::Cre
         manifest_generator: None,
         role_arn: String::new(),
         dry_run: false,
+        notification: None,
     }
 }
 

@@ -1,0 +1,205 @@
+//! Status-change webhook checkpoints: which job's notifications go where,
+//! how far each job's delivery has got, and its retry state. The log is the
+//! queue (a job's undelivered notifications are its events after the
+//! checkpoint); these rows only say where to resume, so a delivery that
+//! dies is taken over from its last acknowledged event.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::{Client, Transaction};
+use uuid::Uuid;
+
+use super::{StoreError, error::During};
+use crate::domain::{AccountId, JobId};
+
+const REGISTER: &str = "
+    INSERT INTO notification_deliveries (job_id, account_id, endpoint_url, next_attempt_at)
+    VALUES ($1, $2, $3, $4)
+    ON CONFLICT (job_id) DO NOTHING";
+// Jobs with events past their checkpoint whose retry time has come and
+// whose lease (if any) ran out, at most one per account and none of the
+// accounts this process is already delivering for: one account's many jobs,
+// or its slow endpoint, take one delivery slot of a process at a time.
+const CLAIM: &str = "
+    WITH due AS (
+        SELECT d.job_id, d.account_id, d.next_attempt_at
+        FROM notification_deliveries d JOIN jobs j ON j.job_id = d.job_id
+        WHERE NOT d.done AND d.next_attempt_at <= now()
+          AND (d.lease_until IS NULL OR d.lease_until < now())
+          AND j.version > d.delivered_sequence
+          AND d.account_id <> ALL($3)
+        ORDER BY d.next_attempt_at
+        LIMIT 256
+        FOR UPDATE OF d SKIP LOCKED
+    ), one_each AS (
+        SELECT DISTINCT ON (account_id) job_id, next_attempt_at
+        FROM due ORDER BY account_id, next_attempt_at
+    )
+    UPDATE notification_deliveries d
+    SET lease_owner = $1, lease_until = now() + $2 * interval '1 millisecond'
+    WHERE d.job_id IN (SELECT job_id FROM one_each ORDER BY next_attempt_at LIMIT $4)
+    RETURNING d.job_id, d.account_id, d.endpoint_url, d.delivered_sequence, d.attempts";
+const ADVANCE: &str = "
+    UPDATE notification_deliveries
+    SET delivered_sequence = $3, attempts = 0, last_error = NULL, done = $4
+    WHERE job_id = $1 AND lease_owner = $2 AND delivered_sequence < $3";
+const RELEASE: &str = "
+    UPDATE notification_deliveries
+    SET lease_owner = NULL, lease_until = NULL
+    WHERE job_id = $1 AND lease_owner = $2";
+const FAILED: &str = "
+    UPDATE notification_deliveries
+    SET attempts = attempts + 1, last_error = $3,
+        next_attempt_at = now() + $4 * interval '1 millisecond',
+        lease_owner = NULL, lease_until = NULL
+    WHERE job_id = $1 AND lease_owner = $2";
+// Undelivered events and the age of the oldest, over every job whose
+// delivery is not done: the subscribers' lag.
+const LAG: &str = "
+    SELECT coalesce(sum(j.version - d.delivered_sequence), 0)::bigint,
+           coalesce(extract(epoch FROM now() - min(e.recorded_at)), 0)::float8
+    FROM notification_deliveries d
+    JOIN jobs j ON j.job_id = d.job_id
+    LEFT JOIN job_events e ON e.job_id = d.job_id AND e.sequence = d.delivered_sequence + 1
+    WHERE NOT d.done AND j.version > d.delivered_sequence";
+const STATE: &str = "
+    SELECT delivered_sequence, attempts, last_error, done
+    FROM notification_deliveries WHERE job_id = $1";
+
+/// One job's delivery, as a process claimed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The job.
+    pub job_id: JobId,
+    /// Its account.
+    pub account: AccountId,
+    /// Where its notifications go.
+    pub endpoint_url: String,
+    /// The sequence of its last delivered (or passed-over) event.
+    pub delivered_sequence: u64,
+    /// Failed attempts since the last delivery.
+    pub attempts: u32,
+}
+
+/// Where a job's delivery stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryState {
+    /// The sequence of its last delivered (or passed-over) event.
+    pub delivered_sequence: u64,
+    /// Failed attempts since the last delivery.
+    pub attempts: u32,
+    /// Why the last attempt failed, if it did.
+    pub last_error: Option<String>,
+    /// Whether its terminal status was delivered.
+    pub done: bool,
+}
+
+/// Sends the new job's status changes to `endpoint`, from its creation on:
+/// called in the transaction that creates the job.
+pub(crate) async fn register(
+    tx: &Transaction<'_>,
+    job_id: JobId,
+    account: &AccountId,
+    endpoint: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    tx.execute(REGISTER, &[&job_id.0, &account.0, &endpoint, &now])
+        .await
+        .during("REGISTER")?;
+    Ok(())
+}
+
+/// Leases up to `limit` due deliveries to `owner` for `lease`, one per
+/// account and none of `busy` accounts.
+pub async fn claim(
+    client: &Client,
+    owner: Uuid,
+    lease: Duration,
+    busy: &[AccountId],
+    limit: usize,
+) -> Result<Vec<Delivery>, StoreError> {
+    let busy: Vec<&str> = busy.iter().map(|account| account.0.as_str()).collect();
+    let rows = client
+        .query(
+            CLAIM,
+            &[&owner, &(lease.as_millis() as f64), &busy, &(limit as i64)],
+        )
+        .await
+        .during("CLAIM")?;
+    Ok(rows
+        .iter()
+        .map(|row| Delivery {
+            job_id: JobId(row.get(0)),
+            account: AccountId(row.get(1)),
+            endpoint_url: row.get(2),
+            delivered_sequence: row.get::<_, i64>(3) as u64,
+            attempts: row.get::<_, i32>(4) as u32,
+        })
+        .collect())
+}
+
+/// Moves the checkpoint to `sequence` (and marks the delivery done after
+/// the terminal status) if `owner` still holds the lease; false if it lost it.
+pub async fn advance(
+    client: &Client,
+    job_id: JobId,
+    owner: Uuid,
+    sequence: u64,
+    done: bool,
+) -> Result<bool, StoreError> {
+    let changed = client
+        .execute(ADVANCE, &[&job_id.0, &owner, &(sequence as i64), &done])
+        .await
+        .during("ADVANCE")?;
+    Ok(changed == 1)
+}
+
+/// Gives the lease back after a delivery went through.
+pub async fn release(client: &Client, job_id: JobId, owner: Uuid) -> Result<(), StoreError> {
+    client
+        .execute(RELEASE, &[&job_id.0, &owner])
+        .await
+        .during("RELEASE")?;
+    Ok(())
+}
+
+/// Records a failed attempt, why (at most 256 characters), and when to
+/// try again; gives the lease back.
+pub async fn failed(
+    client: &Client,
+    job_id: JobId,
+    owner: Uuid,
+    error: &str,
+    retry_in: Duration,
+) -> Result<(), StoreError> {
+    let error = crate::domain::text::truncated(error, 256);
+    client
+        .execute(
+            FAILED,
+            &[&job_id.0, &owner, &error, &(retry_in.as_millis() as f64)],
+        )
+        .await
+        .during("FAILED")?;
+    Ok(())
+}
+
+/// Undelivered events over every job, and the age in seconds of the oldest.
+pub async fn lag(client: &Client) -> Result<(i64, f64), StoreError> {
+    let row = client.query_one(LAG, &[]).await.during("LAG")?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// Where one job's delivery stands, if the job has an endpoint.
+pub async fn state(client: &Client, job_id: JobId) -> Result<Option<DeliveryState>, StoreError> {
+    let row = client
+        .query_opt(STATE, &[&job_id.0])
+        .await
+        .during("STATE")?;
+    Ok(row.map(|row| DeliveryState {
+        delivered_sequence: row.get::<_, i64>(0) as u64,
+        attempts: row.get::<_, i32>(1) as u32,
+        last_error: row.get(2),
+        done: row.get(3),
+    }))
+}
