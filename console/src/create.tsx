@@ -87,6 +87,7 @@ export function CreatePage({ account }: { account: string }) {
     priority: "10",
     confirmation: true,
     dryRun: false,
+    notificationEndpoint: "",
     source: "manifest" as Source,
     format: String(ManifestFormat.S3_BATCH_OPERATIONS_CSV_20180820),
     bucket: "",
@@ -208,6 +209,7 @@ export function CreatePage({ account }: { account: string }) {
       priority: Number.parseInt(form.priority, 10),
       confirmationRequired: form.confirmation,
       dryRun: form.dryRun,
+      notification: form.notificationEndpoint ? { endpointUrl: form.notificationEndpoint } : undefined,
       manifest:
         form.source === "manifest"
           ? {
@@ -466,6 +468,7 @@ export function CreatePage({ account }: { account: string }) {
               <input type="number" name="priority" min={0} value={form.priority} onInput={set("priority")} />
             </label>
             {text("Tags (k=v, …)", "tags")}
+            {text("Notification endpoint (optional)", "notificationEndpoint", { placeholder: "https://hooks.example.com/batch" })}
           </div>
           <label class="inline">
             <input type="checkbox" name="confirmation" checked={form.confirmation} onChange={set("confirmation")} />{" "}

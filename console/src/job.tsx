@@ -536,6 +536,7 @@ function Details({ job }: { job: JobDescriptor }) {
         <Item term="Status update reason">{job.statusUpdateReason || "—"}</Item>
         <Item term="Confirmation required">{job.confirmationRequired ? "Yes" : "No"}</Item>
         {job.dryRun && <Item term="Dry run">Yes: the objects are counted, nothing runs</Item>}
+        {job.notification && <Item term="Status webhook">{job.notification.endpointUrl}</Item>}
         {job.roleArn && <Item term="Role ARN">{job.roleArn}</Item>}
         {manifest && (
           <>

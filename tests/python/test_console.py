@@ -405,7 +405,12 @@ def test_a_dry_run_from_the_form_shows_its_count_and_touches_nothing(console, pb
     page.get_by_label("Key", exact=True).fill("dry.csv")
     page.get_by_label("Report bucket").fill("reports")
     page.get_by_label("Description").fill("how many?")
+    page.get_by_label("Notification endpoint (optional)").fill("http://127.0.0.1:9/not-allowed")
     page.get_by_label("Dry run").check()
+    page.get_by_role("button", name="Count objects (dry run)").click()
+    # The server checks the endpoint against its invoke allowlist (empty here).
+    expect(page.get_by_role("alert")).to_contain_text("notification.endpoint_url")
+    page.get_by_label("Notification endpoint (optional)").fill("")
     page.get_by_role("button", name="Count objects (dry run)").click()
     # A CSV manifest names no sizes: the count comes without bytes.
     expect(page.locator(".page-head .badge")).to_have_text("DryRunComplete")
