@@ -282,5 +282,20 @@ async fn the_cli_dry_run_waits_for_the_count_and_prints_it() {
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("ManifestNotFound"), "{stdout}");
     assert!(stdout.contains("ended before counting"), "{stdout}");
+    // A notification endpoint outside the allowlist is refused by field.
+    let output = run(vec![
+        "create-job".into(),
+        "--operation".into(),
+        r#"{"delete_object": {}}"#.into(),
+        "--manifest-generator".into(),
+        r#"{"source_bucket": "data"}"#.into(),
+        "--notification-endpoint".into(),
+        "http://127.0.0.1:9/hook".into(),
+    ])
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_ne!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("notification.endpoint_url"), "{stderr}");
     server.stop().await;
 }
