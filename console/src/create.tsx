@@ -468,7 +468,7 @@ export function CreatePage({ account }: { account: string }) {
               <input type="number" name="priority" min={0} value={form.priority} onInput={set("priority")} />
             </label>
             {text("Tags (k=v, …)", "tags")}
-            {text("Notification endpoint (optional)", "notificationEndpoint", { placeholder: "https://hooks.example.com/batch" })}
+            {text("Notification endpoint (optional)", "notificationEndpoint", { placeholder: "an http(s) URL in the invoke allowlist" })}
           </div>
           <label class="inline">
             <input type="checkbox" name="confirmation" checked={form.confirmation} onChange={set("confirmation")} />{" "}
