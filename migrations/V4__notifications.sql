@@ -9,6 +9,9 @@ CREATE TABLE notification_deliveries (
     job_id             uuid        PRIMARY KEY,
     account_id         text        NOT NULL,
     endpoint_url       text        NOT NULL,
+    -- The server's --notification-endpoint (the operator's, trusted), not
+    -- one the job named (held to the invoke allowlist at each delivery).
+    operator           boolean     NOT NULL,
     delivered_sequence bigint      NOT NULL DEFAULT 0,
     attempts           integer     NOT NULL DEFAULT 0,
     next_attempt_at    timestamptz NOT NULL,

@@ -229,7 +229,6 @@ impl ServeConfig {
     pub(crate) fn webhooks(&self) -> crate::notify::webhooks::WebhookConfig {
         crate::notify::webhooks::WebhookConfig {
             region: self.s3control_region.clone(),
-            default_endpoint: self.notification_endpoint.clone(),
             timeout: Duration::from_millis(self.notification_timeout_ms),
             retry_base: Duration::from_millis(self.notification_retry_base_ms),
             retry_max: Duration::from_secs(300),

@@ -171,7 +171,7 @@ impl Metrics {
         );
         registry.register(
             "notification_lag_events",
-            "Job events not yet delivered to status webhooks, over every process",
+            "Job events after the status webhook checkpoints of jobs whose delivery is not done, over every process",
             metrics.notification_lag_events.clone(),
         );
         registry.register(

@@ -162,6 +162,13 @@ async fn a_dry_run_of_an_empty_listing_answers_zero_where_a_job_would_fail() {
     assert_eq!(summary.total_number_of_tasks, 0);
     assert_eq!(summary.total_object_bytes, Some(0));
     assert!(job.failure_reasons.is_empty());
+    // An empty CSV manifest counts 0 objects of a size it cannot know.
+    let job = server
+        .run_job(&[], delete_dry_run("empty-csv"), S::DryRunComplete)
+        .await;
+    let summary = job.progress_summary.unwrap();
+    assert_eq!(summary.total_number_of_tasks, 0);
+    assert_eq!(summary.total_object_bytes, None);
     server.stop().await;
 }
 

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{admin_url, url_for};
+use common::{TestDb, admin_url, url_for};
 use tokio_postgres::NoTls;
 
 #[tokio::test]
@@ -165,4 +165,23 @@ fn database_names_replace_those_of_urls_and_strings() {
         ),
         "host='/tmp/x/run' port=5432 user=postgres dbname=batchops dbname=t3"
     );
+}
+
+#[tokio::test]
+async fn a_database_migrated_by_a_newer_batchops_is_refused_by_an_older_one() {
+    // Given a database that a later version migrated further,
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (999, 'from_the_future')",
+            &[],
+        )
+        .await
+        .unwrap();
+    // when this version starts on it, it refuses, naming the migration.
+    let store = batchops::store::Store::connect(&db.url, 2).await.unwrap();
+    let error = store.migrate().await.unwrap_err().to_string();
+    assert!(error.contains("migration 999"), "{error}");
+    assert!(error.contains("newer version"), "{error}");
 }

@@ -8,10 +8,11 @@ use batchops::domain::{
     AccountId, ChecksumAlgorithm, Command, FailureThreshold, JobId, JobSpec, ManifestFormat,
     ManifestSource, ManifestSpec, ObjectLocation, Operation, Tag,
 };
-use batchops::store::{Store, StoreError, jobs};
+use batchops::store::{Store, StoreError, jobs, notifications};
 use chrono::Utc;
 use common::{TestDb, TestServer, checksum_job, wait_for, write_manifest};
 use proptest::prelude::*;
+use std::time::Duration;
 
 fn spec(token: &str) -> JobSpec {
     JobSpec {
@@ -313,4 +314,110 @@ async fn events_stored_in_schema_version_1_still_replay() {
     assert_eq!(job.status_update_reason.as_deref(), Some("stop"));
     assert_eq!(job.version, SCHEMA_V1_EVENTS.len() as u64);
     assert!(job.confirmed && job.termination_time.is_some());
+}
+
+/// A job of `account` whose status changes go to a webhook.
+async fn notified_job(store: &Store, account: &str, token: &str) -> JobId {
+    let mut client = store.client().await.unwrap();
+    let spec = JobSpec {
+        account_id: AccountId(account.into()),
+        ..spec(token)
+    };
+    let endpoint = notifications::NotificationEndpoint {
+        url: "http://127.0.0.1:9/hook",
+        operator: false,
+    };
+    jobs::create(
+        &mut client,
+        JobId::generate(),
+        &spec,
+        "fp",
+        Some(endpoint),
+        Utc::now(),
+    )
+    .await
+    .unwrap()
+    .0
+}
+
+#[tokio::test]
+async fn a_webhook_lease_that_ran_out_moves_no_checkpoint_and_another_deliverer_takes_over() {
+    let db = TestDb::new().await;
+    let store = store(&db).await;
+    let job = notified_job(&store, "acct", "lease").await;
+    let client = store.client().await.unwrap();
+    let (first, second) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    // Given a delivery leased for a moment that has passed,
+    let claimed = notifications::claim(&client, first, Duration::from_millis(1), &[], 8)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // then its owner can neither renew it nor move the checkpoint,
+    assert!(
+        !notifications::renew(&client, job, first, Duration::from_secs(5))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !notifications::advance(&client, job, first, 1, false)
+            .await
+            .unwrap()
+    );
+    // and another deliverer takes it from the same checkpoint and moves it.
+    let taken = notifications::claim(&client, second, Duration::from_secs(5), &[], 8)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].delivered_sequence, 0);
+    assert!(
+        notifications::renew(&client, job, second, Duration::from_secs(5))
+            .await
+            .unwrap()
+    );
+    assert!(
+        notifications::advance(&client, job, second, 1, false)
+            .await
+            .unwrap()
+    );
+    notifications::release(&client, job, second).await.unwrap();
+    let state = notifications::state(&client, job).await.unwrap().unwrap();
+    assert_eq!(state.delivered_sequence, 1);
+}
+
+#[tokio::test]
+async fn webhook_claims_take_one_job_per_account_and_skip_busy_accounts() {
+    let db = TestDb::new().await;
+    let store = store(&db).await;
+    // Given five due jobs of one account and one of another,
+    for i in 0..5 {
+        notified_job(&store, "many", &format!("m{i}")).await;
+    }
+    notified_job(&store, "lone", "l").await;
+    let client = store.client().await.unwrap();
+    // a claim of up to eight takes one of each account,
+    let claimed = notifications::claim(
+        &client,
+        uuid::Uuid::new_v4(),
+        Duration::from_secs(5),
+        &[],
+        8,
+    )
+    .await
+    .unwrap();
+    let mut accounts: Vec<&str> = claimed.iter().map(|d| d.account.0.as_str()).collect();
+    accounts.sort();
+    assert_eq!(accounts, ["lone", "many"]);
+    // and an account this process is busy with is left to others.
+    let busy = [AccountId("many".into())];
+    let next = notifications::claim(
+        &client,
+        uuid::Uuid::new_v4(),
+        Duration::from_secs(5),
+        &busy,
+        8,
+    )
+    .await
+    .unwrap();
+    assert!(next.is_empty(), "{next:?}");
 }

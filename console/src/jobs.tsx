@@ -9,7 +9,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 
 import type { JobDescriptor, JobListDescriptor, JobProgressSummary } from "./gen/batchops/v1/job_pb";
 import { JobStatus } from "./gen/batchops/v1/job_pb";
-import { STATUSES, jobs, problem, when } from "./api";
+import { STATUSES, count, jobs, problem, when } from "./api";
 import { LiveIndicator, Problem, Progress, ShortId, StatusBadge } from "./components";
 import { type Connection, debounced, follow, showConnection } from "./live";
 
@@ -191,7 +191,15 @@ export function JobsPage({ account, onNeedToken }: { account: string; onNeedToke
                 </td>
                 <td data-label="Priority">{job.priority}</td>
                 <td data-label="Progress">
-                  <Progress summary={job.progress} label={`Tasks done of job ${job.jobId.slice(0, 8)}`} />
+                  {job.dryRun ? (
+                    <span class="muted">
+                      {job.status === JobStatus.DRY_RUN_COMPLETE
+                        ? `${count(job.progress?.totalNumberOfTasks ?? 0n)} objects counted`
+                        : "dry run"}
+                    </span>
+                  ) : (
+                    <Progress summary={job.progress} label={`Tasks done of job ${job.jobId.slice(0, 8)}`} />
+                  )}
                 </td>
                 <td data-label="Created">{when(job.createTime)}</td>
               </tr>

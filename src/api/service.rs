@@ -24,6 +24,7 @@ use crate::objects::Buckets;
 use crate::objects::invoke::{Allowlist, Functions};
 use crate::objects::report::ReportReadError;
 use crate::proto::{self as pb, job_service_server::JobService};
+use crate::store::notifications::NotificationEndpoint;
 use crate::store::tasks::ResultFilter;
 use crate::store::{Store, jobs, pages};
 
@@ -133,10 +134,20 @@ impl JobService for JobApi {
             .into());
         }
         let mut client = self.store.client().await.map_err(ApiError::from)?;
-        let endpoint = spec
-            .notification_endpoint
-            .as_deref()
-            .or(self.default_notification_endpoint.as_deref());
+        let endpoint = match (
+            &spec.notification_endpoint,
+            &self.default_notification_endpoint,
+        ) {
+            (Some(own), _) => Some(NotificationEndpoint {
+                url: own,
+                operator: false,
+            }),
+            (None, Some(default)) => Some(NotificationEndpoint {
+                url: default,
+                operator: true,
+            }),
+            (None, None) => None,
+        };
         let (id, created) = jobs::create(
             &mut client,
             JobId::generate(),

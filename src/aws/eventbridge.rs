@@ -20,7 +20,8 @@ pub struct StatusChange<'a> {
     pub previous: Option<JobStatus>,
     /// The reason a caller gave for this change (confirm, cancel).
     pub reason: Option<&'a str>,
-    /// The failure reasons this change recorded.
+    /// The job's failure reasons, for a change to Failing or Failed (the
+    /// codes AWS lists as `failureCodes`); empty otherwise.
     pub failures: &'a [FailureReason],
     /// The event's place in the whole log.
     pub position: i64,

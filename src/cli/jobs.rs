@@ -27,6 +27,23 @@ pub(super) async fn create_job(args: CreateJob) -> Result<ExitCode, CliError> {
     if !args.dry_run {
         return print(args.client.output, &response, |r| format!("{}\n", r.job_id));
     }
+    // A server older than dry runs drops the field and makes a job that
+    // would run: it is cancelled at once rather than left to run.
+    if !client.describe(&response.job_id).await?.dry_run {
+        client
+            .jobs
+            .update_job_status(pb::UpdateJobStatusRequest {
+                account_id: args.client.account_id.clone(),
+                job_id: response.job_id.clone(),
+                requested_job_status: pb::JobStatus::Cancelled as i32,
+                status_update_reason: "the server does not know dry runs".into(),
+            })
+            .await?;
+        return Err(CliError::Usage(format!(
+            "the server does not know dry runs: job {} it made instead was cancelled",
+            response.job_id
+        )));
+    }
     // A dry run's answer is its count: wait for it, then show the job.
     let job = until_ended(&mut client, &response.job_id).await?;
     let counted = job.status == pb::JobStatus::DryRunComplete as i32;

@@ -23,7 +23,7 @@ impl HistoryFolder {
         HistoryFolder { job: None }
     }
 
-    /// Whether the folded job has reached Complete, Cancelled or Failed, after
+    /// Whether the folded job has reached a terminal status, after
     /// which no status change follows.
     pub(crate) fn is_finished(&self) -> bool {
         self.job

@@ -459,7 +459,8 @@ pub struct Job {
     pub confirmed: bool,
     /// When the job was created.
     pub created_at: DateTime<Utc>,
-    /// When the job reached Complete, Cancelled or Failed.
+    /// When the job reached a terminal status (Complete, Cancelled, Failed,
+    /// or a dry run's DryRunComplete).
     pub termination_time: Option<DateTime<Utc>>,
     /// When the current Active interval began, while Active.
     pub active_since: Option<DateTime<Utc>>,

@@ -186,7 +186,7 @@ async fn prepare(engine: &Engine, id: JobId) -> Result<Outcome, StoreError> {
         };
         let mut prepared = PreparedCount::default();
         let mut counted = 0u64;
-        let mut bytes = Some(0u64);
+        let mut bytes = batches.sizes_known.then_some(0u64);
         while let Some(batch) = batches.next().await {
             let batch = batch?;
             counted += batch.rows.len() as u64;

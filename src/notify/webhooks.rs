@@ -26,7 +26,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-use super::Notifier;
+use tokio::sync::broadcast;
+
+use super::{Notice, Notifier};
 use crate::aws::eventbridge::{self, StatusChange};
 use crate::domain::{self, AccountId, Job, JobStatus};
 use crate::metrics::Metrics;
@@ -39,9 +41,6 @@ use crate::store::{LoggedEvent, RecordedEvent, Store, StoreError, jobs};
 pub(crate) struct WebhookConfig {
     /// The region in job ARNs (S3 Control's).
     pub region: String,
-    /// Where jobs without an endpoint of their own send their changes; the
-    /// operator's, so not held to the invoke allowlist.
-    pub default_endpoint: Option<String>,
     /// How long one POST may take.
     pub timeout: Duration,
     /// The first retry's delay; it doubles per failed attempt.
@@ -54,8 +53,11 @@ pub(crate) struct WebhookConfig {
     pub concurrency: usize,
 }
 
-/// Events POSTed per lease; the lease lasts long enough for all of them.
+/// Status changes POSTed per claim, before the job goes back in line.
 const EVENTS_PER_LEASE: usize = 4;
+
+/// A lease lasts one POST's timeout and this much more.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// Events read from a job's stream per query while folding it.
 const EVENTS_PAGE: usize = 500;
@@ -76,7 +78,8 @@ pub(crate) async fn run(
         metrics,
         http: crate::objects::invoke::http_client(),
         owner: Uuid::new_v4(),
-        lease: config.timeout * EVENTS_PER_LEASE as u32 + Duration::from_secs(2),
+        // Renewed before each POST: one POST, and the checkpoint after it.
+        lease: config.timeout + LEASE_MARGIN,
         config,
     });
     let busy: Arc<Mutex<HashSet<AccountId>>> = Arc::default();
@@ -109,7 +112,7 @@ pub(crate) async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             // Any committed event may be a status change to deliver.
-            _ = notices.recv() => {}
+            _ = events_committed(&mut notices) => {}
             _ = tokio::time::sleep(deliverer.config.poll_interval) => {}
             Some(done) = running.join_next_with_id(), if !running.is_empty() => {
                 let task = match done {
@@ -130,6 +133,27 @@ pub(crate) async fn run(
     .await;
     if drained.is_err() {
         running.abort_all();
+        while running.join_next().await.is_some() {}
+        // What was cut short is taken up at once after a restart, not
+        // after the leases run out.
+        if let Ok(client) = deliverer.store.client().await
+            && let Err(error) = notifications::release_all(&client, deliverer.owner).await
+        {
+            warn!(%error, "webhook leases not released; they run out");
+        }
+    }
+}
+
+/// Waits for a notice that events were committed (progress notices, one
+/// per chunk, say nothing about status); pends forever if the notifier is
+/// gone, leaving the poll interval.
+async fn events_committed(notices: &mut broadcast::Receiver<Notice>) {
+    loop {
+        match notices.recv().await {
+            Ok(Notice::Events(_)) | Err(broadcast::error::RecvError::Lagged(_)) => return,
+            Ok(Notice::Progress(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+        }
     }
 }
 
@@ -157,10 +181,30 @@ struct Deliverer {
 enum Attempt {
     /// Everything due was delivered, or the lease's share of it.
     Delivered,
-    /// The endpoint failed; why.
-    Failed(String),
+    /// The endpoint failed; why, and whether earlier events of the attempt
+    /// went through (then the backoff starts afresh).
+    Failed { why: String, progressed: bool },
     /// Another process took the job over (this lease ran out).
     LostLease,
+}
+
+/// A status change to POST, built while the job's stream was folded.
+struct Pending {
+    sequence: u64,
+    position: i64,
+    id: Uuid,
+    event: serde_json::Value,
+    /// Whether the job was in a terminal status after it.
+    terminal: bool,
+}
+
+/// What is owed for one lease: up to [`EVENTS_PER_LEASE`] status changes
+/// after the checkpoint, and the sequence the checkpoint may move to once
+/// they are delivered (past events that need no POST).
+struct Owed {
+    pending: Vec<Pending>,
+    through: u64,
+    terminal: bool,
 }
 
 impl Deliverer {
@@ -170,34 +214,32 @@ impl Deliverer {
     }
 
     async fn deliver(&self, delivery: Delivery) {
-        let outcome = self.attempt(&delivery).await;
-        let settled = match outcome {
-            Ok(Attempt::Delivered) => self.release(&delivery).await,
-            Ok(Attempt::LostLease) => Ok(()),
-            Ok(Attempt::Failed(why)) => {
-                let retry_in = backoff(&self.config, delivery.attempts);
-                warn!(
-                    job_id = %delivery.job_id,
-                    attempts = delivery.attempts + 1,
-                    retry_in_ms = retry_in.as_millis() as u64,
-                    error = %why,
-                    "webhook delivery failed; it is retried"
-                );
-                self.fail(&delivery, &why, retry_in).await
+        let (why, progressed) = match self.attempt(&delivery).await {
+            Ok(Attempt::Delivered) => {
+                if let Err(error) = self.release(&delivery).await {
+                    warn!(job_id = %delivery.job_id, %error, "webhook lease not released; it runs out");
+                }
+                return;
             }
+            Ok(Attempt::LostLease) => return,
+            Ok(Attempt::Failed { why, progressed }) => (why, progressed),
             Err(error) => {
                 warn!(job_id = %delivery.job_id, %error, "webhook delivery interrupted");
-                self.fail(
-                    &delivery,
-                    "the delivery was interrupted",
-                    self.config.retry_base,
-                )
-                .await
+                ("the delivery was interrupted".to_owned(), false)
             }
         };
-        if let Err(error) = settled {
+        let earlier = if progressed { 0 } else { delivery.attempts };
+        let retry_in = backoff(&self.config, earlier);
+        warn!(
+            job_id = %delivery.job_id,
+            attempts = earlier + 1,
+            retry_in_ms = retry_in.as_millis() as u64,
+            error = %why,
+            "webhook delivery failed; it is retried"
+        );
+        if let Err(error) = self.fail(&delivery, &why, retry_in).await {
             // The lease runs out and the job is taken again from its checkpoint.
-            warn!(job_id = %delivery.job_id, %error, "webhook checkpoint not recorded");
+            warn!(job_id = %delivery.job_id, %error, "webhook failure not recorded");
         }
     }
 
@@ -216,17 +258,71 @@ impl Deliverer {
         notifications::failed(&client, delivery.job_id, self.owner, why, retry_in).await
     }
 
-    /// Folds the job's stream from its start and POSTs the status changes
-    /// after the checkpoint, in order, moving the checkpoint after each.
+    /// POSTs what is owed in order, renewing the lease before each POST and
+    /// moving the checkpoint after each 2xx. No database connection is held
+    /// while an endpoint is called.
     async fn attempt(&self, delivery: &Delivery) -> Result<Attempt, StoreError> {
+        let owed = self.owed(delivery).await?;
+        let mut progressed = false;
+        for pending in &owed.pending {
+            if !self.renew(delivery).await? {
+                return Ok(Attempt::LostLease);
+            }
+            if let Err(why) = self.post(delivery, pending).await {
+                self.metrics.notification_sent(false);
+                return Ok(Attempt::Failed { why, progressed });
+            }
+            self.metrics.notification_sent(true);
+            debug!(job_id = %delivery.job_id, sequence = pending.sequence, "status change delivered");
+            if !self
+                .advance(delivery, pending.sequence, pending.terminal)
+                .await?
+            {
+                return Ok(Attempt::LostLease);
+            }
+            progressed = true;
+        }
+        // Events that need no POST (priority, tags, reports) are passed over.
+        let reached = owed
+            .pending
+            .last()
+            .map_or(delivery.delivered_sequence, |p| p.sequence);
+        if owed.through > reached && !self.advance(delivery, owed.through, owed.terminal).await? {
+            return Ok(Attempt::LostLease);
+        }
+        Ok(Attempt::Delivered)
+    }
+
+    async fn renew(&self, delivery: &Delivery) -> Result<bool, StoreError> {
+        let client = self.store.client().await?;
+        notifications::renew(&client, delivery.job_id, self.owner, self.lease).await
+    }
+
+    async fn advance(
+        &self,
+        delivery: &Delivery,
+        sequence: u64,
+        done: bool,
+    ) -> Result<bool, StoreError> {
+        let client = self.store.client().await?;
+        notifications::advance(&client, delivery.job_id, self.owner, sequence, done).await
+    }
+
+    /// Folds the job's stream from its start and collects the status
+    /// changes after the checkpoint, as the events to POST.
+    async fn owed(&self, delivery: &Delivery) -> Result<Owed, StoreError> {
         let client = self.store.client().await?;
         let mut job: Option<Job> = None;
+        let mut owed = Owed {
+            pending: Vec::new(),
+            through: delivery.delivered_sequence,
+            terminal: false,
+        };
         let mut after = 0;
-        let mut sent = 0;
         loop {
             let page = jobs::events_after(&client, delivery.job_id, after, EVENTS_PAGE).await?;
             let Some(last) = page.last() else {
-                return Ok(Attempt::Delivered);
+                return Ok(owed);
             };
             after = last.sequence;
             for recorded in &page {
@@ -240,10 +336,9 @@ impl Deliverer {
                         delivery.job_id
                     )));
                 };
-                let done = job.status.is_terminal();
                 if let Some((previous, reason)) = change {
-                    if sent == EVENTS_PER_LEASE {
-                        return Ok(Attempt::Delivered);
+                    if owed.pending.len() == EVENTS_PER_LEASE {
+                        return Ok(owed);
                     }
                     let failures = if matches!(job.status, JobStatus::Failing | JobStatus::Failed) {
                         job.failure_reasons.as_slice()
@@ -259,50 +354,39 @@ impl Deliverer {
                         sequence: recorded.sequence,
                         at: recorded.recorded_at,
                     };
-                    if let Err(why) = self.post(delivery, &change).await {
-                        self.metrics.notification_sent(false);
-                        return Ok(Attempt::Failed(why));
-                    }
-                    self.metrics.notification_sent(true);
-                    sent += 1;
-                    debug!(job_id = %delivery.job_id, sequence = recorded.sequence, status = %job.status, "status change delivered");
+                    owed.pending.push(Pending {
+                        sequence: recorded.sequence,
+                        position: recorded.position,
+                        id: eventbridge::event_id(job.id, recorded.sequence),
+                        event: eventbridge::job_state_change(&change, &self.config.region),
+                        terminal: job.status.is_terminal(),
+                    });
                 }
-                // Other events (priority, tags, reports) are passed over.
-                if !notifications::advance(
-                    &client,
-                    delivery.job_id,
-                    self.owner,
-                    recorded.sequence,
-                    done,
-                )
-                .await?
-                {
-                    return Ok(Attempt::LostLease);
-                }
+                owed.through = recorded.sequence;
+                owed.terminal = job.status.is_terminal();
             }
         }
     }
 
     /// POSTs one event; `Err` says why it did not go through.
-    async fn post(&self, delivery: &Delivery, change: &StatusChange<'_>) -> Result<(), String> {
-        let operators = self.config.default_endpoint.as_deref() == Some(&delivery.endpoint_url);
-        let url = if operators {
+    async fn post(&self, delivery: &Delivery, pending: &Pending) -> Result<(), String> {
+        // The operator's default endpoint is trusted; a job's own endpoint is
+        // checked again, as the allowlist may have changed since CreateJob.
+        let url = if delivery.operator {
             url::Url::parse(&delivery.endpoint_url)
                 .map_err(|_| "the endpoint is not a URL".to_owned())?
         } else {
             check_endpoint(&delivery.endpoint_url, &self.allowlist)
-                .map_err(|_| "the endpoint is not in the server's invoke allowlist".to_owned())?
+                .map_err(|problem| format!("the endpoint {problem}"))?
         };
-        let event = eventbridge::job_state_change(change, &self.config.region);
-        let id = eventbridge::event_id(change.job.id, change.sequence);
         let sent = self
             .http
             .post(url)
             .timeout(self.config.timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("Idempotency-Key", id.to_string())
-            .header("X-Batchops-Position", change.position.to_string())
-            .body(event.to_string())
+            .header("Idempotency-Key", pending.id.to_string())
+            .header("X-Batchops-Position", pending.position.to_string())
+            .body(pending.event.to_string())
             .send()
             .await;
         match sent {
@@ -374,7 +458,6 @@ mod tests {
     fn retries_back_off_doubling_with_jitter_up_to_the_cap() {
         let config = WebhookConfig {
             region: "us-east-1".into(),
-            default_endpoint: None,
             timeout: Duration::from_secs(10),
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),

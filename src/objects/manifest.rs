@@ -97,6 +97,9 @@ pub struct RowBatch {
 /// Batches of task rows from a manifest being read.
 pub struct ManifestBatches {
     receiver: mpsc::Receiver<Result<RowBatch, ManifestError>>,
+    /// Whether the source gives every object's size (a listing, or an
+    /// inventory with a `Size` column), so that even no batch means 0 bytes.
+    pub sizes_known: bool,
 }
 
 impl ManifestBatches {
@@ -136,6 +139,7 @@ pub async fn open(
     )
     .await?;
     let (sender, receiver) = mpsc::channel(2);
+    let mut sizes_known = false;
     match spec.format {
         ManifestFormat::S3BatchOperationsCsv20180820 => {
             let options = CsvOptions {
@@ -163,6 +167,7 @@ pub async fn open(
                     &inventory.destination_bucket,
                 )));
             }
+            sizes_known = inventory.size_column.is_some();
             tokio::spawn(read_inventory(
                 buckets.clone(),
                 inventory,
@@ -171,7 +176,10 @@ pub async fn open(
             ));
         }
     }
-    Ok(ManifestBatches { receiver })
+    Ok(ManifestBatches {
+        receiver,
+        sizes_known,
+    })
 }
 
 /// Lists the generator's bucket and streams the selected objects as task
@@ -232,7 +240,10 @@ pub async fn generate(
             let _ = sender.send(Ok(last)).await;
         }
     });
-    Ok(ManifestBatches { receiver })
+    Ok(ManifestBatches {
+        receiver,
+        sizes_known: true,
+    })
 }
 
 /// Gets an object (its `version` when given), mapping a missing object and

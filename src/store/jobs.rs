@@ -145,7 +145,7 @@ pub async fn create(
     id: JobId,
     spec: &JobSpec,
     fingerprint: &str,
-    notification_endpoint: Option<&str>,
+    notification_endpoint: Option<super::notifications::NotificationEndpoint<'_>>,
     now: DateTime<Utc>,
 ) -> Result<(JobId, bool), StoreError> {
     let now = log_time(now);
@@ -202,7 +202,7 @@ pub async fn create(
     .await
     .during("INSERT_EVENT")?;
     if let Some(endpoint) = notification_endpoint {
-        super::notifications::register(&tx, id, &spec.account_id, endpoint, now).await?;
+        super::notifications::register(&tx, id, &spec.account_id, &endpoint, now).await?;
     }
     tx.execute(NOTIFY, &[&EVENTS_CHANNEL, &id.to_string()])
         .await

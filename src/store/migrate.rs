@@ -69,6 +69,18 @@ async fn apply_missing(client: &mut Client) -> Result<usize, StoreError> {
         .iter()
         .map(|row| row.get(0))
         .collect();
+    // A database a newer batchops migrated holds what this one does not
+    // know (new statuses, new fields a job depends on, such as a dry run's):
+    // this binary must not run jobs on it.
+    if let Some(newer) = applied
+        .iter()
+        .find(|version| !MIGRATIONS.iter().any(|(known, _, _)| known == *version))
+    {
+        return Err(StoreError::Corrupt(format!(
+            "the database has migration {newer}, which this batchops does not know: \
+             it was migrated by a newer version; run that version"
+        )));
+    }
     let mut count = 0;
     for (version, name, sql) in MIGRATIONS {
         if applied.contains(version) {

@@ -14,36 +14,50 @@ use super::{StoreError, error::During};
 use crate::domain::{AccountId, JobId};
 
 const REGISTER: &str = "
-    INSERT INTO notification_deliveries (job_id, account_id, endpoint_url, next_attempt_at)
-    VALUES ($1, $2, $3, $4)
+    INSERT INTO notification_deliveries (job_id, account_id, endpoint_url, operator, next_attempt_at)
+    VALUES ($1, $2, $3, $4, $5)
     ON CONFLICT (job_id) DO NOTHING";
 // Jobs with events past their checkpoint whose retry time has come and
-// whose lease (if any) ran out, at most one per account and none of the
-// accounts this process is already delivering for: one account's many jobs,
-// or its slow endpoint, take one delivery slot of a process at a time.
+// whose lease (if any) ran out: first the most overdue job of each account
+// (none of the accounts this process is already delivering for), chosen
+// without locking, then as many of those as asked for, locked and leased.
+// One account's many jobs, or its slow endpoint, take one delivery slot of
+// a process at a time, and no account's backlog crowds out the others.
 const CLAIM: &str = "
-    WITH due AS (
-        SELECT d.job_id, d.account_id, d.next_attempt_at
+    WITH candidates AS (
+        SELECT DISTINCT ON (d.account_id) d.job_id, d.next_attempt_at
         FROM notification_deliveries d JOIN jobs j ON j.job_id = d.job_id
         WHERE NOT d.done AND d.next_attempt_at <= now()
           AND (d.lease_until IS NULL OR d.lease_until < now())
           AND j.version > d.delivered_sequence
           AND d.account_id <> ALL($3)
-        ORDER BY d.next_attempt_at
-        LIMIT 256
+        ORDER BY d.account_id, d.next_attempt_at
+    ), chosen AS (
+        SELECT d.job_id
+        FROM notification_deliveries d JOIN candidates c ON c.job_id = d.job_id
+        WHERE NOT d.done AND (d.lease_until IS NULL OR d.lease_until < now())
+        ORDER BY c.next_attempt_at
+        LIMIT $4
         FOR UPDATE OF d SKIP LOCKED
-    ), one_each AS (
-        SELECT DISTINCT ON (account_id) job_id, next_attempt_at
-        FROM due ORDER BY account_id, next_attempt_at
     )
     UPDATE notification_deliveries d
     SET lease_owner = $1, lease_until = now() + $2 * interval '1 millisecond'
-    WHERE d.job_id IN (SELECT job_id FROM one_each ORDER BY next_attempt_at LIMIT $4)
-    RETURNING d.job_id, d.account_id, d.endpoint_url, d.delivered_sequence, d.attempts";
+    WHERE d.job_id IN (SELECT job_id FROM chosen)
+    RETURNING d.job_id, d.account_id, d.endpoint_url, d.delivered_sequence, d.attempts, d.operator";
+// Only while the lease holds: a deliverer whose lease ran out (and may
+// have been taken over) moves nothing.
+const RENEW: &str = "
+    UPDATE notification_deliveries
+    SET lease_until = now() + $3 * interval '1 millisecond'
+    WHERE job_id = $1 AND lease_owner = $2 AND lease_until > now()";
 const ADVANCE: &str = "
     UPDATE notification_deliveries
     SET delivered_sequence = $3, attempts = 0, last_error = NULL, done = $4
-    WHERE job_id = $1 AND lease_owner = $2 AND delivered_sequence < $3";
+    WHERE job_id = $1 AND lease_owner = $2 AND lease_until > now() AND delivered_sequence < $3";
+const RELEASE_ALL: &str = "
+    UPDATE notification_deliveries
+    SET lease_owner = NULL, lease_until = NULL
+    WHERE lease_owner = $1";
 const RELEASE: &str = "
     UPDATE notification_deliveries
     SET lease_owner = NULL, lease_until = NULL
@@ -67,6 +81,16 @@ const STATE: &str = "
     SELECT delivered_sequence, attempts, last_error, done
     FROM notification_deliveries WHERE job_id = $1";
 
+/// Where a new job's status changes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotificationEndpoint<'a> {
+    /// The URL.
+    pub url: &'a str,
+    /// Whether it is the server's default (`--notification-endpoint`), which
+    /// is the operator's and not held to the invoke allowlist.
+    pub operator: bool,
+}
+
 /// One job's delivery, as a process claimed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -80,6 +104,8 @@ pub struct Delivery {
     pub delivered_sequence: u64,
     /// Failed attempts since the last delivery.
     pub attempts: u32,
+    /// Whether the endpoint is the server's default (the operator's).
+    pub operator: bool,
 }
 
 /// Where a job's delivery stands.
@@ -95,18 +121,28 @@ pub struct DeliveryState {
     pub done: bool,
 }
 
-/// Sends the new job's status changes to `endpoint`, from its creation on:
-/// called in the transaction that creates the job.
+/// Sends the new job's status changes to `endpoint` (the operator's
+/// default when `operator`), from its creation on: called in the
+/// transaction that creates the job.
 pub(crate) async fn register(
     tx: &Transaction<'_>,
     job_id: JobId,
     account: &AccountId,
-    endpoint: &str,
+    endpoint: &NotificationEndpoint<'_>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tx.execute(REGISTER, &[&job_id.0, &account.0, &endpoint, &now])
-        .await
-        .during("REGISTER")?;
+    tx.execute(
+        REGISTER,
+        &[
+            &job_id.0,
+            &account.0,
+            &endpoint.url,
+            &endpoint.operator,
+            &now,
+        ],
+    )
+    .await
+    .during("REGISTER")?;
     Ok(())
 }
 
@@ -135,12 +171,37 @@ pub async fn claim(
             endpoint_url: row.get(2),
             delivered_sequence: row.get::<_, i64>(3) as u64,
             attempts: row.get::<_, i32>(4) as u32,
+            operator: row.get(5),
         })
         .collect())
 }
 
+/// Extends `owner`'s lease by `lease` from now, if it still holds it.
+pub async fn renew(
+    client: &Client,
+    job_id: JobId,
+    owner: Uuid,
+    lease: Duration,
+) -> Result<bool, StoreError> {
+    let changed = client
+        .execute(RENEW, &[&job_id.0, &owner, &(lease.as_millis() as f64)])
+        .await
+        .during("RENEW")?;
+    Ok(changed == 1)
+}
+
+/// Gives back every lease `owner` holds (at shutdown).
+pub async fn release_all(client: &Client, owner: Uuid) -> Result<(), StoreError> {
+    client
+        .execute(RELEASE_ALL, &[&owner])
+        .await
+        .during("RELEASE_ALL")?;
+    Ok(())
+}
+
 /// Moves the checkpoint to `sequence` (and marks the delivery done after
-/// the terminal status) if `owner` still holds the lease; false if it lost it.
+/// the terminal status) if `owner` still holds an unexpired lease; false if
+/// it lost it.
 pub async fn advance(
     client: &Client,
     job_id: JobId,

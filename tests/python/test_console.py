@@ -423,5 +423,6 @@ def test_a_dry_run_from_the_form_shows_its_count_and_touches_nothing(console, pb
     page.get_by_role("link", name="Jobs", exact=True).first.click()
     listed = page.locator("tr", has_text="how many?")
     expect(listed.locator(".badge.tone-dry")).to_have_text(["dry run", "DryRunComplete"])
+    expect(listed).to_contain_text("2 objects counted")
     assert (console.server.objects / "photos" / "a.jpg").exists()
     assert not (console.server.objects / "reports").exists()

@@ -942,9 +942,9 @@ export type JobProgressSummary = Message<"batchops.v1.JobProgressSummary"> & {
 
   /**
    * Output only. The objects' total size in bytes, set when preparation ends
-   * if the listing or the manifest gave every object's size: manifest
+   * if the listing or the manifest gives every object's size: manifest
    * generators and S3 Inventory reports with a `Size` column do, CSV
-   * manifests do not.
+   * manifests do not (unset, even for an empty one).
    *
    * @generated from field: optional uint64 total_object_bytes = 5;
    */
@@ -1173,8 +1173,10 @@ export const JobDescriptorSchema: GenMessage<JobDescriptor> = /*@__PURE__*/
  */
 export type JobNotification = Message<"batchops.v1.JobNotification"> & {
   /**
-   * Required: an http(s) URL without credentials, ≤ 2048 bytes, under the
-   * server's invoke allowlist (the same list Invoke endpoints must be in).
+   * Required: an http(s) URL without credentials, ≤ 2048 bytes as given and
+   * once normalised, under the server's invoke allowlist (the same list
+   * Invoke endpoints must be in). Kept normalised; checked against the
+   * allowlist again at each delivery.
    *
    * @generated from field: string endpoint_url = 1;
    */

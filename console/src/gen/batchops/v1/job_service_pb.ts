@@ -134,12 +134,15 @@ export type CreateJobRequest = Message<"batchops.v1.CreateJobRequest"> & {
    * jobArn, status, jobEventId, failureCodes and statusChangeReason), plus
    * `detail.batchops` with the event's log `position`, its job `sequence` and
    * the `previousStatus`. Delivery is at least once and in order per job:
-   * the event's `id` (and the `Idempotency-Key` header) is the same on every
+   * an event is POSTed only after the one before it was acknowledged, and
+   * its `id` (and the `Idempotency-Key` header) is the same on every
    * attempt, so a receiver drops repeats by it or by `position`. Any 2xx
-   * answer delivers; anything else, a timeout (10 s) or no answer is retried
-   * with backoff up to 5 minutes apart, for as long as it takes; redirects
-   * are not followed. Each job's deliveries keep their own checkpoint, so an
-   * endpoint that fails holds back only its own job's notifications.
+   * answer delivers; anything else, no answer within the server's
+   * `--notification-timeout-ms` (default 10 s) or a redirect (never
+   * followed) is retried with backoff up to 5 minutes apart, for as long as
+   * it takes. Each job's deliveries keep their own checkpoint, and a server
+   * process delivers for one job of an account at a time, so an endpoint
+   * that fails or hangs holds back its own account's notifications only.
    *
    * @generated from field: batchops.v1.JobNotification notification = 14;
    */
