@@ -250,6 +250,26 @@ pub async fn load(
     found(row, id)
 }
 
+/// [`load`] through the connection's statement cache: one round trip (Bind
+/// and Execute) instead of two (Parse, then Bind and Execute), for reads
+/// that come often, such as DescribeJob.
+pub async fn load_prepared(
+    client: &deadpool_postgres::Client,
+    id: JobId,
+    account: Option<&AccountId>,
+) -> Result<Job, StoreError> {
+    let account = account.map(|account| account.0.as_str());
+    let statement = client
+        .prepare_cached(SELECT_JOB)
+        .await
+        .during("SELECT_JOB")?;
+    let row = client
+        .query_opt(&statement, &[&id.0, &account])
+        .await
+        .during("SELECT_JOB")?;
+    found(row, id)
+}
+
 fn found(row: Option<Row>, id: JobId) -> Result<Job, StoreError> {
     let Some(row) = row else {
         return Err(StoreError::NotFound(id));
