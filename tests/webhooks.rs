@@ -59,32 +59,60 @@ fn received_by_job(endpoint: &TestEndpoint) -> BTreeMap<String, Vec<(u64, serde_
 /// what its endpoint must receive.
 async fn expected_changes(
     client: &mut pb::job_service_client::JobServiceClient<tonic::transport::Channel>,
-    account: &str,
     job_id: &str,
 ) -> Vec<(u64, String)> {
-    let mut stream = client
-        .get_job_history(pb::GetJobHistoryRequest {
-            account_id: account.into(),
-            job_id: job_id.into(),
-            after_sequence: 0,
-            include_task_results: false,
+    history(client, job_id, 0)
+        .await
+        .into_iter()
+        .filter_map(|event| {
+            let status = match event.event? {
+                pb::job_event::Event::JobCreated(_) => "New".to_owned(),
+                pb::job_event::Event::StatusChanged(change) => batchops_status_name(change.status),
+                _ => return None,
+            };
+            Some((event.sequence as u64, status))
         })
+        .collect()
+}
+
+/// Waits until every job of `jobs` has had each of its status changes
+/// delivered (repeats aside), then asserts they came in order.
+async fn all_delivered(
+    endpoint: &TestEndpoint,
+    client: &mut pb::job_service_client::JobServiceClient<tonic::transport::Channel>,
+    jobs: &[String],
+) {
+    let mut expected = BTreeMap::new();
+    for job in jobs {
+        expected.insert(job.clone(), expected_changes(client, job).await);
+    }
+    wait_until(|| {
+        let received = received_by_job(endpoint);
+        expected.iter().all(|(job, changes)| {
+            received
+                .get(job)
+                .is_some_and(|events| deduplicated(events).len() == changes.len())
+        })
+    })
+    .await;
+    let received = received_by_job(endpoint);
+    for (job, changes) in &expected {
+        assert_eq!(&deduplicated(&received[job]), changes, "job {job}");
+    }
+}
+
+/// `batchops_notification_lag_events` as the metrics endpoint shows it now.
+async fn lag_events(metrics: std::net::SocketAddr) -> f64 {
+    let text = reqwest::get(format!("http://{metrics}/metrics"))
         .await
         .unwrap()
-        .into_inner();
-    let mut changes = Vec::new();
-    while let Some(message) = stream.message().await.unwrap() {
-        let event = message.event.unwrap();
-        let status = match event.event {
-            Some(pb::job_event::Event::JobCreated(_)) => "New".to_owned(),
-            Some(pb::job_event::Event::StatusChanged(change)) => {
-                batchops_status_name(change.status)
-            }
-            _ => continue,
-        };
-        changes.push((event.sequence as u64, status));
-    }
-    changes
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("batchops_notification_lag_events "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(-1.0)
 }
 
 fn batchops_status_name(value: i32) -> String {
@@ -145,7 +173,7 @@ async fn every_status_change_is_posted_in_order_as_aws_eventbridge_events() {
         .await;
     wait_for(&mut server.client, &job_id, S::Complete).await;
     wait_for(&mut server.client, &quiet, S::Complete).await;
-    let expected = expected_changes(&mut server.client, ACCOUNT, &job_id).await;
+    let expected = expected_changes(&mut server.client, &job_id).await;
     assert_eq!(
         expected.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>(),
         [
@@ -268,26 +296,7 @@ async fn a_failing_endpoint_is_retried_with_backoff_and_nothing_is_lost_or_reord
         wait_for(&mut server.client, job, S::Complete).await;
     }
     // then every status change of each arrives, each job's in order,
-    let mut expected = BTreeMap::new();
-    for job in &jobs {
-        expected.insert(
-            job.clone(),
-            expected_changes(&mut server.client, ACCOUNT, job).await,
-        );
-    }
-    wait_until(|| {
-        let received = received_by_job(&endpoint);
-        expected.iter().all(|(job, changes)| {
-            received
-                .get(job)
-                .is_some_and(|events| deduplicated(events).len() == changes.len())
-        })
-    })
-    .await;
-    let received = received_by_job(&endpoint);
-    for (job, changes) in &expected {
-        assert_eq!(&deduplicated(&received[job]), changes, "job {job}");
-    }
+    all_delivered(&endpoint, &mut server.client, &jobs).await;
     // after the failed calls were tried again,
     assert!(calls.load(Ordering::SeqCst) > 6 + 6 * 2 - 1);
     // and the checkpoints say so.
@@ -354,22 +363,7 @@ async fn deliveries_survive_a_sigkill_of_the_server_without_loss_or_reordering()
         wait_for(&mut client, job, S::Complete).await;
     }
     // while the endpoint fails, the lag shows what is owed,
-    let metrics = server.metrics_address.unwrap();
-    let lag = |text: &str| -> f64 {
-        text.lines()
-            .find_map(|line| line.strip_prefix("batchops_notification_lag_events "))
-            .and_then(|value| value.trim().parse().ok())
-            .unwrap_or(-1.0)
-    };
-    let scrape = || async move {
-        reqwest::get(format!("http://{metrics}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
-    let owed = lag(&scrape().await);
+    let owed = lag_events(server.metrics_address.unwrap()).await;
     assert!(owed > 0.0, "lag {owed}");
     wait_until(|| calls.load(Ordering::SeqCst) > 8).await;
     // and the server is killed,
@@ -378,40 +372,15 @@ async fn deliveries_survive_a_sigkill_of_the_server_without_loss_or_reordering()
     healthy.store(true, Ordering::SeqCst);
     let server = ServerProcess::start(&db, &store, &flags, &[]);
     let mut client = connect(server.address).await;
-    let mut expected = BTreeMap::new();
-    for job in &jobs {
-        expected.insert(
-            job.clone(),
-            expected_changes(&mut client, ACCOUNT, job).await,
-        );
-    }
-    wait_until(|| {
-        let received = received_by_job(&endpoint);
-        expected.iter().all(|(job, changes)| {
-            received
-                .get(job)
-                .is_some_and(|events| deduplicated(events).len() == changes.len())
-        })
-    })
-    .await;
-    let received = received_by_job(&endpoint);
-    for (job, changes) in &expected {
-        assert_eq!(&deduplicated(&received[job]), changes, "job {job}");
-    }
+    all_delivered(&endpoint, &mut client, &jobs).await;
     let metrics = server.metrics_address.unwrap();
-    let mut settled = -1.0;
+    let mut settled = lag_events(metrics).await;
     for _ in 0..100 {
-        let text = reqwest::get(format!("http://{metrics}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        settled = lag(&text);
         if settled == 0.0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+        settled = lag_events(metrics).await;
     }
     assert_eq!(settled, 0.0, "nothing is owed once all is delivered");
 }
@@ -449,14 +418,7 @@ async fn one_accounts_hanging_endpoint_does_not_hold_up_another_accounts_notific
         .await;
     wait_for(&mut server.client, &job_id, S::Complete).await;
     // then its whole history arrives while the first account's endpoint hangs.
-    let expected = expected_changes(&mut server.client, ACCOUNT, &job_id).await;
-    wait_until(|| {
-        received_by_job(&prompt)
-            .get(&job_id)
-            .is_some_and(|events| deduplicated(events).len() == expected.len())
-    })
-    .await;
-    assert_eq!(deduplicated(&received_by_job(&prompt)[&job_id]), expected);
+    all_delivered(&prompt, &mut server.client, std::slice::from_ref(&job_id)).await;
     assert_eq!(
         hanging.calls().len(),
         1,

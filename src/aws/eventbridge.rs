@@ -116,40 +116,10 @@ pub fn job_state_change(change: &StatusChange<'_>, region: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{
-        AccountId, ChecksumAlgorithm, FailureThreshold, JobSpec, ManifestFormat, ManifestSource,
-        ManifestSpec, ObjectLocation, Operation,
-    };
     use chrono::TimeZone;
 
     fn job(status: JobStatus) -> Job {
-        let spec = JobSpec {
-            account_id: AccountId("111122223333".into()),
-            client_request_token: "t".into(),
-            description: String::new(),
-            priority: 0,
-            confirmation_required: false,
-            manifest: ManifestSource::Manifest(ManifestSpec {
-                format: ManifestFormat::S3BatchOperationsCsv20180820,
-                fields: vec![],
-                location: ObjectLocation {
-                    bucket: "b".into(),
-                    key: "m.csv".into(),
-                },
-                etag: None,
-                version_id: None,
-            }),
-            operation: Operation::ComputeObjectChecksum {
-                algorithm: ChecksumAlgorithm::Sha256,
-            },
-            report: None,
-            tags: vec![],
-            failure_threshold: FailureThreshold::default(),
-            bucket_grant: None,
-            role_arn: None,
-            dry_run: false,
-            notification_endpoint: None,
-        };
+        let spec = crate::domain::tests::spec(false);
         let at = Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap();
         let mut job =
             crate::domain::created(JobId(uuid::Uuid::nil()), &crate::domain::create(spec), at);

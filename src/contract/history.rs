@@ -76,8 +76,8 @@ fn change_to_proto(
 ) -> Option<pb::job_event::Event> {
     use domain::Event as D;
     use pb::job_event::Event as E;
-    let status_changed = |reason: Option<&String>, failure_reasons: &[FailureReason]| {
-        E::StatusChanged(pb::StatusChangedEvent {
+    let change =
+        |reason: Option<&String>, failure_reasons: &[FailureReason]| pb::StatusChangedEvent {
             previous_status: status_to_proto(previous.status) as i32,
             status: status_to_proto(job.status) as i32,
             status_update_reason: reason.cloned().unwrap_or_default(),
@@ -85,38 +85,30 @@ fn change_to_proto(
             total_number_of_tasks: None,
             suspended_cause: String::new(),
             total_object_bytes: None,
-        })
+        };
+    let status_changed = |reason: Option<&String>, failure_reasons: &[FailureReason]| {
+        E::StatusChanged(change(reason, failure_reasons))
     };
     Some(match event {
+        // Preparation ends with the counts, whether the job will run or was
+        // a dry run.
         D::DryRunCounted {
             total_number_of_tasks,
             total_bytes,
-        } => E::StatusChanged(pb::StatusChangedEvent {
-            previous_status: status_to_proto(previous.status) as i32,
-            status: status_to_proto(job.status) as i32,
-            status_update_reason: String::new(),
-            failure_reasons: vec![],
-            total_number_of_tasks: Some(*total_number_of_tasks),
-            suspended_cause: String::new(),
-            total_object_bytes: *total_bytes,
-        }),
-        D::ManifestPrepared {
+        }
+        | D::ManifestPrepared {
             total_number_of_tasks,
-            awaiting_confirmation,
             total_bytes,
-        } => E::StatusChanged(pb::StatusChangedEvent {
-            previous_status: status_to_proto(previous.status) as i32,
-            status: status_to_proto(job.status) as i32,
-            status_update_reason: String::new(),
-            failure_reasons: vec![],
-            total_number_of_tasks: Some(*total_number_of_tasks),
-            suspended_cause: if *awaiting_confirmation {
-                job.suspended_cause.clone().unwrap_or_default()
-            } else {
-                String::new()
-            },
-            total_object_bytes: *total_bytes,
-        }),
+            ..
+        } => {
+            let mut change = change(None, &[]);
+            change.total_number_of_tasks = Some(*total_number_of_tasks);
+            change.total_object_bytes = *total_bytes;
+            if job.status.awaits_confirmation() {
+                change.suspended_cause = job.suspended_cause.clone().unwrap_or_default();
+            }
+            E::StatusChanged(change)
+        }
         D::JobConfirmed { reason } | D::CancellationRequested { reason } => {
             status_changed(reason.as_ref(), &[])
         }

@@ -85,4 +85,4 @@ impl DomainError {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -11,7 +11,8 @@ fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
 }
 
-fn spec(confirmation_required: bool) -> JobSpec {
+/// A checksum job's spec: also the fixture of other modules' tests.
+pub(crate) fn spec(confirmation_required: bool) -> JobSpec {
     JobSpec {
         account_id: AccountId("111122223333".into()),
         client_request_token: "token".into(),
