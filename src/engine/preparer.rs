@@ -200,7 +200,7 @@ async fn prepare(engine: &Engine, id: JobId) -> Result<Outcome, StoreError> {
             if !job.spec.dry_run {
                 prepared = tasks::copy_tasks(&tx, id, prepared, &batch.rows, chunk_size).await?;
             }
-            if tasks::status(&*tx, id).await? != JobStatus::Preparing {
+            if tasks::status(&tx, id).await? != JobStatus::Preparing {
                 return Ok(None);
             }
         }

@@ -4,7 +4,7 @@
 
 use chrono::Utc;
 use futures::TryStreamExt;
-use tokio_postgres::Client;
+use deadpool_postgres::Client;
 use tracing::{info, warn};
 
 use super::Engine;

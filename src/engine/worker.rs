@@ -65,7 +65,7 @@ async fn work_once(
     // Registered first, then the status looked at once: a stop that
     // committed after the claim is seen one way or the other.
     let gate = engine.gate.open(chunk.job_id);
-    if !tasks::status(&**client, chunk.job_id).await?.runs_tasks() {
+    if !tasks::status(&client, chunk.job_id).await?.runs_tasks() {
         gate.stop();
     }
     let span = info_span!("chunk", job_id = %chunk.job_id, chunk = chunk.chunk_number);
@@ -282,7 +282,7 @@ async fn watch_status(engine: &Engine, chunk: &ClaimedChunk, gate: &ChunkRun) {
     loop {
         tokio::time::sleep(every).await;
         let status = match engine.store.client().await {
-            Ok(client) => tasks::status(&**client, chunk.job_id).await,
+            Ok(client) => tasks::status(&client, chunk.job_id).await,
             Err(error) => Err(error),
         };
         if matches!(status, Ok(status) if !status.runs_tasks()) {

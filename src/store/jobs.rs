@@ -2,10 +2,10 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 use postgres_types::Json;
-use tokio_postgres::{Client, Row, Transaction};
+use tokio_postgres::{Client, Row};
 use uuid::Uuid;
 
-use super::{EVENTS_CHANNEL, StoreError, error::During};
+use super::{EVENTS_CHANNEL, StoreError, cached, error::During};
 use crate::domain::{
     self, AccountId, Command, Decision, EVENT_SCHEMA_VERSION, Effect, Event, Job, JobCreated,
     JobId, JobSpec, JobStatus,
@@ -214,13 +214,14 @@ pub async fn create(
 /// Locks a job's row for the rest of the transaction and reads it. With an
 /// account, a job of another account is reported as not found.
 pub async fn lock(
-    tx: &Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     id: JobId,
     account: Option<&AccountId>,
 ) -> Result<Job, StoreError> {
     let account = account.map(|account| account.0.as_str());
+    let statement = cached(tx, LOCK_JOB, "LOCK_JOB").await?;
     let row = tx
-        .query_opt(LOCK_JOB, &[&id.0, &account])
+        .query_opt(&statement, &[&id.0, &account])
         .await
         .during("LOCK_JOB")?;
     found(row, id)
@@ -228,9 +229,13 @@ pub async fn lock(
 
 /// Locks a job's row to record task results on it (see
 /// `LOCK_JOB_FOR_RESULTS`) and reads it.
-pub async fn lock_for_results(tx: &Transaction<'_>, id: JobId) -> Result<Job, StoreError> {
+pub async fn lock_for_results(
+    tx: &deadpool_postgres::Transaction<'_>,
+    id: JobId,
+) -> Result<Job, StoreError> {
+    let statement = cached(tx, LOCK_JOB_FOR_RESULTS, "LOCK_JOB_FOR_RESULTS").await?;
     let row = tx
-        .query_opt(LOCK_JOB_FOR_RESULTS, &[&id.0])
+        .query_opt(&statement, &[&id.0])
         .await
         .during("LOCK_JOB_FOR_RESULTS")?;
     found(row, id)
@@ -283,7 +288,7 @@ fn found(row: Option<Row>, id: JobId) -> Result<Job, StoreError> {
 /// out, the engine's are the caller's). Retries a bounded number of times
 /// on conflict.
 pub async fn execute(
-    client: &mut Client,
+    client: &mut deadpool_postgres::Client,
     id: JobId,
     account: Option<&AccountId>,
     command: &Command,
@@ -312,7 +317,7 @@ pub async fn execute(
 /// (releasing an ended job's chunks). The caller commits, and carries out
 /// the effects that are the engine's.
 pub async fn record(
-    tx: &Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     mut job: Job,
     command: &Command,
     now: DateTime<Utc>,
@@ -329,14 +334,16 @@ pub async fn record(
             continue;
         }
         if logged == 0 {
-            tx.execute(TAKE_APPEND_LOCK, &[&APPEND_LOCK])
+            let append_lock = cached(tx, TAKE_APPEND_LOCK, "TAKE_APPEND_LOCK").await?;
+            tx.execute(&append_lock, &[&APPEND_LOCK])
                 .await
                 .during("TAKE_APPEND_LOCK")?;
         }
         logged += 1;
         job.version += 1;
+        let insert = cached(tx, INSERT_EVENT, "INSERT_EVENT").await?;
         tx.query_one(
-            INSERT_EVENT,
+            &insert,
             &[
                 &job.id.0,
                 &(job.version as i64),
@@ -349,8 +356,9 @@ pub async fn record(
         .await
         .during("INSERT_EVENT")?;
     }
+    let update = cached(tx, UPDATE_JOB, "UPDATE_JOB").await?;
     tx.execute(
-        UPDATE_JOB,
+        &update,
         &[
             &job.id.0,
             &job.status.as_str(),

@@ -12,10 +12,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::pin_mut;
 use postgres_types::{Json, Type};
-use tokio_postgres::{Client, GenericClient, Transaction, binary_copy::BinaryCopyInWriter};
+use tokio_postgres::{Client, Transaction, binary_copy::BinaryCopyInWriter};
 use uuid::Uuid;
 
-use super::{PROGRESS_CHANNEL, StoreError, error::During, jobs};
+use super::{PROGRESS_CHANNEL, StoreError, cached, error::During, jobs};
 use crate::domain::{
     AccountId, BucketGrant, Command, Decision, ErrorSample, ErrorSummary, Job, JobId, JobStatus,
     Operation, SlotCandidate, Task, TaskResult, TaskRow,
@@ -58,9 +58,7 @@ const JOBS_TO_PREPARE: &str = "
 /// commits (`FOR NO KEY UPDATE`) and claims do not wait for each other.
 const CLAIM_CHUNK: &str = "
     WITH candidate AS (
-        SELECT c.job_id, c.chunk_number, j.account_id,
-               j.state -> 'spec' -> 'operation' AS operation,
-               j.state -> 'spec' -> 'bucket_grant' AS bucket_grant
+        SELECT c.job_id, c.chunk_number
         FROM task_chunks c JOIN jobs j ON j.job_id = c.job_id
         WHERE j.status = ANY($4)
           AND (c.lease_expires_at IS NULL OR c.lease_expires_at < now())
@@ -74,10 +72,10 @@ const CLAIM_CHUNK: &str = "
     SET lease_owner = $1,
         lease_expires_at = now() + make_interval(secs => $2),
         attempts = c.attempts + 1
-    FROM candidate
+    FROM candidate JOIN jobs j ON j.job_id = candidate.job_id
     WHERE c.job_id = candidate.job_id AND c.chunk_number = candidate.chunk_number
-    RETURNING c.job_id, c.chunk_number, c.first_task, c.task_count, candidate.account_id,
-              candidate.operation, candidate.bucket_grant";
+    RETURNING c.job_id, c.chunk_number, c.first_task, c.task_count, j.account_id,
+              j.state -> 'spec' -> 'operation', j.state -> 'spec' -> 'bucket_grant'";
 const CHUNK_TASKS: &str = "
     SELECT task_number, bucket, key, version_id FROM tasks
     WHERE job_id = $1 AND task_number >= $2 AND task_number < $2 + $3
@@ -177,9 +175,13 @@ pub async fn try_lock_job(tx: &Transaction<'_>, id: JobId) -> Result<bool, Store
 }
 
 /// The current status of a job, read outside any lock.
-pub async fn status(client: &impl GenericClient, id: JobId) -> Result<JobStatus, StoreError> {
+pub async fn status(
+    client: &impl deadpool_postgres::GenericClient,
+    id: JobId,
+) -> Result<JobStatus, StoreError> {
+    let statement = cached(client, JOB_STATUS, "JOB_STATUS").await?;
     let row = client
-        .query_opt(JOB_STATUS, &[&id.0])
+        .query_opt(&statement, &[&id.0])
         .await
         .during("JOB_STATUS")?
         .ok_or(StoreError::NotFound(id))?;
@@ -274,15 +276,16 @@ pub async fn copy_tasks(
 /// Leases the next chunk to run, if any: of the next account after
 /// `after_account` with work, its highest-priority Active job's.
 pub async fn claim_chunk(
-    client: &Client,
+    client: &deadpool_postgres::Client,
     owner: Uuid,
     lease: Duration,
     after_account: Option<&AccountId>,
 ) -> Result<Option<ClaimedChunk>, StoreError> {
     let after_account = after_account.map(|account| account.0.as_str());
+    let claim = cached(client, CLAIM_CHUNK, "CLAIM_CHUNK").await?;
     let Some(row) = client
         .query_opt(
-            CLAIM_CHUNK,
+            &claim,
             &[
                 &owner,
                 &lease.as_secs_f64(),
@@ -304,9 +307,10 @@ pub async fn claim_chunk(
     let Json(operation): Json<Operation> = row.try_get(5)?;
     let grant: Option<Json<Option<BucketGrant>>> = row.try_get(6)?;
     let bucket_grant = grant.and_then(|Json(grant)| grant);
+    let chunk_tasks = cached(client, CHUNK_TASKS, "CHUNK_TASKS").await?;
     let rows = client
         .query(
-            CHUNK_TASKS,
+            &chunk_tasks,
             &[&job_id.0, &first_task, &i64::from(task_count)],
         )
         .await
@@ -367,7 +371,7 @@ pub async fn extend_lease(
 /// lost, in which case nothing is written; else the job after the results
 /// and the decision they made.
 pub async fn complete_chunk(
-    client: &mut Client,
+    client: &mut deadpool_postgres::Client,
     chunk: &ClaimedChunk,
     owner: Uuid,
     results: &[TaskResult],
@@ -377,13 +381,16 @@ pub async fn complete_chunk(
     let tx = client.transaction().await.during("BEGIN")?;
     let (id, number) = (&chunk.job_id.0, &chunk.chunk_number);
     let released = match unstarted {
-        None => tx
-            .execute(RELEASE_CHUNK, &[id, number, &owner])
-            .await
-            .during("RELEASE_CHUNK")?,
+        None => {
+            let release = cached(&tx, RELEASE_CHUNK, "RELEASE_CHUNK").await?;
+            tx.execute(&release, &[id, number, &owner])
+                .await
+                .during("RELEASE_CHUNK")?
+        }
         Some((first_task, count)) => {
             let count = count as i32;
-            tx.execute(SHRINK_CHUNK, &[id, number, &owner, &first_task, &count])
+            let shrink = cached(&tx, SHRINK_CHUNK, "SHRINK_CHUNK").await?;
+            tx.execute(&shrink, &[id, number, &owner, &first_task, &count])
                 .await
                 .during("SHRINK_CHUNK")?
         }
@@ -391,7 +398,8 @@ pub async fn complete_chunk(
     if released == 0 {
         return Ok(None);
     }
-    let sink = tx.copy_in(COPY_RESULTS).await.during("COPY_RESULTS")?;
+    let copy = cached(&tx, COPY_RESULTS, "COPY_RESULTS").await?;
+    let sink = tx.copy_in(&copy).await.during("COPY_RESULTS")?;
     let writer = BinaryCopyInWriter::new(
         sink,
         &[
@@ -436,12 +444,10 @@ pub async fn complete_chunk(
         now,
     )
     .await?;
-    tx.execute(
-        NOTIFY_PROGRESS,
-        &[&PROGRESS_CHANNEL, &chunk.job_id.to_string()],
-    )
-    .await
-    .during("NOTIFY_PROGRESS")?;
+    let notify = cached(&tx, NOTIFY_PROGRESS, "NOTIFY_PROGRESS").await?;
+    tx.execute(&notify, &[&PROGRESS_CHANNEL, &chunk.job_id.to_string()])
+        .await
+        .during("NOTIFY_PROGRESS")?;
     tx.commit().await.during("COMMIT")?;
     Ok(Some((job, decision)))
 }
@@ -449,7 +455,7 @@ pub async fn complete_chunk(
 /// Ends a draining status when nothing of the job is in flight: no live
 /// chunk lease and no preparer. Returns the job when it changed.
 pub async fn finish_draining(
-    client: &mut Client,
+    client: &mut deadpool_postgres::Client,
     id: JobId,
     now: DateTime<Utc>,
 ) -> Result<Option<Job>, StoreError> {
@@ -480,7 +486,7 @@ pub async fn finish_draining(
 /// row lock; `Ok(None)` when the step no longer applies because the job
 /// moved on (a race the engine expects). Any other refusal is an error.
 pub async fn try_execute(
-    client: &mut Client,
+    client: &mut deadpool_postgres::Client,
     id: JobId,
     command: &Command,
     now: DateTime<Utc>,
@@ -614,7 +620,7 @@ pub async fn results_in(
 
 /// Whether nothing of a draining job is in flight: no preparer holds it and
 /// no chunk has a live lease.
-pub async fn is_drained(client: &mut Client, id: JobId) -> Result<bool, StoreError> {
+pub async fn is_drained(client: &mut deadpool_postgres::Client, id: JobId) -> Result<bool, StoreError> {
     let tx = client.transaction().await.during("BEGIN")?;
     if !try_lock_job(&tx, id).await? {
         return Ok(false);
