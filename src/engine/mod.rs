@@ -156,8 +156,14 @@ impl Engine {
             self.notifier.clone(),
             shutdown.clone(),
         ));
+        let sizes = Arc::new(std::sync::Mutex::new(worker::ClaimSizes::default()));
         for _ in 0..workers {
-            loops.spawn(worker::run(self.clone(), permits.clone(), shutdown.clone()));
+            loops.spawn(worker::run(
+                self.clone(),
+                permits.clone(),
+                sizes.clone(),
+                shutdown.clone(),
+            ));
         }
         while loops.join_next().await.is_some() {}
     }

@@ -4,7 +4,8 @@
 //! chunk is taken over once the lease expires.
 
 use std::{
-    sync::Arc,
+    collections::HashMap,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -17,15 +18,21 @@ use uuid::Uuid;
 
 use super::gate::ChunkRun;
 use super::{Engine, Round, Wakers, run_rounds};
-use crate::domain::{AccountId, Effect, Operation};
+use crate::domain::{AccountId, Effect, JobId, Operation};
 use crate::domain::{Task, TaskResult};
 use crate::objects::{LocalOperation, TaskOperation, TaskOutcome};
+use crate::store::tasks::ClaimSize;
 use crate::store::{ClaimedChunk, StoreError, tasks};
 
-pub(super) async fn run(engine: Engine, permits: Arc<Semaphore>, shutdown: CancellationToken) {
+pub(super) async fn run(
+    engine: Engine,
+    permits: Arc<Semaphore>,
+    sizes: Arc<Mutex<ClaimSizes>>,
+    shutdown: CancellationToken,
+) {
     let owner = Uuid::new_v4();
     // The account served last: the next claim goes to the account after it.
-    let last_account = std::sync::Mutex::new(None);
+    let last_account = Mutex::new(None);
     run_rounds(
         &engine,
         "worker",
@@ -33,7 +40,7 @@ pub(super) async fn run(engine: Engine, permits: Arc<Semaphore>, shutdown: Cance
         &shutdown,
         || async {
             Ok(
-                if work_once(&engine, owner, &permits, &last_account).await? {
+                if work_once(&engine, owner, &permits, &last_account, &sizes).await? {
                     Round::MoreWork
                 } else {
                     Round::Idle
@@ -44,44 +51,111 @@ pub(super) async fn run(engine: Engine, permits: Arc<Semaphore>, shutdown: Cance
     .await;
 }
 
-/// Runs one chunk if there is one; returns whether there was.
+/// How long the tasks of one claim should take to run. A claim of quick
+/// work takes more chunks at once, so that a job's results are recorded
+/// in fewer, larger transactions (every commit of one job's results waits
+/// for the one before it on the job's row); slow work stays at one chunk
+/// per claim, so that it spreads over every worker and process.
+const CLAIM_TARGET: Duration = Duration::from_millis(250);
+
+/// The most chunks one claim takes.
+const MAX_CLAIM_CHUNKS: u32 = 32;
+
+/// Jobs whose claim size is remembered; past this many the sizes start
+/// afresh.
+const REMEMBERED_JOBS: usize = 256;
+
+/// The process's claim size for each job it ran lately (see
+/// [`CLAIM_TARGET`]): one chunk at first, doubled after a claim whose
+/// tasks all ran in under half the target, halved after one that took
+/// longer than the target.
+#[derive(Debug, Default)]
+pub(super) struct ClaimSizes {
+    chunks: HashMap<JobId, u32>,
+}
+
+impl ClaimSizes {
+    fn size(&self) -> ClaimSize {
+        ClaimSize {
+            per_job: self.chunks.iter().map(|(&job, &n)| (job, n)).collect(),
+            otherwise: 1,
+        }
+    }
+
+    /// Learns from a claim of `claimed` chunks of `job` whose started tasks
+    /// ran in `took`; `all_ran` is false when some were handed back. A
+    /// quick claim that found fewer chunks than asked for (the job's last
+    /// ones) leaves the size as it was.
+    fn learn(&mut self, job: JobId, claimed: usize, took: Duration, all_ran: bool) {
+        let claimed = u32::try_from(claimed).unwrap_or(MAX_CLAIM_CHUNKS).max(1);
+        let current = self.chunks.get(&job).copied().unwrap_or(1);
+        let next = if !all_ran || took > CLAIM_TARGET {
+            (claimed / 2).max(1)
+        } else if took < CLAIM_TARGET / 2 && claimed >= current {
+            current.saturating_mul(2).min(MAX_CLAIM_CHUNKS)
+        } else {
+            current
+        };
+        if next <= 1 {
+            self.chunks.remove(&job);
+            return;
+        }
+        if self.chunks.len() >= REMEMBERED_JOBS && !self.chunks.contains_key(&job) {
+            self.chunks.clear();
+        }
+        self.chunks.insert(job, next);
+    }
+}
+
+/// Runs one claim if there is one; returns whether there was.
 async fn work_once(
     engine: &Engine,
     owner: Uuid,
     permits: &Semaphore,
-    last_account: &std::sync::Mutex<Option<AccountId>>,
+    last_account: &Mutex<Option<AccountId>>,
+    sizes: &Mutex<ClaimSizes>,
 ) -> Result<bool, StoreError> {
-    let mut client = engine.store.client().await?;
-    let after = last_account
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let claimed = tasks::claim_chunk(&client, owner, engine.config.lease, after.as_ref()).await?;
+    let client = engine.store.client().await?;
+    let after = last_account.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let size = sizes.lock().unwrap_or_else(|e| e.into_inner()).size();
+    let claimed =
+        tasks::claim_chunks(&client, owner, engine.config.lease, after.as_ref(), &size).await?;
     let Some(chunk) = claimed else {
         return Ok(false);
     };
     *last_account.lock().unwrap_or_else(|e| e.into_inner()) = Some(chunk.account_id.clone());
-    debug!(job_id = %chunk.job_id, chunk = chunk.chunk_number, tasks = chunk.tasks.len(), "chunk claimed");
+    debug!(job_id = %chunk.job_id, chunks = ?chunk.chunk_numbers, tasks = chunk.tasks.len(), "chunks claimed");
     // Registered first, then the status looked at once: a stop that
     // committed after the claim is seen one way or the other.
     let gate = engine.gate.open(chunk.job_id);
     if !tasks::status(&client, chunk.job_id).await?.runs_tasks() {
         gate.stop();
     }
-    let span = info_span!("chunk", job_id = %chunk.job_id, chunk = chunk.chunk_number);
+    // The connection goes back to the pool while the tasks run.
+    drop(client);
+    let first_chunk = chunk.chunk_numbers.first().copied().unwrap_or_default();
+    let span = info_span!("chunk", job_id = %chunk.job_id, chunk = first_chunk);
+    let started = Instant::now();
     let run = tokio::select! {
         run = run_tasks(engine, &chunk, permits, &gate).instrument(span) => run,
         lost = renew_lease(engine, &chunk, owner) => {
-            warn!(job_id = %chunk.job_id, chunk = chunk.chunk_number, lost = ?lost.err(), "chunk lease lost; abandoning it");
+            warn!(job_id = %chunk.job_id, chunk = first_chunk, lost = ?lost.err(), "chunk lease lost; abandoning it");
             return Ok(true);
         }
         () = watch_status(engine, &chunk, &gate) => unreachable!("the status watch never returns"),
     };
-    let unstarted = &chunk.tasks[run.started..];
-    let rest = unstarted
-        .first()
-        .map(|first| (first.number, unstarted.len()));
-    match tasks::complete_chunk(&mut client, &chunk, owner, &run.results, rest, Utc::now()).await? {
+    let took = started.elapsed();
+    let unstarted = chunk.tasks.get(run.started).map(|task| task.number);
+    sizes.lock().unwrap_or_else(|e| e.into_inner()).learn(
+        chunk.job_id,
+        chunk.chunk_numbers.len(),
+        took,
+        unstarted.is_none(),
+    );
+    let mut client = engine.store.client().await?;
+    match tasks::complete_chunk(&mut client, &chunk, owner, &run.results, unstarted, Utc::now())
+        .await?
+    {
         Some((job, decision)) => {
             // These results took the job out of Active (it failed or
             // finished): the job's other chunks here start nothing more.
@@ -93,7 +167,7 @@ async fn work_once(
             }
         }
         None => {
-            warn!(job_id = %chunk.job_id, chunk = chunk.chunk_number, "chunk lease lost before its results were recorded");
+            warn!(job_id = %chunk.job_id, chunk = first_chunk, "chunk lease lost before its results were recorded");
         }
     }
     Ok(true)
@@ -329,6 +403,51 @@ mod tests {
         let spread: std::collections::HashSet<Duration> =
             (0..50).map(|_| retry_delay(3, base, max)).collect();
         assert!(spread.len() > 10, "delays are jittered");
+    }
+
+    #[test]
+    fn quick_claims_grow_and_slow_ones_shrink_per_job() {
+        let (fast, slow) = (JobId(Uuid::from_u128(1)), JobId(Uuid::from_u128(2)));
+        let mut sizes = ClaimSizes::default();
+        let asked = |sizes: &ClaimSizes, job: JobId| {
+            let size = sizes.size();
+            size.per_job
+                .iter()
+                .find(|(id, _)| *id == job)
+                .map_or(size.otherwise, |(_, n)| *n)
+        };
+        assert_eq!(asked(&sizes, fast), 1, "an unknown job gets one chunk");
+        for expected in [2, 4, 8, 16, 32, 32, 32] {
+            let claimed = asked(&sizes, fast) as usize;
+            sizes.learn(fast, claimed, Duration::from_millis(5), true);
+            assert_eq!(asked(&sizes, fast), expected);
+        }
+        // The job's last chunks: fewer found than asked for, size kept.
+        sizes.learn(fast, 3, Duration::from_millis(1), true);
+        assert_eq!(asked(&sizes, fast), 32);
+        // Too slow: halved; handed back: halved.
+        sizes.learn(fast, 32, CLAIM_TARGET * 2, true);
+        assert_eq!(asked(&sizes, fast), 16);
+        sizes.learn(fast, 16, Duration::from_millis(1), false);
+        assert_eq!(asked(&sizes, fast), 8);
+        // Between half the target and the target: unchanged.
+        sizes.learn(fast, 8, CLAIM_TARGET * 3 / 4, true);
+        assert_eq!(asked(&sizes, fast), 8);
+        // Another job's slowness does not touch it, and stays at one.
+        for _ in 0..5 {
+            sizes.learn(slow, 1, Duration::from_secs(2), true);
+        }
+        assert_eq!(asked(&sizes, slow), 1);
+        assert_eq!(asked(&sizes, fast), 8);
+    }
+
+    #[test]
+    fn claim_sizes_forget_jobs_past_a_bound() {
+        let mut sizes = ClaimSizes::default();
+        for n in 0..(REMEMBERED_JOBS as u128 * 3) {
+            sizes.learn(JobId(Uuid::from_u128(n)), 1, Duration::ZERO, true);
+            assert!(sizes.chunks.len() <= REMEMBERED_JOBS);
+        }
     }
 
     #[test]

@@ -50,45 +50,86 @@ const JOBS_TO_PREPARE: &str = "
 /// Accounts take turns: the next account after `$3` (in account order,
 /// wrapping around) that has a claimable chunk is served, and within it the
 /// highest-priority job. Priority orders an account's own jobs; it never
-/// lets one account's job hold the workers while another's waits.
+/// lets one account's job hold the workers while another's waits. The
+/// job's lowest free chunks are leased together: as many as `$6`/`$7` (job
+/// ids and counts) say for the job, else `$5`.
+///
+/// The job is chosen first, by one index probe per running job for a free
+/// chunk (in key order with a `LIMIT`, so that the planner neither turns
+/// the probes into a scan of every chunk nor reads a job's whole key range
+/// into a bitmap), and then its lowest free chunks by the chunks' primary
+/// key: a claim costs the same whether the job has ten chunks left or ten
+/// thousand (sorting every free chunk of every running job made each claim
+/// of a large job cost milliseconds). When other workers are claiming the
+/// chosen job's last free chunks, this claim finds nothing and the worker
+/// looks again on its next round. The job's operation is read once, from
+/// the claimed job only.
 ///
 /// The job row is held `FOR KEY SHARE`: a status change (`FOR UPDATE`)
 /// waits for the claim, or the claim for it and then sees the new status,
 /// so a finisher never ends a job while a claim of it is in flight; result
 /// commits (`FOR NO KEY UPDATE`) and claims do not wait for each other.
-const CLAIM_CHUNK: &str = "
-    WITH candidate AS (
+const CLAIM_CHUNKS: &str = "
+    WITH job AS (
+        SELECT j.job_id
+        FROM jobs j
+        CROSS JOIN LATERAL (
+            SELECT 1 FROM task_chunks f
+            WHERE f.job_id = j.job_id
+              AND (f.lease_expires_at IS NULL OR f.lease_expires_at < now())
+            ORDER BY f.chunk_number
+            LIMIT 1
+        ) free
+        WHERE j.status = ANY($4)
+        ORDER BY j.account_id <= coalesce($3, ''), j.account_id,
+                 j.priority DESC, j.created_at, j.job_id
+        LIMIT 1
+    ), candidate AS (
         SELECT c.job_id, c.chunk_number
         FROM task_chunks c JOIN jobs j ON j.job_id = c.job_id
-        WHERE j.status = ANY($4)
+        WHERE c.job_id = (SELECT job_id FROM job)
+          AND j.status = ANY($4)
           AND (c.lease_expires_at IS NULL OR c.lease_expires_at < now())
-        ORDER BY j.account_id <= coalesce($3, ''), j.account_id,
-                 j.priority DESC, j.created_at, c.chunk_number
-        LIMIT 1
+        ORDER BY c.chunk_number
+        LIMIT (SELECT coalesce(
+            (SELECT s.chunks FROM unnest($6::uuid[], $7::integer[]) AS s(job_id, chunks)
+             WHERE s.job_id = (SELECT job_id FROM job)),
+            $5))
         FOR UPDATE OF c SKIP LOCKED
         FOR KEY SHARE OF j
+    ), leased AS (
+        UPDATE task_chunks c
+        SET lease_owner = $1,
+            lease_expires_at = now() + make_interval(secs => $2),
+            attempts = c.attempts + 1
+        FROM candidate
+        WHERE c.job_id = candidate.job_id AND c.chunk_number = candidate.chunk_number
+        RETURNING c.job_id, c.chunk_number, c.first_task, c.task_count
     )
-    UPDATE task_chunks c
-    SET lease_owner = $1,
-        lease_expires_at = now() + make_interval(secs => $2),
-        attempts = c.attempts + 1
-    FROM candidate JOIN jobs j ON j.job_id = candidate.job_id
-    WHERE c.job_id = candidate.job_id AND c.chunk_number = candidate.chunk_number
-    RETURNING c.job_id, c.chunk_number, c.first_task, c.task_count, j.account_id,
-              j.state -> 'spec' -> 'operation', j.state -> 'spec' -> 'bucket_grant'";
-const CHUNK_TASKS: &str = "
+    SELECT j.job_id, j.account_id,
+           j.state -> 'spec' -> 'operation', j.state -> 'spec' -> 'bucket_grant',
+           array_agg(l.chunk_number ORDER BY l.chunk_number),
+           array_agg(l.first_task ORDER BY l.chunk_number),
+           array_agg(l.task_count ORDER BY l.chunk_number)
+    FROM leased l JOIN jobs j ON j.job_id = l.job_id
+    GROUP BY j.job_id, j.account_id, j.state";
+/// The tasks numbered `[$2, $3)` of a job, in order.
+const TASKS_IN: &str = "
     SELECT task_number, bucket, key, version_id FROM tasks
-    WHERE job_id = $1 AND task_number >= $2 AND task_number < $2 + $3
+    WHERE job_id = $1 AND task_number >= $2 AND task_number < $3
     ORDER BY task_number";
-const EXTEND_LEASE: &str = "
+const EXTEND_LEASES: &str = "
     UPDATE task_chunks SET lease_expires_at = now() + make_interval(secs => $4)
-    WHERE job_id = $1 AND chunk_number = $2 AND lease_owner = $3";
-const RELEASE_CHUNK: &str = "
-    DELETE FROM task_chunks WHERE job_id = $1 AND chunk_number = $2 AND lease_owner = $3";
+    WHERE job_id = $1 AND chunk_number = ANY($2) AND lease_owner = $3";
+const RELEASE_CHUNKS: &str = "
+    DELETE FROM task_chunks WHERE job_id = $1 AND chunk_number = ANY($2) AND lease_owner = $3";
 const SHRINK_CHUNK: &str = "
     UPDATE task_chunks
     SET first_task = $4, task_count = $5, lease_owner = NULL, lease_expires_at = NULL
     WHERE job_id = $1 AND chunk_number = $2 AND lease_owner = $3";
+const HAND_BACK_CHUNKS: &str = "
+    UPDATE task_chunks SET lease_owner = NULL, lease_expires_at = NULL
+    WHERE job_id = $1 AND chunk_number = ANY($2) AND lease_owner = $3";
 const LIVE_CHUNKS: &str = "
     SELECT count(*) FROM task_chunks
     WHERE job_id = $1 AND lease_expires_at IS NOT NULL AND lease_expires_at >= now()";
@@ -121,34 +162,38 @@ const SLOT_CANDIDATES: &str = "
     SELECT job_id, account_id, status, priority, created_at FROM jobs
     WHERE status = ANY($1)";
 
-/// A chunk leased by one worker.
+/// Chunks of one job leased together by one worker: a claim.
 #[derive(Debug, Clone)]
 pub struct ClaimedChunk {
-    /// The chunk's job.
+    /// The chunks' job.
     pub job_id: JobId,
     /// The job's account.
     pub account_id: AccountId,
-    /// The chunk's number within the job.
-    pub chunk_number: i64,
+    /// The chunks' numbers within the job, ascending.
+    pub chunk_numbers: Vec<i64>,
+    /// Each chunk's first task and task count, in the same order.
+    ranges: Vec<(i64, i32)>,
     /// The job's operation.
     pub operation: Operation,
     /// The buckets the job may use, when its token limited them.
     pub bucket_grant: Option<BucketGrant>,
-    /// The chunk's tasks, in order.
+    /// The chunks' tasks, in task order.
     pub tasks: Vec<Task>,
 }
 
 impl ClaimedChunk {
-    /// The failures among `results` of this chunk's tasks, by error code.
+    /// The failures among `results` of this claim's tasks, by error code.
     fn errors(&self, results: &[TaskResult]) -> ErrorSummary {
-        let first = self.tasks.first().map_or(0, |task| task.number);
         ErrorSummary::of(
             results
                 .iter()
                 .filter(|r| !r.succeeded)
                 .filter_map(|result| {
-                    let index = usize::try_from(result.task_number - first).ok()?;
-                    let object = &self.tasks.get(index)?.object;
+                    let index = self
+                        .tasks
+                        .binary_search_by_key(&result.task_number, |task| task.number)
+                        .ok()?;
+                    let object = &self.tasks[index].object;
                     Some((
                         result.error_code.clone().unwrap_or_default(),
                         ErrorSample::new(
@@ -162,6 +207,33 @@ impl ClaimedChunk {
                 }),
         )
     }
+
+    /// What finishing the claim does to each chunk when the tasks from
+    /// number `unstarted` on never started (`None`: every task ran): chunks
+    /// whose tasks all ran are released, the chunk where the unstarted
+    /// tasks begin shrinks to them, and chunks after it are handed back
+    /// whole.
+    fn split_at(&self, unstarted: Option<i64>) -> ChunkEnds {
+        let mut ends = ChunkEnds::default();
+        for (&number, &(first, count)) in self.chunk_numbers.iter().zip(&self.ranges) {
+            let end = first + i64::from(count);
+            match unstarted {
+                Some(next) if next <= first => ends.handed_back.push(number),
+                Some(next) if next < end => ends.shrunk = Some((number, next, (end - next) as i32)),
+                _ => ends.released.push(number),
+            }
+        }
+        ends
+    }
+}
+
+/// How a claim's chunks end (see [`ClaimedChunk::split_at`]).
+#[derive(Debug, Default, PartialEq)]
+struct ChunkEnds {
+    released: Vec<i64>,
+    /// The chunk, its first unstarted task and how many there are.
+    shrunk: Option<(i64, i64, i32)>,
+    handed_back: Vec<i64>,
 }
 
 /// Takes the job's preparation lock for the rest of `tx`; false when another
@@ -274,15 +346,32 @@ pub async fn copy_tasks(
 }
 
 /// Leases the next chunk to run, if any: of the next account after
-/// `after_account` with work, its highest-priority Active job's.
-pub async fn claim_chunk(
+/// How many chunks one claim takes of a job: as `per_job` says for it
+/// (job, chunks), else `otherwise`.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimSize {
+    /// Counts for particular jobs.
+    pub per_job: Vec<(JobId, u32)>,
+    /// The count for other jobs.
+    pub otherwise: u32,
+}
+
+/// Leases free chunks of the next job in turn, as many as `size` says for
+/// it (see `CLAIM_CHUNKS`), and reads their tasks.
+pub async fn claim_chunks(
     client: &deadpool_postgres::Client,
     owner: Uuid,
     lease: Duration,
     after_account: Option<&AccountId>,
+    size: &ClaimSize,
 ) -> Result<Option<ClaimedChunk>, StoreError> {
+    let (jobs, counts): (Vec<Uuid>, Vec<i32>) = size
+        .per_job
+        .iter()
+        .map(|(job, chunks)| (job.0, (*chunks).clamp(1, i32::MAX as u32) as i32))
+        .unzip();
     let after_account = after_account.map(|account| account.0.as_str());
-    let claim = cached(client, CLAIM_CHUNK, "CLAIM_CHUNK").await?;
+    let claim = cached(client, CLAIM_CHUNKS, "CLAIM_CHUNKS").await?;
     let Some(row) = client
         .query_opt(
             &claim,
@@ -291,111 +380,138 @@ pub async fn claim_chunk(
                 &lease.as_secs_f64(),
                 &after_account,
                 &names(JobStatus::runs_tasks),
+                &i32::try_from(size.otherwise.max(1)).unwrap_or(i32::MAX),
+                &jobs,
+                &counts,
             ],
         )
         .await
-        .during("CLAIM_CHUNK")?
+        .during("CLAIM_CHUNKS")?
     else {
         return Ok(None);
     };
     let job_id = JobId(row.try_get(0)?);
-    let chunk_number: i64 = row.try_get(1)?;
-    let first_task: i64 = row.try_get(2)?;
-    let task_count: i32 = row.try_get(3)?;
-    let account_id = AccountId(row.try_get(4)?);
+    let account_id = AccountId(row.try_get(1)?);
     // The job's operation and grant come with the claim, read once.
-    let Json(operation): Json<Operation> = row.try_get(5)?;
-    let grant: Option<Json<Option<BucketGrant>>> = row.try_get(6)?;
+    let Json(operation): Json<Operation> = row.try_get(2)?;
+    let grant: Option<Json<Option<BucketGrant>>> = row.try_get(3)?;
     let bucket_grant = grant.and_then(|Json(grant)| grant);
-    let chunk_tasks = cached(client, CHUNK_TASKS, "CHUNK_TASKS").await?;
-    let rows = client
-        .query(
-            &chunk_tasks,
-            &[&job_id.0, &first_task, &i64::from(task_count)],
-        )
-        .await
-        .during("CHUNK_TASKS")?;
-    let mut tasks = Vec::with_capacity(rows.len());
-    for row in &rows {
-        tasks.push(Task {
-            number: row.try_get(0)?,
-            object: TaskRow {
-                bucket: row.try_get(1)?,
-                key: row.try_get(2)?,
-                version_id: row.try_get(3)?,
-            },
-        });
+    let chunk_numbers: Vec<i64> = row.try_get(4)?;
+    let firsts: Vec<i64> = row.try_get(5)?;
+    let counts: Vec<i32> = row.try_get(6)?;
+    // One range read per run of adjacent chunks, all sent at once.
+    let read = cached(client, TASKS_IN, "TASKS_IN").await?;
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for (&first, &count) in firsts.iter().zip(&counts) {
+        let end = first + i64::from(count);
+        match runs.last_mut() {
+            Some(run) if run.1 == first => run.1 = end,
+            _ => runs.push((first, end)),
+        }
     }
-    if tasks.is_empty() {
+    let reads = runs.iter().map(|(first, end)| async {
+        client
+            .query(&read, &[&job_id.0, first, end])
+            .await
+            .during("TASKS_IN")
+    });
+    let mut tasks = Vec::new();
+    for rows in futures::future::try_join_all(reads).await? {
+        for row in &rows {
+            tasks.push(Task {
+                number: row.try_get(0)?,
+                object: TaskRow {
+                    bucket: row.try_get(1)?,
+                    key: row.try_get(2)?,
+                    version_id: row.try_get(3)?,
+                },
+            });
+        }
+    }
+    let expected: i64 = counts.iter().map(|&count| i64::from(count)).sum();
+    if tasks.len() as i64 != expected {
         return Err(StoreError::Corrupt(format!(
-            "chunk {chunk_number} of job {job_id} has no tasks"
+            "chunks {chunk_numbers:?} of job {job_id} hold {} tasks, not {expected}",
+            tasks.len()
         )));
     }
     Ok(Some(ClaimedChunk {
         job_id,
         account_id,
-        chunk_number,
+        chunk_numbers,
+        ranges: firsts.into_iter().zip(counts).collect(),
         operation,
         bucket_grant,
         tasks,
     }))
 }
 
-/// Extends a lease still held by `owner`; false when it was lost.
+/// Extends the leases of a claim still held by `owner`; false when any was
+/// lost.
 pub async fn extend_lease(
-    client: &Client,
-    chunk: &ClaimedChunk,
+    client: &deadpool_postgres::Client,
+    claim: &ClaimedChunk,
     owner: Uuid,
     lease: Duration,
 ) -> Result<bool, StoreError> {
+    let extend = cached(client, EXTEND_LEASES, "EXTEND_LEASES").await?;
     let updated = client
         .execute(
-            EXTEND_LEASE,
+            &extend,
             &[
-                &chunk.job_id.0,
-                &chunk.chunk_number,
+                &claim.job_id.0,
+                &claim.chunk_numbers,
                 &owner,
                 &lease.as_secs_f64(),
             ],
         )
         .await
-        .during("EXTEND_LEASE")?;
-    Ok(updated == 1)
+        .during("EXTEND_LEASES")?;
+    Ok(updated == claim.chunk_numbers.len() as u64)
 }
 
-/// Records a chunk's results in one transaction: releases the chunk, appends
-/// one result row per task and records the counts on the job (which may
-/// finish or fail it). `unstarted` (first task, count) are the chunk's last
-/// tasks that never started: the chunk shrinks to them and is released for a
-/// later claim instead of being deleted. Returns `None` when the lease was
-/// lost, in which case nothing is written; else the job after the results
-/// and the decision they made.
+/// Records a claim's results in one transaction: releases its chunks,
+/// appends one result row per task and records the counts on the job
+/// (which may finish or fail it). `unstarted` is the first of the claim's
+/// last tasks that never started: its chunk shrinks to them and later
+/// chunks are handed back, for a later claim. Returns `None` when a lease
+/// was lost, in which case nothing is written; else the job after the
+/// results and the decision they made.
 pub async fn complete_chunk(
     client: &mut deadpool_postgres::Client,
-    chunk: &ClaimedChunk,
+    claim: &ClaimedChunk,
     owner: Uuid,
     results: &[TaskResult],
-    unstarted: Option<(i64, usize)>,
+    unstarted: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<Option<(Job, Decision)>, StoreError> {
     let tx = client.transaction().await.during("BEGIN")?;
-    let (id, number) = (&chunk.job_id.0, &chunk.chunk_number);
-    let released = match unstarted {
-        None => {
-            let release = cached(&tx, RELEASE_CHUNK, "RELEASE_CHUNK").await?;
-            tx.execute(&release, &[id, number, &owner])
-                .await
-                .during("RELEASE_CHUNK")?
-        }
-        Some((first_task, count)) => {
-            let count = count as i32;
-            let shrink = cached(&tx, SHRINK_CHUNK, "SHRINK_CHUNK").await?;
-            tx.execute(&shrink, &[id, number, &owner, &first_task, &count])
-                .await
-                .during("SHRINK_CHUNK")?
-        }
-    };
-    if released == 0 {
+    let id = &claim.job_id.0;
+    let ends = claim.split_at(unstarted);
+    let mut ended = 0;
+    if !ends.released.is_empty() {
+        let release = cached(&tx, RELEASE_CHUNKS, "RELEASE_CHUNKS").await?;
+        ended += tx
+            .execute(&release, &[id, &ends.released, &owner])
+            .await
+            .during("RELEASE_CHUNKS")?;
+    }
+    if let Some((number, first_task, count)) = ends.shrunk {
+        let shrink = cached(&tx, SHRINK_CHUNK, "SHRINK_CHUNK").await?;
+        ended += tx
+            .execute(&shrink, &[id, &number, &owner, &first_task, &count])
+            .await
+            .during("SHRINK_CHUNK")?;
+    }
+    if !ends.handed_back.is_empty() {
+        let hand_back = cached(&tx, HAND_BACK_CHUNKS, "HAND_BACK_CHUNKS").await?;
+        ended += tx
+            .execute(&hand_back, &[id, &ends.handed_back, &owner])
+            .await
+            .during("HAND_BACK_CHUNKS")?;
+    }
+    if ended != claim.chunk_numbers.len() as u64 {
+        // Dropping the transaction rolls back what was ended.
         return Ok(None);
     }
     let copy = cached(&tx, COPY_RESULTS, "COPY_RESULTS").await?;
@@ -417,7 +533,7 @@ pub async fn complete_chunk(
         writer
             .as_mut()
             .write(&[
-                &chunk.job_id.0,
+                id,
                 &result.task_number,
                 &result.succeeded,
                 &result.http_status_code,
@@ -429,8 +545,15 @@ pub async fn complete_chunk(
             .during("COPY_RESULTS")?;
     }
     writer.finish().await.during("COPY_RESULTS")?;
-    // The job row is locked last, so the COPY above never holds up commands.
-    let job = jobs::lock_for_results(&tx, chunk.job_id).await?;
+    // Queued until the commit; sent before the job row is locked, so that
+    // the lock is held for as few round trips as possible.
+    let notify = cached(&tx, NOTIFY_PROGRESS, "NOTIFY_PROGRESS").await?;
+    tx.execute(&notify, &[&PROGRESS_CHANNEL, &claim.job_id.to_string()])
+        .await
+        .during("NOTIFY_PROGRESS")?;
+    // The job row is locked last: the commits of one job's results wait
+    // for each other here, never during the COPY above.
+    let job = jobs::lock_for_results(&tx, claim.job_id).await?;
     let succeeded = results.iter().filter(|r| r.succeeded).count() as u64;
     let failed = results.len() as u64 - succeeded;
     let (job, decision) = jobs::record(
@@ -439,15 +562,11 @@ pub async fn complete_chunk(
         &Command::RecordTaskResults {
             succeeded,
             failed,
-            errors: chunk.errors(results),
+            errors: claim.errors(results),
         },
         now,
     )
     .await?;
-    let notify = cached(&tx, NOTIFY_PROGRESS, "NOTIFY_PROGRESS").await?;
-    tx.execute(&notify, &[&PROGRESS_CHANNEL, &chunk.job_id.to_string()])
-        .await
-        .during("NOTIFY_PROGRESS")?;
     tx.commit().await.during("COMMIT")?;
     Ok(Some((job, decision)))
 }
@@ -631,4 +750,66 @@ pub async fn is_drained(client: &mut deadpool_postgres::Client, id: JobId) -> Re
         .during("LIVE_CHUNKS")?
         .try_get(0)?;
     Ok(live == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(chunks: &[(i64, i64, i32)]) -> ClaimedChunk {
+        ClaimedChunk {
+            job_id: JobId(Uuid::nil()),
+            account_id: AccountId("a".into()),
+            chunk_numbers: chunks.iter().map(|c| c.0).collect(),
+            ranges: chunks.iter().map(|c| (c.1, c.2)).collect(),
+            operation: Operation::DeleteObject,
+            bucket_grant: None,
+            tasks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_claim_releases_what_ran_shrinks_where_the_rest_begins_and_hands_back_the_rest() {
+        // Chunks 3, 4 and 6 (5 was another worker's): tasks 30..40, 40..50, 60..70.
+        let claim = claim(&[(3, 30, 10), (4, 40, 10), (6, 60, 10)]);
+        assert_eq!(
+            claim.split_at(None),
+            ChunkEnds {
+                released: vec![3, 4, 6],
+                ..ChunkEnds::default()
+            }
+        );
+        assert_eq!(
+            claim.split_at(Some(45)),
+            ChunkEnds {
+                released: vec![3],
+                shrunk: Some((4, 45, 5)),
+                handed_back: vec![6],
+            }
+        );
+        // The rest begins where a chunk begins: nothing shrinks.
+        assert_eq!(
+            claim.split_at(Some(60)),
+            ChunkEnds {
+                released: vec![3, 4],
+                shrunk: None,
+                handed_back: vec![6],
+            }
+        );
+        assert_eq!(
+            claim.split_at(Some(30)),
+            ChunkEnds {
+                handed_back: vec![3, 4, 6],
+                ..ChunkEnds::default()
+            }
+        );
+        assert_eq!(
+            claim.split_at(Some(69)),
+            ChunkEnds {
+                released: vec![3, 4],
+                shrunk: Some((6, 69, 1)),
+                handed_back: vec![],
+            }
+        );
+    }
 }
