@@ -387,3 +387,77 @@ async fn a_chunk_of_slow_tasks_is_recorded_a_slice_at_a_time_with_one_result_per
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn quick_work_is_claimed_many_chunks_at_a_time_and_slow_work_handed_back_without_a_task_lost_or_repeated()
+ {
+    // 100 chunks of 4 tasks: the first 300 tasks answer at once, the last
+    // 100 after 30 ms. Quick claims grow to many chunks; a large claim that
+    // meets the slow tasks is cut by its 200 ms slice, shrinking one chunk
+    // and handing the rest back.
+    let endpoint = TestEndpoint::start(|event, key, _| {
+        let number: usize = key.trim_start_matches('k').parse().unwrap();
+        Reply {
+            delay: Duration::from_millis(if number < 300 { 0 } else { 30 }),
+            ..Reply::result(event, "Succeeded", "done")
+        }
+    })
+    .await;
+    let mut server = TestServer::start_with(Settings {
+        invoke_allowlist: endpoint.url.clone(),
+        chunk_size: 4,
+        task_concurrency: 4,
+        extra: vec!["--chunk-slice-ms=200".into()],
+        ..Settings::default()
+    })
+    .await;
+    let lines: Vec<String> = (0..400).map(|i| format!("data,k{i}")).collect();
+    write_manifest(&server, &lines);
+    let job_id = server
+        .client
+        .create_job(invoke_job(
+            "claims",
+            &endpoint.url,
+            pb::InvocationSchemaVersion::InvocationSchemaVersion20,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .job_id;
+    let job = wait_for(&mut server.client, &job_id, S::Complete).await;
+    assert_eq!(job.progress_summary.unwrap().number_of_tasks_succeeded, 400);
+
+    let calls = endpoint.calls();
+    let mut called: Vec<String> = calls.iter().map(|c| c.key.clone()).collect();
+    called.sort();
+    called.dedup();
+    assert_eq!(
+        (called.len(), calls.len()),
+        (400, 400),
+        "every task ran once"
+    );
+    let client = server.db.client().await;
+    let id = uuid::Uuid::parse_str(&job_id).unwrap();
+    let row = client
+        .query_one(
+            "SELECT count(*), count(DISTINCT task_number), \
+                    count(DISTINCT recorded_at) FILTER (WHERE task_number < 300) \
+             FROM task_results WHERE job_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let (results, tasks, quick_commits): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!((results, tasks), (400, 400), "one result per task");
+    assert!(
+        quick_commits < 40,
+        "75 chunks of quick tasks were recorded in {quick_commits} commits, not one or more per chunk"
+    );
+    let left: i64 = client
+        .query_one("SELECT count(*) FROM task_chunks WHERE job_id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "no chunk is left behind");
+    server.stop().await;
+}

@@ -3,8 +3,8 @@
 //! written, before the job ends.
 
 use chrono::Utc;
-use futures::TryStreamExt;
 use deadpool_postgres::Client;
+use futures::TryStreamExt;
 use tracing::{info, warn};
 
 use super::Engine;

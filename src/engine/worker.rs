@@ -116,7 +116,10 @@ async fn work_once(
     sizes: &Mutex<ClaimSizes>,
 ) -> Result<bool, StoreError> {
     let client = engine.store.client().await?;
-    let after = last_account.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let after = last_account
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let size = sizes.lock().unwrap_or_else(|e| e.into_inner()).size();
     let claimed =
         tasks::claim_chunks(&client, owner, engine.config.lease, after.as_ref(), &size).await?;
@@ -153,8 +156,15 @@ async fn work_once(
         unstarted.is_none(),
     );
     let mut client = engine.store.client().await?;
-    match tasks::complete_chunk(&mut client, &chunk, owner, &run.results, unstarted, Utc::now())
-        .await?
+    match tasks::complete_chunk(
+        &mut client,
+        &chunk,
+        owner,
+        &run.results,
+        unstarted,
+        Utc::now(),
+    )
+    .await?
     {
         Some((job, decision)) => {
             // These results took the job out of Active (it failed or

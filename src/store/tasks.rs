@@ -739,7 +739,10 @@ pub async fn results_in(
 
 /// Whether nothing of a draining job is in flight: no preparer holds it and
 /// no chunk has a live lease.
-pub async fn is_drained(client: &mut deadpool_postgres::Client, id: JobId) -> Result<bool, StoreError> {
+pub async fn is_drained(
+    client: &mut deadpool_postgres::Client,
+    id: JobId,
+) -> Result<bool, StoreError> {
     let tx = client.transaction().await.during("BEGIN")?;
     if !try_lock_job(&tx, id).await? {
         return Ok(false);
