@@ -77,6 +77,18 @@ async fn write(
         ReportScope::FailedTasksOnly => &[false],
     };
     for succeeded in filters {
+        // The job's counts say how many rows each pass finds: a pass with
+        // none reads nothing, and a pass stops at its last row instead of
+        // reading the windows after it (a job without failures needs no
+        // scan of its results for a failed-tasks-only report).
+        let mut wanted = if *succeeded {
+            job.progress.succeeded
+        } else {
+            job.progress.failed
+        };
+        if wanted == 0 {
+            continue;
+        }
         let filter = ResultFilter {
             succeeded: Some(*succeeded),
             error_code: None,
@@ -86,6 +98,10 @@ async fn write(
         while let Some(page) = pages.try_next().await? {
             if let Err(error) = writer.write_rows(&page).await {
                 return Ok(Err(error));
+            }
+            wanted = wanted.saturating_sub(page.len() as u64);
+            if wanted == 0 {
+                break;
             }
         }
     }
