@@ -1,7 +1,8 @@
-//! Claims chunks of Active jobs, runs their tasks with bounded concurrency
-//! and records the results in one transaction per chunk. The claim's lease is
-//! renewed while the chunk runs; a worker that dies stops renewing and its
-//! chunk is taken over once the lease expires.
+//! Claims chunks of Active jobs (several of a job's at once when its work is
+//! quick, see [`ClaimSizes`]), runs their tasks with bounded concurrency and
+//! records the results in one transaction per claim. The claim's leases are
+//! renewed while its tasks run; a worker that dies stops renewing and its
+//! chunks are taken over once the leases expire.
 
 use std::{
     collections::HashMap,
@@ -338,24 +339,15 @@ async fn run_blocking(
     tasks: Vec<Task>,
 ) -> Vec<(TaskOutcome, Duration)> {
     let count = tasks.len();
-    tokio::task::spawn_blocking(move || {
-        tasks
-            .iter()
-            .map(|task| {
-                let started = Instant::now();
-                let outcome = local.run_blocking(task);
-                (outcome, started.elapsed())
-            })
-            .collect()
-    })
-    .await
-    .unwrap_or_else(|_| {
-        // A panic in file work: each task is tried again on its own.
-        let failed =
-            TaskOutcome::failure(500, "InternalError", "the operation stopped unexpectedly")
-                .retryable();
-        vec![(failed, Duration::ZERO); count]
-    })
+    tokio::task::spawn_blocking(move || local.run_all(&tasks))
+        .await
+        .unwrap_or_else(|_| {
+            // A panic in file work: each task is tried again on its own.
+            let failed =
+                TaskOutcome::failure(500, "InternalError", "the operation stopped unexpectedly")
+                    .retryable();
+            vec![(failed, Duration::ZERO); count]
+        })
 }
 
 /// The fallback of the gate: stops the chunk once its job is no longer

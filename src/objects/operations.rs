@@ -242,6 +242,12 @@ impl LocalOperation for Local {
         }
         self.files.run_file(task, &Deadline::after(self.timeout))
     }
+
+    /// Each task as [`LocalOperation::run_blocking`], the path to their
+    /// directories walked once for the run.
+    fn run_all(&self, tasks: &[Task]) -> Vec<(TaskOutcome, std::time::Duration)> {
+        super::directory::keeping_directories(|| super::outcome::run_each(self, tasks))
+    }
 }
 
 impl TaskOperation for Local {

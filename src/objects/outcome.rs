@@ -108,6 +108,27 @@ pub trait LocalOperation: Send + Sync {
     /// Runs the operation once on `task`'s object, within the same bounds
     /// as [`TaskOperation::run`].
     fn run_blocking(&self, task: &Task) -> TaskOutcome;
+
+    /// Runs the operation on each of `tasks`, one after another, with how
+    /// long each took.
+    fn run_all(&self, tasks: &[Task]) -> Vec<(TaskOutcome, Duration)> {
+        run_each(self, tasks)
+    }
+}
+
+/// `operation` run on each of `tasks` in turn, with how long each took.
+pub fn run_each<O: LocalOperation + ?Sized>(
+    operation: &O,
+    tasks: &[Task],
+) -> Vec<(TaskOutcome, Duration)> {
+    tasks
+        .iter()
+        .map(|task| {
+            let started = Instant::now();
+            let outcome = operation.run_blocking(task);
+            (outcome, started.elapsed())
+        })
+        .collect()
 }
 
 /// When an attempt must have finished by.

@@ -3,9 +3,10 @@
 //! The preparer COPYs tasks and chunk rows inside one transaction that holds
 //! the job's advisory lock, so a preparer that dies leaves nothing behind and
 //! the lock itself says that preparation is in flight. Workers claim whole
-//! chunks with `FOR UPDATE SKIP LOCKED` and a lease; the transaction that
-//! records a chunk's results deletes its row, COPYs one result per task
-//! (the primary key refuses a second) and records the counts on the job.
+//! chunks, one or several of a job's at once, with `FOR UPDATE SKIP LOCKED`
+//! and a lease; the transaction that records a claim's results deletes the
+//! rows of the chunks that ran, COPYs one result per task (the primary key
+//! refuses a second) and records the counts on the job.
 
 use std::time::Duration;
 
