@@ -34,10 +34,13 @@ async fn finish_once(engine: &Engine) -> Result<(), StoreError> {
         for _ in 0..2 {
             let job = jobs::load(&client, id, None).await?;
             if job.report_due() {
-                // The report lists every result: wait until nothing is in flight.
+                // The report lists every result: wait until nothing is in
+                // flight, then read the job again, since results recorded
+                // before that are in its counts, which the report goes by.
                 if !tasks::is_drained(&mut client, id).await? {
                     break;
                 }
+                let job = jobs::load(&client, id, None).await?;
                 reporter::report(engine, &mut client, &job).await?;
             }
             if let Some(job) = tasks::finish_draining(&mut client, id, Utc::now()).await? {

@@ -80,7 +80,10 @@ async fn write(
         // The job's counts say how many rows each pass finds: a pass with
         // none reads nothing, and a pass stops at its last row instead of
         // reading the windows after it (a job without failures needs no
-        // scan of its results for a failed-tasks-only report).
+        // scan of its results for a failed-tasks-only report). Callers pass
+        // the job as read once nothing of it is in flight (a Completing job
+        // takes no more results; a draining one is read again after
+        // `is_drained`), so its counts and its result rows agree.
         let mut wanted = if *succeeded {
             job.progress.succeeded
         } else {

@@ -184,8 +184,8 @@ async fn work_once(
     Ok(true)
 }
 
-/// What running a chunk produced: the results of the tasks that started,
-/// which are always the first `started` tasks of the chunk.
+/// What running a claim produced: the results of the tasks that started,
+/// which are always the claim's first `started` tasks.
 struct ChunkOutcome {
     results: Vec<TaskResult>,
     started: usize,
@@ -375,8 +375,8 @@ fn retry_delay(attempt: u32, base: Duration, max: Duration) -> Duration {
     ceiling.mul_f64(rand::random::<f64>())
 }
 
-/// Renews the chunk's lease every third of its length; returns only when the
-/// lease was lost (or could not be renewed).
+/// Renews the claim's leases every third of their length; returns only when
+/// one was lost (the rest are then handed back) or could not be renewed.
 async fn renew_lease(engine: &Engine, chunk: &ClaimedChunk, owner: Uuid) -> Result<(), StoreError> {
     let lease = engine.config.lease;
     loop {

@@ -44,8 +44,10 @@ const STORE: &str = "Directory";
 const STAGING_PREFIX: &str = ".batchops-tmp-";
 /// Objects a listing reads ahead of its consumer.
 const LISTING_BUFFER: usize = 1024;
-/// Directories one thread keeps open in [`keeping_directories`].
-const MAX_KEPT_DIRECTORIES: usize = 64;
+/// Directories one thread keeps open in [`keeping_directories`]: a run
+/// mostly touches one or two, and the process runs up to
+/// `--task-concurrency` runs at once, each holding this many descriptors.
+const MAX_KEPT_DIRECTORIES: usize = 4;
 
 /// A store's root and a directory path below it.
 type DirectoryKey = (usize, String);

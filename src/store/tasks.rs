@@ -346,7 +346,6 @@ pub async fn copy_tasks(
     Ok(next)
 }
 
-/// Leases the next chunk to run, if any: of the next account after
 /// How many chunks one claim takes of a job: as `per_job` says for it
 /// (job, chunks), else `otherwise`.
 #[derive(Debug, Clone, Default)]
@@ -448,7 +447,9 @@ pub async fn claim_chunks(
 }
 
 /// Extends the leases of a claim still held by `owner`; false when any was
-/// lost.
+/// lost, and then the claim's chunks still held are handed back at once
+/// (their tasks run again in a later claim) instead of staying leased to a
+/// worker that abandons them.
 pub async fn extend_lease(
     client: &deadpool_postgres::Client,
     claim: &ClaimedChunk,
@@ -468,7 +469,25 @@ pub async fn extend_lease(
         )
         .await
         .during("EXTEND_LEASES")?;
-    Ok(updated == claim.chunk_numbers.len() as u64)
+    if updated == claim.chunk_numbers.len() as u64 {
+        return Ok(true);
+    }
+    hand_back(client, claim, owner).await?;
+    Ok(false)
+}
+
+/// Hands back whichever of the claim's chunks `owner` still holds.
+async fn hand_back(
+    client: &deadpool_postgres::Client,
+    claim: &ClaimedChunk,
+    owner: Uuid,
+) -> Result<(), StoreError> {
+    let hand_back = cached(client, HAND_BACK_CHUNKS, "HAND_BACK_CHUNKS").await?;
+    client
+        .execute(&hand_back, &[&claim.job_id.0, &claim.chunk_numbers, &owner])
+        .await
+        .during("HAND_BACK_CHUNKS")?;
+    Ok(())
 }
 
 /// Records a claim's results in one transaction: releases its chunks,
@@ -476,8 +495,9 @@ pub async fn extend_lease(
 /// (which may finish or fail it). `unstarted` is the first of the claim's
 /// last tasks that never started: its chunk shrinks to them and later
 /// chunks are handed back, for a later claim. Returns `None` when a lease
-/// was lost, in which case nothing is written; else the job after the
-/// results and the decision they made.
+/// was lost, in which case no result is written and the chunks still held
+/// are handed back; else the job after the results and the decision they
+/// made.
 pub async fn complete_chunk(
     client: &mut deadpool_postgres::Client,
     claim: &ClaimedChunk,
@@ -512,7 +532,8 @@ pub async fn complete_chunk(
             .during("HAND_BACK_CHUNKS")?;
     }
     if ended != claim.chunk_numbers.len() as u64 {
-        // Dropping the transaction rolls back what was ended.
+        tx.rollback().await.during("ROLLBACK")?;
+        hand_back(client, claim, owner).await?;
         return Ok(None);
     }
     let copy = cached(&tx, COPY_RESULTS, "COPY_RESULTS").await?;
