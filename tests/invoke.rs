@@ -340,46 +340,11 @@ async fn a_chunk_of_slow_tasks_is_recorded_a_slice_at_a_time_with_one_result_per
     .await;
     // One chunk of 30 tasks of 40 ms, one at a time: 1.2 s of work, which a
     // worker hands back every 200 ms after recording what ran.
-    let mut server = TestServer::start_with(Settings {
-        invoke_allowlist: endpoint.url.clone(),
-        chunk_size: 30,
-        task_concurrency: 1,
-        extra: vec!["--chunk-slice-ms=200".into()],
-        ..Settings::default()
-    })
-    .await;
-    let lines: Vec<String> = (0..30).map(|i| format!("data,k{i}")).collect();
-    write_manifest(&server, &lines);
-    let job_id = server
-        .client
-        .create_job(invoke_job(
-            "sliced",
-            &endpoint.url,
-            pb::InvocationSchemaVersion::InvocationSchemaVersion20,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .job_id;
-    let job = wait_for(&mut server.client, &job_id, S::Complete).await;
-    assert_eq!(job.progress_summary.unwrap().number_of_tasks_succeeded, 30);
+    let mut server = sliced_server(&endpoint, 30, 1).await;
+    let job_id = run_keys(&mut server, &endpoint, "sliced", 30).await;
 
-    let mut called: Vec<String> = endpoint.calls().into_iter().map(|c| c.key).collect();
-    called.sort();
-    called.dedup();
-    assert_eq!(called.len(), 30, "every task ran");
-    assert_eq!(endpoint.calls().len(), 30, "and ran once");
-    let client = server.db.client().await;
-    let id = uuid::Uuid::parse_str(&job_id).unwrap();
-    let row = client
-        .query_one(
-            "SELECT count(*), count(DISTINCT task_number), count(DISTINCT recorded_at) \
-             FROM task_results WHERE job_id = $1",
-            &[&id],
-        )
-        .await
-        .unwrap();
-    let (results, tasks, commits): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_each_key_called_once(&endpoint, 30);
+    let (results, tasks, commits) = recorded(&server, &job_id, 30).await;
     assert_eq!((results, tasks), (30, 30), "one result per task");
     assert!(
         (3..30).contains(&commits),
@@ -403,20 +368,58 @@ async fn quick_work_is_claimed_many_chunks_at_a_time_and_slow_work_handed_back_w
         }
     })
     .await;
-    let mut server = TestServer::start_with(Settings {
+    let mut server = sliced_server(&endpoint, 4, 4).await;
+    let job_id = run_keys(&mut server, &endpoint, "claims", 400).await;
+
+    assert_each_key_called_once(&endpoint, 400);
+    let (results, tasks, quick_commits) = recorded(&server, &job_id, 300).await;
+    assert_eq!((results, tasks), (400, 400), "one result per task");
+    assert!(
+        quick_commits < 40,
+        "75 chunks of quick tasks were recorded in {quick_commits} commits, not one or more per chunk"
+    );
+    let left: i64 = server
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM task_chunks WHERE job_id = $1",
+            &[&uuid::Uuid::parse_str(&job_id).unwrap()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "no chunk is left behind");
+    server.stop().await;
+}
+
+/// A server calling `endpoint` in chunks of `chunk_size`, `concurrency`
+/// tasks at once, handing a claim back every 200 ms.
+async fn sliced_server(endpoint: &TestEndpoint, chunk_size: u32, concurrency: usize) -> TestServer {
+    TestServer::start_with(Settings {
         invoke_allowlist: endpoint.url.clone(),
-        chunk_size: 4,
-        task_concurrency: 4,
+        chunk_size,
+        task_concurrency: concurrency,
         extra: vec!["--chunk-slice-ms=200".into()],
         ..Settings::default()
     })
-    .await;
-    let lines: Vec<String> = (0..400).map(|i| format!("data,k{i}")).collect();
-    write_manifest(&server, &lines);
+    .await
+}
+
+/// Runs an Invoke job over keys `k0`..`k{count-1}` to Complete, every task
+/// succeeded; gives its id.
+async fn run_keys(
+    server: &mut TestServer,
+    endpoint: &TestEndpoint,
+    name: &str,
+    count: usize,
+) -> String {
+    let lines: Vec<String> = (0..count).map(|i| format!("data,k{i}")).collect();
+    write_manifest(server, &lines);
     let job_id = server
         .client
         .create_job(invoke_job(
-            "claims",
+            name,
             &endpoint.url,
             pb::InvocationSchemaVersion::InvocationSchemaVersion20,
         ))
@@ -425,39 +428,41 @@ async fn quick_work_is_claimed_many_chunks_at_a_time_and_slow_work_handed_back_w
         .into_inner()
         .job_id;
     let job = wait_for(&mut server.client, &job_id, S::Complete).await;
-    assert_eq!(job.progress_summary.unwrap().number_of_tasks_succeeded, 400);
+    assert_eq!(
+        job.progress_summary.unwrap().number_of_tasks_succeeded,
+        count as u64
+    );
+    job_id
+}
 
+/// Every one of `count` keys was called, each once.
+fn assert_each_key_called_once(endpoint: &TestEndpoint, count: usize) {
     let calls = endpoint.calls();
-    let mut called: Vec<String> = calls.iter().map(|c| c.key.clone()).collect();
+    let mut called: Vec<&str> = calls.iter().map(|c| c.key.as_str()).collect();
     called.sort();
     called.dedup();
     assert_eq!(
         (called.len(), calls.len()),
-        (400, 400),
-        "every task ran once"
+        (count, count),
+        "every task ran, and ran once"
     );
-    let client = server.db.client().await;
-    let id = uuid::Uuid::parse_str(&job_id).unwrap();
-    let row = client
+}
+
+/// The job's result rows, distinct tasks among them, and the commits that
+/// recorded the tasks numbered below `below` (results of one commit share
+/// their time).
+async fn recorded(server: &TestServer, job_id: &str, below: i64) -> (i64, i64, i64) {
+    let row = server
+        .db
+        .client()
+        .await
         .query_one(
             "SELECT count(*), count(DISTINCT task_number), \
-                    count(DISTINCT recorded_at) FILTER (WHERE task_number < 300) \
+                    count(DISTINCT recorded_at) FILTER (WHERE task_number < $2) \
              FROM task_results WHERE job_id = $1",
-            &[&id],
+            &[&uuid::Uuid::parse_str(job_id).unwrap(), &below],
         )
         .await
         .unwrap();
-    let (results, tasks, quick_commits): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
-    assert_eq!((results, tasks), (400, 400), "one result per task");
-    assert!(
-        quick_commits < 40,
-        "75 chunks of quick tasks were recorded in {quick_commits} commits, not one or more per chunk"
-    );
-    let left: i64 = client
-        .query_one("SELECT count(*) FROM task_chunks WHERE job_id = $1", &[&id])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(left, 0, "no chunk is left behind");
-    server.stop().await;
+    (row.get(0), row.get(1), row.get(2))
 }

@@ -92,7 +92,7 @@ impl JobApi {
         let account = validate::account_id(account_id)?;
         let id = validate::job_id(job_id)?;
         let client = self.store.client().await?;
-        Ok(jobs::load_prepared(&client, id, Some(&account)).await?)
+        Ok(jobs::load(&client, id, Some(&account)).await?)
     }
 }
 

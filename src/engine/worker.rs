@@ -22,7 +22,6 @@ use super::{Engine, Round, Wakers, run_rounds};
 use crate::domain::{AccountId, Effect, JobId, Operation};
 use crate::domain::{Task, TaskResult};
 use crate::objects::{LocalOperation, TaskOperation, TaskOutcome};
-use crate::store::tasks::ClaimSize;
 use crate::store::{ClaimedChunk, StoreError, tasks};
 
 pub(super) async fn run(
@@ -76,11 +75,9 @@ pub(super) struct ClaimSizes {
 }
 
 impl ClaimSizes {
-    fn size(&self) -> ClaimSize {
-        ClaimSize {
-            per_job: self.chunks.iter().map(|(&job, &n)| (job, n)).collect(),
-            otherwise: 1,
-        }
+    /// The sizes other than one, by job, as a claim takes them.
+    fn sizes(&self) -> Vec<(JobId, u32)> {
+        self.chunks.iter().map(|(&job, &n)| (job, n)).collect()
     }
 
     /// Learns from a claim of `claimed` chunks of `job` whose started tasks
@@ -121,9 +118,9 @@ async fn work_once(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    let size = sizes.lock().unwrap_or_else(|e| e.into_inner()).size();
+    let known = sizes.lock().unwrap_or_else(|e| e.into_inner()).sizes();
     let claimed =
-        tasks::claim_chunks(&client, owner, engine.config.lease, after.as_ref(), &size).await?;
+        tasks::claim_chunks(&client, owner, engine.config.lease, after.as_ref(), &known).await?;
     let Some(chunk) = claimed else {
         return Ok(false);
     };
@@ -411,12 +408,13 @@ mod tests {
     fn quick_claims_grow_and_slow_ones_shrink_per_job() {
         let (fast, slow) = (JobId(Uuid::from_u128(1)), JobId(Uuid::from_u128(2)));
         let mut sizes = ClaimSizes::default();
+        // What a claim of `job` asks for: its size, else one (the SQL's default).
         let asked = |sizes: &ClaimSizes, job: JobId| {
-            let size = sizes.size();
-            size.per_job
-                .iter()
+            sizes
+                .sizes()
+                .into_iter()
                 .find(|(id, _)| *id == job)
-                .map_or(size.otherwise, |(_, n)| *n)
+                .map_or(1, |(_, n)| n)
         };
         assert_eq!(asked(&sizes, fast), 1, "an unknown job gets one chunk");
         for expected in [2, 4, 8, 16, 32, 32, 32] {

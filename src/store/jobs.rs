@@ -241,33 +241,16 @@ pub async fn lock_for_results(
     found(row, id)
 }
 
-/// Reads a job.
+/// Reads a job, through the connection's statement cache: one round trip
+/// (Bind and Execute) instead of two (Parse, then Bind and Execute), since
+/// reads such as DescribeJob come often.
 pub async fn load(
-    client: &Client,
-    id: JobId,
-    account: Option<&AccountId>,
-) -> Result<Job, StoreError> {
-    let account = account.map(|account| account.0.as_str());
-    let row = client
-        .query_opt(SELECT_JOB, &[&id.0, &account])
-        .await
-        .during("SELECT_JOB")?;
-    found(row, id)
-}
-
-/// [`load`] through the connection's statement cache: one round trip (Bind
-/// and Execute) instead of two (Parse, then Bind and Execute), for reads
-/// that come often, such as DescribeJob.
-pub async fn load_prepared(
     client: &deadpool_postgres::Client,
     id: JobId,
     account: Option<&AccountId>,
 ) -> Result<Job, StoreError> {
     let account = account.map(|account| account.0.as_str());
-    let statement = client
-        .prepare_cached(SELECT_JOB)
-        .await
-        .during("SELECT_JOB")?;
+    let statement = cached(client, SELECT_JOB, "SELECT_JOB").await?;
     let row = client
         .query_opt(&statement, &[&id.0, &account])
         .await

@@ -52,8 +52,8 @@ const JOBS_TO_PREPARE: &str = "
 /// wrapping around) that has a claimable chunk is served, and within it the
 /// highest-priority job. Priority orders an account's own jobs; it never
 /// lets one account's job hold the workers while another's waits. The
-/// job's lowest free chunks are leased together: as many as `$6`/`$7` (job
-/// ids and counts) say for the job, else `$5`.
+/// job's lowest free chunks are leased together: as many as `$5`/`$6` (job
+/// ids and counts) say for the job, else one.
 ///
 /// The job is chosen first, by one index probe per running job for a free
 /// chunk (in key order with a `LIMIT`, so that the planner neither turns
@@ -93,9 +93,9 @@ const CLAIM_CHUNKS: &str = "
           AND (c.lease_expires_at IS NULL OR c.lease_expires_at < now())
         ORDER BY c.chunk_number
         LIMIT (SELECT coalesce(
-            (SELECT s.chunks FROM unnest($6::uuid[], $7::integer[]) AS s(job_id, chunks)
+            (SELECT s.chunks FROM unnest($5::uuid[], $6::integer[]) AS s(job_id, chunks)
              WHERE s.job_id = (SELECT job_id FROM job)),
-            $5))
+            1))
         FOR UPDATE OF c SKIP LOCKED
         FOR KEY SHARE OF j
     ), leased AS (
@@ -346,27 +346,17 @@ pub async fn copy_tasks(
     Ok(next)
 }
 
-/// How many chunks one claim takes of a job: as `per_job` says for it
-/// (job, chunks), else `otherwise`.
-#[derive(Debug, Clone, Default)]
-pub struct ClaimSize {
-    /// Counts for particular jobs.
-    pub per_job: Vec<(JobId, u32)>,
-    /// The count for other jobs.
-    pub otherwise: u32,
-}
-
-/// Leases free chunks of the next job in turn, as many as `size` says for
-/// it (see `CLAIM_CHUNKS`), and reads their tasks.
+/// Leases free chunks of the next job in turn, as many as `sizes` (job,
+/// chunks) says for it, else one (see `CLAIM_CHUNKS`), and reads their
+/// tasks.
 pub async fn claim_chunks(
     client: &deadpool_postgres::Client,
     owner: Uuid,
     lease: Duration,
     after_account: Option<&AccountId>,
-    size: &ClaimSize,
+    sizes: &[(JobId, u32)],
 ) -> Result<Option<ClaimedChunk>, StoreError> {
-    let (jobs, counts): (Vec<Uuid>, Vec<i32>) = size
-        .per_job
+    let (jobs, counts): (Vec<Uuid>, Vec<i32>) = sizes
         .iter()
         .map(|(job, chunks)| (job.0, (*chunks).clamp(1, i32::MAX as u32) as i32))
         .unzip();
@@ -380,7 +370,6 @@ pub async fn claim_chunks(
                 &lease.as_secs_f64(),
                 &after_account,
                 &names(JobStatus::runs_tasks),
-                &i32::try_from(size.otherwise.max(1)).unwrap_or(i32::MAX),
                 &jobs,
                 &counts,
             ],
@@ -472,22 +461,23 @@ pub async fn extend_lease(
     if updated == claim.chunk_numbers.len() as u64 {
         return Ok(true);
     }
-    hand_back(client, claim, owner).await?;
+    hand_back(client, claim.job_id, &claim.chunk_numbers, owner).await?;
     Ok(false)
 }
 
-/// Hands back whichever of the claim's chunks `owner` still holds.
+/// Hands back whichever of the job's chunks `numbers` `owner` still holds,
+/// whole and unleased, for a later claim; gives how many.
 async fn hand_back(
-    client: &deadpool_postgres::Client,
-    claim: &ClaimedChunk,
+    client: &impl deadpool_postgres::GenericClient,
+    job: JobId,
+    numbers: &[i64],
     owner: Uuid,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     let hand_back = cached(client, HAND_BACK_CHUNKS, "HAND_BACK_CHUNKS").await?;
     client
-        .execute(&hand_back, &[&claim.job_id.0, &claim.chunk_numbers, &owner])
+        .execute(&hand_back, &[&job.0, &numbers, &owner])
         .await
-        .during("HAND_BACK_CHUNKS")?;
-    Ok(())
+        .during("HAND_BACK_CHUNKS")
 }
 
 /// Records a claim's results in one transaction: releases its chunks,
@@ -525,15 +515,11 @@ pub async fn complete_chunk(
             .during("SHRINK_CHUNK")?;
     }
     if !ends.handed_back.is_empty() {
-        let hand_back = cached(&tx, HAND_BACK_CHUNKS, "HAND_BACK_CHUNKS").await?;
-        ended += tx
-            .execute(&hand_back, &[id, &ends.handed_back, &owner])
-            .await
-            .during("HAND_BACK_CHUNKS")?;
+        ended += hand_back(&tx, claim.job_id, &ends.handed_back, owner).await?;
     }
     if ended != claim.chunk_numbers.len() as u64 {
         tx.rollback().await.during("ROLLBACK")?;
-        hand_back(client, claim, owner).await?;
+        hand_back(client, claim.job_id, &claim.chunk_numbers, owner).await?;
         return Ok(None);
     }
     let copy = cached(&tx, COPY_RESULTS, "COPY_RESULTS").await?;
@@ -797,44 +783,26 @@ mod tests {
     fn a_claim_releases_what_ran_shrinks_where_the_rest_begins_and_hands_back_the_rest() {
         // Chunks 3, 4 and 6 (5 was another worker's): tasks 30..40, 40..50, 60..70.
         let claim = claim(&[(3, 30, 10), (4, 40, 10), (6, 60, 10)]);
-        assert_eq!(
-            claim.split_at(None),
-            ChunkEnds {
-                released: vec![3, 4, 6],
-                ..ChunkEnds::default()
-            }
-        );
-        assert_eq!(
-            claim.split_at(Some(45)),
-            ChunkEnds {
-                released: vec![3],
-                shrunk: Some((4, 45, 5)),
-                handed_back: vec![6],
-            }
-        );
-        // The rest begins where a chunk begins: nothing shrinks.
-        assert_eq!(
-            claim.split_at(Some(60)),
-            ChunkEnds {
-                released: vec![3, 4],
-                shrunk: None,
-                handed_back: vec![6],
-            }
-        );
-        assert_eq!(
-            claim.split_at(Some(30)),
-            ChunkEnds {
-                handed_back: vec![3, 4, 6],
-                ..ChunkEnds::default()
-            }
-        );
-        assert_eq!(
-            claim.split_at(Some(69)),
-            ChunkEnds {
-                released: vec![3, 4],
-                shrunk: Some((6, 69, 1)),
-                handed_back: vec![],
-            }
-        );
+        let ends = |released: &[i64], shrunk, handed_back: &[i64]| ChunkEnds {
+            released: released.to_vec(),
+            shrunk,
+            handed_back: handed_back.to_vec(),
+        };
+        // (first unstarted task, how the chunks end)
+        let cases = [
+            (None, ends(&[3, 4, 6], None, &[])),
+            (Some(45), ends(&[3], Some((4, 45, 5)), &[6])),
+            // The rest begins where a chunk begins: nothing shrinks.
+            (Some(60), ends(&[3, 4], None, &[6])),
+            (Some(30), ends(&[], None, &[3, 4, 6])),
+            (Some(69), ends(&[3, 4], Some((6, 69, 1)), &[])),
+        ];
+        for (unstarted, expected) in cases {
+            assert_eq!(
+                claim.split_at(unstarted),
+                expected,
+                "rest from {unstarted:?}"
+            );
+        }
     }
 }
