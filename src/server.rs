@@ -254,6 +254,7 @@ async fn serve_on(
         page_tokens,
         functions: Arc::new(config.invoke_functions()?),
         buckets: operations.buckets.clone(),
+        seen_jobs: Arc::new(crate::store::JobCache::default()),
         default_notification_endpoint: config.notification_endpoint.clone(),
     };
     if let Listen::On(address) = config.s3control_listen {

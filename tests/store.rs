@@ -8,7 +8,7 @@ use batchops::domain::{
     AccountId, ChecksumAlgorithm, Command, FailureThreshold, JobId, JobSpec, ManifestFormat,
     ManifestSource, ManifestSpec, ObjectLocation, Operation, Tag,
 };
-use batchops::store::{Store, StoreError, jobs, notifications};
+use batchops::store::{JobCache, Store, StoreError, jobs, notifications};
 use chrono::Utc;
 use common::{TestDb, TestServer, checksum_job, wait_for, write_manifest};
 use proptest::prelude::*;
@@ -420,4 +420,67 @@ async fn webhook_claims_take_one_job_per_account_and_skip_busy_accounts() {
     .await
     .unwrap();
     assert!(next.is_empty(), "{next:?}");
+}
+
+#[tokio::test]
+async fn a_cached_read_is_the_committed_job_after_every_write_and_keeps_accounts_apart() {
+    let db = TestDb::new().await;
+    let store = store(&db).await;
+    let id = new_job(&store, "a").await;
+    let cache = JobCache::with_capacity(2);
+    let mut client = store.client().await.unwrap();
+    let account = AccountId("acct".into());
+    let first = cache.load(&client, id, Some(&account)).await.unwrap();
+    // Unchanged: the same job, without reading its state again.
+    let again = cache.load(&client, id, Some(&account)).await.unwrap();
+    assert!(std::sync::Arc::ptr_eq(&first, &again));
+    for priority in 100..110 {
+        jobs::execute(
+            &mut client,
+            id,
+            None,
+            &Command::ChangePriority { priority },
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+        let cached = cache.load(&client, id, Some(&account)).await.unwrap();
+        assert_eq!(cached.priority, priority);
+        assert_eq!(*cached, jobs::load(&client, id, None).await.unwrap());
+    }
+    // A writer that bypasses the commands is seen too: any new row version.
+    client
+        .execute(
+            "UPDATE jobs SET state = jsonb_set(state, '{priority}', '7') WHERE job_id = $1",
+            &[&id.0],
+        )
+        .await
+        .unwrap();
+    assert_eq!(cache.load(&client, id, None).await.unwrap().priority, 7);
+    // Another account's job is not there for it, cached or not.
+    let other = AccountId("other".into());
+    assert!(matches!(
+        cache.load(&client, id, Some(&other)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        cache.load(&client, JobId::generate(), Some(&account)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Bounded: more jobs than it keeps are all read right.
+    let mut ids = vec![id];
+    for token in ["b", "c", "d"] {
+        ids.push(new_job(&store, token).await);
+    }
+    for round in 0..3 {
+        for id in &ids {
+            let cached = cache.load(&client, *id, Some(&account)).await.unwrap();
+            assert_eq!(
+                *cached,
+                jobs::load(&client, *id, None).await.unwrap(),
+                "round {round}"
+            );
+            assert!(cache.len() <= 2);
+        }
+    }
 }

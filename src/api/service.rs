@@ -26,7 +26,7 @@ use crate::objects::report::ReportReadError;
 use crate::proto::{self as pb, job_service_server::JobService};
 use crate::store::notifications::NotificationEndpoint;
 use crate::store::tasks::ResultFilter;
-use crate::store::{Store, jobs, pages};
+use crate::store::{JobCache, Store, jobs, pages};
 
 /// Events read per page while streaming a history.
 const HISTORY_PAGE: usize = 500;
@@ -59,6 +59,8 @@ pub struct JobApi {
     pub functions: Arc<Functions>,
     /// The object store, for reading completion reports back.
     pub buckets: Buckets,
+    /// Jobs as last read, so that reading one again skips its unchanged state.
+    pub seen_jobs: Arc<JobCache>,
     /// Where the status changes of jobs that name no endpoint of their own
     /// are POSTed (`--notification-endpoint`), if anywhere.
     pub default_notification_endpoint: Option<String>,
@@ -88,11 +90,11 @@ impl JobApi {
         &self,
         account_id: &str,
         job_id: &str,
-    ) -> Result<crate::domain::Job, ApiError> {
+    ) -> Result<Arc<crate::domain::Job>, ApiError> {
         let account = validate::account_id(account_id)?;
         let id = validate::job_id(job_id)?;
         let client = self.store.client().await?;
-        Ok(jobs::load(&client, id, Some(&account)).await?)
+        Ok(self.seen_jobs.load(&client, id, Some(&account)).await?)
     }
 }
 
@@ -364,8 +366,9 @@ impl JobService for JobApi {
         let (sender, receiver) = mpsc::channel(64);
         let open = self.metrics.watch_opened();
         let (store, notifier) = (self.store.clone(), self.notifier.clone());
+        let seen_jobs = self.seen_jobs.clone();
         tokio::spawn(async move {
-            watch::run(store, notifier, watch, sender).await;
+            watch::run(store, notifier, &seen_jobs, watch, sender).await;
             drop((open, permit));
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))

@@ -16,7 +16,7 @@ use crate::contract::{self, HistoryFolder};
 use crate::domain::{AccountId, JobId};
 use crate::notify::{Notice, Notifier, folder_for};
 use crate::proto as pb;
-use crate::store::{RecordedEvent, Store, jobs};
+use crate::store::{JobCache, RecordedEvent, Store, jobs};
 
 /// Log events read per page.
 const PAGE: usize = 500;
@@ -40,8 +40,14 @@ pub struct WatchRequest {
 type Sender = mpsc::Sender<Result<pb::WatchJobsResponse, Status>>;
 
 /// Runs the stream until the client goes away.
-pub async fn run(store: Store, notifier: Notifier, request: WatchRequest, sender: Sender) {
-    if let Err(error) = follow(&store, &notifier, &request, &sender).await {
+pub async fn run(
+    store: Store,
+    notifier: Notifier,
+    seen_jobs: &JobCache,
+    request: WatchRequest,
+    sender: Sender,
+) {
+    if let Err(error) = follow(&store, &notifier, seen_jobs, &request, &sender).await {
         let _ = sender.send(Err(error.into())).await;
     }
 }
@@ -49,6 +55,7 @@ pub async fn run(store: Store, notifier: Notifier, request: WatchRequest, sender
 async fn follow(
     store: &Store,
     notifier: &Notifier,
+    seen_jobs: &JobCache,
     request: &WatchRequest,
     sender: &Sender,
 ) -> Result<(), ApiError> {
@@ -115,7 +122,7 @@ async fn follow(
         for id in due {
             pending_progress.remove(&id);
             progress_sent.insert(id, Instant::now());
-            if let Some(progress) = progress_of(store, request, id).await?
+            if let Some(progress) = progress_of(store, seen_jobs, request, id).await?
                 && !send(
                     sender,
                     cursor,
@@ -206,11 +213,12 @@ async fn emit(
 /// The progress message of a job of the watched account, if it is one.
 async fn progress_of(
     store: &Store,
+    seen_jobs: &JobCache,
     request: &WatchRequest,
     id: JobId,
 ) -> Result<Option<pb::JobProgress>, ApiError> {
     let client = store.client().await?;
-    match jobs::load(&client, id, Some(&request.account)).await {
+    match seen_jobs.load(&client, id, Some(&request.account)).await {
         Ok(job) => {
             let descriptor = contract::job_to_list_proto(&job, chrono::Utc::now());
             Ok(Some(pb::JobProgress {

@@ -9,6 +9,7 @@
 //! positions become visible in increasing order.
 
 mod error;
+pub mod job_cache;
 pub mod jobs;
 pub mod keys;
 mod migrate;
@@ -26,6 +27,7 @@ use tracing::info;
 use error::During;
 
 pub use error::StoreError;
+pub use job_cache::JobCache;
 pub use jobs::{JobPage, LoggedEvent, RecordedEvent};
 pub use migrate::migrate;
 pub use replay::replay;
