@@ -20,6 +20,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // for proto3 JSON.
     let mut config = tonic_prost_build::Config::new();
     config.enable_type_names();
+    // A job's creation carries its whole descriptor; boxed, it does not make
+    // every event (and every WatchJobs message) as large as itself.
+    config.boxed(".batchops.v1.JobEvent.event.job_created");
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)

@@ -24,6 +24,7 @@ pub mod audit;
 pub mod aws;
 pub mod cli;
 pub mod cluster;
+mod coalesce;
 pub mod command_line;
 pub mod config;
 pub(crate) mod contract;

@@ -14,6 +14,7 @@ use tracing::info;
 use crate::api::auth::{Access, TokensFileError};
 use crate::api::{self, JobApi};
 use crate::cluster::{ClusterError, Ownership, PrivateCluster};
+use crate::coalesce::Coalesced;
 use crate::config::{ConfigError, DatabaseConfig, Listen, ServeConfig};
 use crate::engine::{Engine, TaskGate, Wakers};
 use crate::metrics::{Metrics, RpcMetricsLayer};
@@ -359,13 +360,14 @@ fn tls_config(config: &ServeConfig) -> Result<Option<ServerTlsConfig>, ServeErro
 
 /// The listener's connections with Nagle's algorithm off: a response's
 /// frames must not wait for the peer's delayed ACK (40 ms on Linux).
+/// Frames queued together leave in one write instead ([`Coalesced`]).
 fn accepted(
     listener: TcpListener,
-) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+) -> impl futures::Stream<Item = std::io::Result<Coalesced<tokio::net::TcpStream>>> {
     futures::StreamExt::map(TcpListenerStream::new(listener), |stream| {
         let stream = stream?;
         stream.set_nodelay(true)?;
-        Ok(stream)
+        Ok(Coalesced::new(stream))
     })
 }
 

@@ -363,15 +363,14 @@ impl JobService for JobApi {
             heartbeat: self.watch_heartbeat,
             stopping: self.stopping.clone(),
         };
-        let (sender, receiver) = mpsc::channel(64);
         let open = self.metrics.watch_opened();
-        let (store, notifier) = (self.store.clone(), self.notifier.clone());
-        let seen_jobs = self.seen_jobs.clone();
-        tokio::spawn(async move {
-            watch::run(store, notifier, &seen_jobs, watch, sender).await;
-            drop((open, permit));
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        Ok(Response::new(Box::pin(watch::WatchStream::new(
+            self.store.clone(),
+            &self.notifier,
+            self.seen_jobs.clone(),
+            watch,
+            (open, permit),
+        ))))
     }
 
     type ListJobTaskResultsStream = ResultsStream;

@@ -1,22 +1,34 @@
 //! One WatchJobs stream: catch up from the log after the client's position,
 //! say `caught_up`, then follow live. Every message carries its log position.
-//! The stream never buffers without bound: it reads a page of the log only
-//! when the client has taken the previous messages, so a slow client simply
-//! stays behind in the log and catches up later.
+//!
+//! The stream is the response body itself: it does its work only when the
+//! HTTP/2 connection asks it for the next message, so there is no task and
+//! no channel per stream between the process's event tail and the socket.
+//! It never buffers without bound: it reads a page of the log only when the
+//! client has taken the previous messages, so a slow client simply stays
+//! behind in the log and catches up later.
 
-use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
-use tokio_util::sync::CancellationToken;
+use futures::future::BoxFuture;
+use futures::{Stream, StreamExt};
+use tokio::time::{Instant, Sleep};
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::Status;
 
 use super::ApiError;
 use crate::contract::{self, HistoryFolder};
 use crate::domain::{AccountId, JobId};
-use crate::notify::{Notice, Notifier, folder_for};
+use crate::notify::{EventBatch, Notice, Notifier, folder_for};
 use crate::proto as pb;
-use crate::store::{JobCache, RecordedEvent, Store, jobs};
+use crate::store::{JobCache, Store, jobs};
 
 /// Log events read per page.
 const PAGE: usize = 500;
@@ -37,177 +49,323 @@ pub struct WatchRequest {
     pub stopping: CancellationToken,
 }
 
-type Sender = mpsc::Sender<Result<pb::WatchJobsResponse, Status>>;
-
-/// Runs the stream until the client goes away.
-pub async fn run(
-    store: Store,
-    notifier: Notifier,
-    seen_jobs: &JobCache,
-    request: WatchRequest,
-    sender: Sender,
-) {
-    if let Err(error) = follow(&store, &notifier, seen_jobs, &request, &sender).await {
-        let _ = sender.send(Err(error.into())).await;
-    }
-}
-
-async fn follow(
-    store: &Store,
-    notifier: &Notifier,
-    seen_jobs: &JobCache,
-    request: &WatchRequest,
-    sender: &Sender,
-) -> Result<(), ApiError> {
-    // Subscribed before the first read, so nothing committed after it is missed.
-    let mut notices = notifier.subscribe();
-    // Connections are taken per read and returned before waiting or
-    // sending, so open streams do not hold the pool: thousands of watchers
-    // share a few connections.
-    let mut cursor = match request.after {
-        Some(position) => position,
-        None => jobs::last_position(&**store.client().await?).await?,
-    };
-    let mut folders: HashMap<JobId, HistoryFolder> = HashMap::new();
-    let mut caught_up = false;
-    let mut need_read = true;
-    let mut pending_progress: HashSet<JobId> = HashSet::new();
-    let mut progress_sent: HashMap<JobId, Instant> = HashMap::new();
-    loop {
-        if need_read {
-            let page = {
-                let client = store.client().await?;
-                jobs::account_events_after(
-                    &client,
-                    &request.account,
-                    &request.job_ids,
-                    cursor,
-                    PAGE,
-                )
-                .await?
-            };
-            for recorded in &page {
-                if !emit(store, &mut folders, recorded, sender).await? {
-                    return Ok(());
-                }
-                cursor = recorded.position;
-            }
-            if page.len() == PAGE {
-                continue;
-            }
-            need_read = false;
-        }
-        if !caught_up {
-            caught_up = true;
-            if !send(
-                sender,
-                cursor,
-                Some(pb::watch_jobs_response::Message::CaughtUp(pb::CaughtUp {})),
-            )
-            .await
-            {
-                return Ok(());
-            }
-        }
-        // Progress that waited for its throttle.
-        let due: Vec<JobId> = pending_progress
-            .iter()
-            .filter(|id| {
-                progress_sent
-                    .get(id)
-                    .is_none_or(|at| at.elapsed() >= PROGRESS_EVERY)
-            })
-            .copied()
-            .collect();
-        for id in due {
-            pending_progress.remove(&id);
-            progress_sent.insert(id, Instant::now());
-            if let Some(progress) = progress_of(store, seen_jobs, request, id).await?
-                && !send(
-                    sender,
-                    cursor,
-                    Some(pb::watch_jobs_response::Message::Progress(progress)),
-                )
-                .await
-            {
-                return Ok(());
-            }
-        }
-        let tick = if pending_progress.is_empty() {
-            request.heartbeat
-        } else {
-            Duration::from_millis(250)
-        };
-        tokio::select! {
-            notice = notices.recv() => match notice {
-                Ok(Notice::Progress(id)) => {
-                    if request.job_ids.is_empty() || request.job_ids.contains(&id) {
-                        pending_progress.insert(id);
-                    }
-                }
-                // The process's tail read these events once for every
-                // stream; one that joins where this stream is needs no read.
-                Ok(Notice::Events(batch)) if batch.after <= cursor => {
-                    for tailed in &batch.events {
-                        if tailed.position <= cursor || !request.wants(&tailed.account, tailed.job_id) {
-                            continue;
-                        }
-                        // This stream's own fold of the job is now behind.
-                        folders.remove(&tailed.job_id);
-                        let event = pb::watch_jobs_response::Message::Event(tailed.event.clone());
-                        if !send(sender, tailed.position, Some(event)).await {
-                            return Ok(());
-                        }
-                        cursor = tailed.position;
-                    }
-                    cursor = cursor.max(batch.until);
-                }
-                // A batch beyond this stream's position, or missed batches:
-                // the log has what came between.
-                Ok(Notice::Events(_)) | Err(broadcast::error::RecvError::Lagged(_)) => need_read = true,
-                Err(broadcast::error::RecvError::Closed) => {
-                    tokio::time::sleep(request.heartbeat).await;
-                    need_read = true;
-                }
-            },
-            _ = tokio::time::sleep(tick) => {
-                // A lost notification needs nothing here: the tail also
-                // reads the log every second.
-                if pending_progress.is_empty()
-                    && !send(sender, cursor, Some(pb::watch_jobs_response::Message::Heartbeat(pb::Heartbeat {}))).await
-                {
-                    return Ok(());
-                }
-            }
-            _ = sender.closed() => return Ok(()),
-            _ = request.stopping.cancelled() => return Ok(()),
-        }
-    }
-}
-
 impl WatchRequest {
     fn wants(&self, account: &AccountId, job_id: JobId) -> bool {
         *account == self.account && (self.job_ids.is_empty() || self.job_ids.contains(&job_id))
     }
 }
 
-/// Sends one logged event; false when the client went away. A job first
-/// seen mid-stream is folded up to this event, so its status changes can
-/// name the status they came from.
-async fn emit(
-    store: &Store,
-    folders: &mut HashMap<JobId, HistoryFolder>,
-    recorded: &RecordedEvent,
-    sender: &Sender,
-) -> Result<bool, ApiError> {
-    let folder = folder_for(store, folders, recorded).await?;
-    let event = folder.convert(recorded);
-    Ok(send(
-        sender,
-        recorded.position,
-        Some(pb::watch_jobs_response::Message::Event(event)),
-    )
-    .await)
+/// One stream's messages, ended by an error or by the server's shutdown.
+///
+/// Following live costs no await and no allocation per message: a batch
+/// from the tail becomes messages in the outbox, which the connection takes
+/// one by one. Only reads of the database run as a future, which holds the
+/// stream's state until it is done.
+pub struct WatchStream<G> {
+    /// The stream's state; inside `work` while a read runs.
+    core: Option<Box<Core>>,
+    /// A read of the database in flight.
+    work: Option<BoxFuture<'static, (Box<Core>, Result<(), ApiError>)>>,
+    notices: BroadcastStream<Notice>,
+    /// The process's tail is gone: the timer reads the log instead.
+    notices_closed: bool,
+    stopping: Pin<Box<WaitForCancellationFutureOwned>>,
+    ended: bool,
+    /// The stream's permit and metric, released with it.
+    _guard: G,
+}
+
+/// What a stream knows and has ready for its client.
+struct Core {
+    store: Store,
+    seen_jobs: Arc<JobCache>,
+    request: WatchRequest,
+    /// The log position the client has; `None` until the first read.
+    cursor: Option<i64>,
+    /// This stream's fold of the jobs it met mid-log.
+    folders: HashMap<JobId, HistoryFolder>,
+    caught_up: bool,
+    need_read: bool,
+    /// Jobs whose progress waits for its throttle.
+    pending_progress: HashSet<JobId>,
+    progress_sent: HashMap<JobId, Instant>,
+    /// Messages ready for the client, at most a page of the log.
+    outbox: VecDeque<pb::WatchJobsResponse>,
+    /// Wakes the stream for a heartbeat or for throttled progress. It moves
+    /// only when it fires or must fire sooner, not per message.
+    timer: Pin<Box<Sleep>>,
+    /// When the client was last given a message.
+    last_sent: Instant,
+}
+
+impl<G> WatchStream<G> {
+    /// A stream subscribed to `notifier` now, so that nothing committed
+    /// after this call is missed.
+    pub fn new(
+        store: Store,
+        notifier: &Notifier,
+        seen_jobs: Arc<JobCache>,
+        request: WatchRequest,
+        guard: G,
+    ) -> WatchStream<G> {
+        WatchStream {
+            notices: BroadcastStream::new(notifier.subscribe()),
+            notices_closed: false,
+            stopping: Box::pin(request.stopping.clone().cancelled_owned()),
+            ended: false,
+            work: None,
+            core: Some(Box::new(Core {
+                timer: Box::pin(tokio::time::sleep(request.heartbeat)),
+                last_sent: Instant::now(),
+                store,
+                seen_jobs,
+                request,
+                cursor: None,
+                folders: HashMap::new(),
+                caught_up: false,
+                need_read: true,
+                pending_progress: HashSet::new(),
+                progress_sent: HashMap::new(),
+                outbox: VecDeque::new(),
+            })),
+            _guard: guard,
+        }
+    }
+}
+
+impl<G: Unpin> Stream for WatchStream<G> {
+    type Item = Result<pb::WatchJobsResponse, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            if let Some(work) = &mut this.work {
+                let (core, outcome) = ready!(work.as_mut().poll(cx));
+                this.work = None;
+                this.core = Some(core);
+                if let Err(error) = outcome {
+                    // The error is the stream's last message.
+                    this.ended = true;
+                    return Poll::Ready(Some(Err(error.into())));
+                }
+            }
+            let Some(core) = this.core.as_mut() else {
+                return Poll::Ready(None);
+            };
+            if let Some(message) = core.outbox.pop_front() {
+                core.last_sent = Instant::now();
+                return Poll::Ready(Some(Ok(message)));
+            }
+            if core.needs_database() {
+                if let Some(core) = this.core.take() {
+                    this.work = Some(Box::pin(core.read()));
+                }
+                continue;
+            }
+            if !core.caught_up {
+                core.caught_up = true;
+                core.push(pb::watch_jobs_response::Message::CaughtUp(pb::CaughtUp {}));
+                continue;
+            }
+            if this.stopping.as_mut().poll(cx).is_ready() {
+                this.ended = true;
+                return Poll::Ready(None);
+            }
+            if !this.notices_closed {
+                match this.notices.poll_next_unpin(cx) {
+                    Poll::Ready(Some(notice)) => {
+                        core.take(notice);
+                        continue;
+                    }
+                    Poll::Ready(None) => this.notices_closed = true,
+                    Poll::Pending => {}
+                }
+            }
+            if core.timer.as_mut().poll(cx).is_ready() {
+                core.on_timer(this.notices_closed);
+                continue;
+            }
+            return Poll::Pending;
+        }
+    }
+}
+
+impl Core {
+    /// Whether the next messages must come from the database.
+    fn needs_database(&self) -> bool {
+        self.cursor.is_none() || self.need_read || (self.caught_up && self.progress_is_due())
+    }
+
+    /// Reads what [`Core::needs_database`] asked for, handing the core back.
+    async fn read(mut self: Box<Self>) -> (Box<Core>, Result<(), ApiError>) {
+        let outcome = self.read_in_place().await;
+        (self, outcome)
+    }
+
+    async fn read_in_place(&mut self) -> Result<(), ApiError> {
+        let cursor = match self.cursor {
+            Some(cursor) => cursor,
+            None => {
+                // A pooled connection per read, returned before waiting or
+                // sending, so thousands of watchers share a few.
+                let start = match self.request.after {
+                    Some(position) => position,
+                    None => jobs::last_position(&**self.store.client().await?).await?,
+                };
+                self.cursor = Some(start);
+                start
+            }
+        };
+        if self.need_read {
+            self.read_page(cursor).await
+        } else {
+            self.push_due_progress().await
+        }
+    }
+
+    /// The next page of the watched events after `cursor`.
+    async fn read_page(&mut self, mut cursor: i64) -> Result<(), ApiError> {
+        let page = {
+            let client = self.store.client().await?;
+            jobs::account_events_after(
+                &client,
+                &self.request.account,
+                &self.request.job_ids,
+                cursor,
+                PAGE,
+            )
+            .await?
+        };
+        for recorded in &page {
+            // A job first seen mid-log is folded up to this event, so that
+            // its status changes can name the status they came from.
+            let folder = folder_for(&self.store, &mut self.folders, recorded).await?;
+            let event = folder.convert(recorded);
+            cursor = recorded.position;
+            self.outbox.push_back(pb::WatchJobsResponse {
+                position: cursor,
+                message: Some(pb::watch_jobs_response::Message::Event(event)),
+            });
+        }
+        self.cursor = Some(cursor);
+        self.need_read = page.len() == PAGE;
+        Ok(())
+    }
+
+    fn take(&mut self, notice: Result<Notice, BroadcastStreamRecvError>) {
+        match notice {
+            Ok(Notice::Progress(id)) => {
+                if self.request.job_ids.is_empty() || self.request.job_ids.contains(&id) {
+                    self.pending_progress.insert(id);
+                    let due = self.progress_due(id).unwrap_or_else(Instant::now);
+                    if due < self.timer.deadline() {
+                        self.timer.as_mut().reset(due);
+                    }
+                }
+            }
+            // The process's tail read these events once for every stream;
+            // one that joins where this stream is needs no read.
+            Ok(Notice::Events(batch)) if self.cursor.is_some_and(|at| batch.after <= at) => {
+                self.take_batch(&batch);
+            }
+            // A batch beyond this stream's position, or missed batches: the
+            // log has what came between.
+            Ok(Notice::Events(_)) | Err(BroadcastStreamRecvError::Lagged(_)) => {
+                self.need_read = true;
+            }
+        }
+    }
+
+    fn take_batch(&mut self, batch: &EventBatch) {
+        let Some(mut cursor) = self.cursor else {
+            return;
+        };
+        for tailed in &batch.events {
+            if tailed.position <= cursor || !self.request.wants(&tailed.account, tailed.job_id) {
+                continue;
+            }
+            // This stream's own fold of the job is now behind.
+            self.folders.remove(&tailed.job_id);
+            cursor = tailed.position;
+            self.outbox.push_back(pb::WatchJobsResponse {
+                position: cursor,
+                message: Some(pb::watch_jobs_response::Message::Event(
+                    tailed.event.clone(),
+                )),
+            });
+        }
+        self.cursor = Some(cursor.max(batch.until));
+    }
+
+    /// A heartbeat when the client heard nothing for a heartbeat period;
+    /// then the timer waits for the next heartbeat or throttled progress.
+    /// Without the process's tail, every tick reads the log.
+    fn on_timer(&mut self, notices_closed: bool) {
+        let now = Instant::now();
+        let mut heartbeat_at = self.last_sent + self.request.heartbeat;
+        if heartbeat_at <= now && self.pending_progress.is_empty() {
+            self.push(pb::watch_jobs_response::Message::Heartbeat(
+                pb::Heartbeat {},
+            ));
+            heartbeat_at = now + self.request.heartbeat;
+        }
+        self.need_read |= notices_closed;
+        let next = self
+            .pending_progress
+            .iter()
+            .map(|id| self.progress_due(*id).unwrap_or(now))
+            .fold(heartbeat_at, Instant::min);
+        self.timer
+            .as_mut()
+            .reset(next.max(now + Duration::from_millis(1)));
+    }
+
+    /// When the job's progress may be sent again; `None`: at once.
+    fn progress_due(&self, id: JobId) -> Option<Instant> {
+        self.progress_sent.get(&id).map(|at| *at + PROGRESS_EVERY)
+    }
+
+    fn progress_is_due(&self) -> bool {
+        let now = Instant::now();
+        self.pending_progress
+            .iter()
+            .any(|id| self.progress_due(*id).is_none_or(|at| at <= now))
+    }
+
+    /// Progress whose throttle has passed, read once per job.
+    async fn push_due_progress(&mut self) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let due: Vec<JobId> = self
+            .pending_progress
+            .iter()
+            .filter(|id| self.progress_due(**id).is_none_or(|at| at <= now))
+            .copied()
+            .collect();
+        // Jobs past their throttle need no entry.
+        self.progress_sent
+            .retain(|_, at| now.duration_since(*at) < PROGRESS_EVERY);
+        for id in due {
+            self.pending_progress.remove(&id);
+            self.progress_sent.insert(id, now);
+            if let Some(progress) =
+                progress_of(&self.store, &self.seen_jobs, &self.request, id).await?
+            {
+                self.push(pb::watch_jobs_response::Message::Progress(progress));
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues one message at the stream's position.
+    fn push(&mut self, message: pb::watch_jobs_response::Message) {
+        self.outbox.push_back(pb::WatchJobsResponse {
+            position: self.cursor.unwrap_or_default(),
+            message: Some(message),
+        });
+    }
 }
 
 /// The progress message of a job of the watched account, if it is one.
@@ -230,16 +388,4 @@ async fn progress_of(
         Err(crate::store::StoreError::NotFound(_)) => Ok(None),
         Err(other) => Err(other.into()),
     }
-}
-
-/// Sends one message; false when the client went away.
-async fn send(
-    sender: &Sender,
-    position: i64,
-    message: Option<pb::watch_jobs_response::Message>,
-) -> bool {
-    sender
-        .send(Ok(pb::WatchJobsResponse { position, message }))
-        .await
-        .is_ok()
 }

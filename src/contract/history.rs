@@ -38,9 +38,9 @@ impl HistoryFolder {
         let event = match (&recorded.event, &mut self.job) {
             (LoggedEvent::Created(created), _) => {
                 let job = domain::created(recorded.job_id, created, recorded.recorded_at);
-                let event = E::JobCreated(pb::JobCreatedEvent {
+                let event = E::JobCreated(Box::new(pb::JobCreatedEvent {
                     job: Some(job_to_proto(&job, recorded.recorded_at)),
-                });
+                }));
                 self.job = Some(job);
                 Some(event)
             }

@@ -1,7 +1,7 @@
 //! Job commands, the event log and the `jobs` projection.
 
 use chrono::{DateTime, SubsecRound, Utc};
-use postgres_types::Json;
+use postgres_types::{Json, ToSql};
 use tokio_postgres::{Client, Row};
 use uuid::Uuid;
 
@@ -310,64 +310,72 @@ pub async fn record(
     if decision.events.is_empty() {
         return Ok((job, decision));
     }
-    let mut logged = 0;
+    let mut appends = Vec::new();
     for event in &decision.events {
         domain::apply(&mut job, event, now);
-        if !event.is_logged_in_job_stream() {
-            continue;
+        if event.is_logged_in_job_stream() {
+            job.version += 1;
+            appends.push((
+                job.version as i64,
+                event.type_name(),
+                serde_json::to_value(event)?,
+            ));
         }
-        if logged == 0 {
-            let append_lock = cached(tx, TAKE_APPEND_LOCK, "TAKE_APPEND_LOCK").await?;
-            tx.execute(&append_lock, &[&APPEND_LOCK])
-                .await
-                .during("TAKE_APPEND_LOCK")?;
-        }
-        logged += 1;
-        job.version += 1;
-        let insert = cached(tx, INSERT_EVENT, "INSERT_EVENT").await?;
-        tx.query_one(
-            &insert,
-            &[
-                &job.id.0,
-                &(job.version as i64),
-                &event.type_name(),
-                &(EVENT_SCHEMA_VERSION as i16),
-                &serde_json::to_value(event)?,
-                &now,
-            ],
-        )
-        .await
-        .during("INSERT_EVENT")?;
     }
-    let update = cached(tx, UPDATE_JOB, "UPDATE_JOB").await?;
-    tx.execute(
-        &update,
-        &[
-            &job.id.0,
-            &job.status.as_str(),
-            &job.priority,
-            &(job.version as i64),
-            &Json(&job),
-        ],
-    )
-    .await
-    .during("UPDATE_JOB")?;
+    let mut release_chunks = false;
     for effect in &decision.effects {
         match effect {
-            Effect::ReleaseChunks => {
-                tx.execute(DELETE_CHUNKS, &[&job.id.0])
-                    .await
-                    .during("DELETE_CHUNKS")?;
-            }
+            Effect::ReleaseChunks => release_chunks = true,
             // The engine's: in this process through its task gate, in
             // others through the NOTIFY below.
             Effect::StopTaskStarts => {}
         }
     }
-    if logged > 0 {
-        tx.execute(NOTIFY, &[&EVENTS_CHANNEL, &job.id.to_string()])
-            .await
-            .during("NOTIFY")?;
+    let append_lock = cached(tx, TAKE_APPEND_LOCK, "TAKE_APPEND_LOCK").await?;
+    let insert = cached(tx, INSERT_EVENT, "INSERT_EVENT").await?;
+    let update = cached(tx, UPDATE_JOB, "UPDATE_JOB").await?;
+    let delete = cached(tx, DELETE_CHUNKS, "DELETE_CHUNKS").await?;
+    let notify = cached(tx, NOTIFY, "NOTIFY").await?;
+    let (id, schema_version) = (job.id.0, EVENT_SCHEMA_VERSION as i16);
+    let (status, version, state) = (job.status.as_str(), job.version as i64, Json(&job));
+    let channel_payload = job.id.to_string();
+    let insert_params: Vec<[&(dyn ToSql + Sync); 6]> = appends
+        .iter()
+        .map(
+            |(sequence, event_type, payload)| -> [&(dyn ToSql + Sync); 6] {
+                [&id, sequence, event_type, &schema_version, payload, &now]
+            },
+        )
+        .collect();
+    let lock_params: [&(dyn ToSql + Sync); 1] = [&APPEND_LOCK];
+    let update_params: [&(dyn ToSql + Sync); 5] = [&id, &status, &job.priority, &version, &state];
+    let delete_params: [&(dyn ToSql + Sync); 1] = [&id];
+    let notify_params: [&(dyn ToSql + Sync); 2] = [&EVENTS_CHANNEL, &channel_payload];
+    // The statements after the row lock go out together, in one round trip:
+    // PostgreSQL runs them in the order sent, and the first failure (which
+    // aborts the ones after it) is the one reported.
+    let mut steps = Vec::new();
+    if !appends.is_empty() {
+        steps.push(("TAKE_APPEND_LOCK", tx.execute(&append_lock, &lock_params)));
+    }
+    for params in &insert_params {
+        steps.push(("INSERT_EVENT", tx.execute(&insert, params)));
+    }
+    steps.push(("UPDATE_JOB", tx.execute(&update, &update_params)));
+    if release_chunks {
+        steps.push(("DELETE_CHUNKS", tx.execute(&delete, &delete_params)));
+    }
+    if !appends.is_empty() {
+        steps.push(("NOTIFY", tx.execute(&notify, &notify_params)));
+    }
+    let outcomes = futures::future::join_all(
+        steps
+            .into_iter()
+            .map(|(label, step)| async move { step.await.during(label) }),
+    )
+    .await;
+    for outcome in outcomes {
+        outcome?;
     }
     Ok((job, decision))
 }
