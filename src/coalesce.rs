@@ -153,9 +153,11 @@ mod tests {
         let (near, mut far) = tokio::io::duplex(1024);
         let mut near = Coalesced::new(near);
         near.write_all(b"one ").await.unwrap();
-        near.write_vectored(&[IoSlice::new(b"two "), IoSlice::new(b"three")])
+        let taken = near
+            .write_vectored(&[IoSlice::new(b"two "), IoSlice::new(b"three")])
             .await
             .unwrap();
+        assert_eq!(taken, 9, "both slices are kept whole");
         let mut buf = [0u8; 64];
         let early = tokio::time::timeout(std::time::Duration::from_millis(50), far.read(&mut buf));
         assert!(early.await.is_err(), "nothing is written before a flush");

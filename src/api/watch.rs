@@ -65,7 +65,7 @@ pub struct WatchStream<G> {
     /// The stream's state; inside `work` while a read runs.
     core: Option<Box<Core>>,
     /// A read of the database in flight.
-    work: Option<BoxFuture<'static, (Box<Core>, Result<(), ApiError>)>>,
+    work: Option<Read>,
     notices: BroadcastStream<Notice>,
     /// The process's tail is gone: the timer reads the log instead.
     notices_closed: bool,
@@ -74,6 +74,9 @@ pub struct WatchStream<G> {
     /// The stream's permit and metric, released with it.
     _guard: G,
 }
+
+/// A read of the database, which hands the core back with its outcome.
+type Read = BoxFuture<'static, (Box<Core>, Result<(), ApiError>)>;
 
 /// What a stream knows and has ready for its client.
 struct Core {
