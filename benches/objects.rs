@@ -172,11 +172,11 @@ async fn run(args: Args, operations: Vec<Operation>, rclone: String) {
             let mut ours = Vec::new();
             let mut theirs = Vec::new();
             for round in 0..args.rounds {
-                let batchops =
+                let (batchops, phases) =
                     batchops_round(&mut client, root.path(), set, operation, round).await;
                 let rclone = rclone_round(root.path(), set, operation, round, args.rclone_checkers);
                 eprintln!(
-                    "{} · {} · round {}: batchops {:.2} s, rclone {:.2} s",
+                    "{} · {} · round {}: batchops {:.2} s ({phases}), rclone {:.2} s",
                     operation.name(),
                     set.label,
                     round + 1,
@@ -249,7 +249,7 @@ async fn batchops_round(
     set: &ObjectSet,
     operation: Operation,
     round: usize,
-) -> Duration {
+) -> (Duration, String) {
     let (bucket, target) = match operation {
         Operation::Checksum => (set.bucket.to_owned(), None),
         Operation::Copy => (
@@ -312,6 +312,7 @@ async fn batchops_round(
         .job_id;
     let job = common::wait_until_ended(client, &job_id, Duration::from_millis(5)).await;
     let took = started.elapsed();
+    let phases = common::phases(client, &job_id).await;
     let summary = job.progress_summary.unwrap_or_default();
     assert_eq!(
         job.status,
@@ -334,7 +335,7 @@ async fn batchops_round(
             std::fs::remove_dir_all(root.join(&bucket)).unwrap();
         }
     }
-    took
+    (took, phases)
 }
 
 fn rclone_round(

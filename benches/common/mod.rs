@@ -154,8 +154,6 @@ impl Server {
     }
 }
 
-/// Polls the job every `every` until it has ended (Complete, Failed or
-/// Cancelled); gives its last description.
 /// DescribeJob of one of the bench account's jobs.
 pub async fn describe(
     client: &mut batchops::proto::job_service_client::JobServiceClient<tonic::transport::Channel>,
@@ -173,6 +171,8 @@ pub async fn describe(
         .unwrap()
 }
 
+/// Polls the job every `every` until it has ended (Complete, Failed or
+/// Cancelled); gives its last description.
 pub async fn wait_until_ended(
     client: &mut batchops::proto::job_service_client::JobServiceClient<tonic::transport::Channel>,
     job_id: &str,
@@ -190,4 +190,55 @@ pub async fn wait_until_ended(
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// Where an ended job's time went, from the times its events were logged:
+/// preparation (creation to `ManifestPrepared`), the run (`JobActivated` to
+/// `AllTasksFinished`) and the rest up to its last event.
+#[allow(dead_code)]
+pub async fn phases(
+    client: &mut batchops::proto::job_service_client::JobServiceClient<tonic::transport::Channel>,
+    job_id: &str,
+) -> String {
+    use futures::StreamExt;
+    let mut stream = client
+        .get_job_history(pb::GetJobHistoryRequest {
+            account_id: ACCOUNT.into(),
+            job_id: job_id.into(),
+            after_sequence: 0,
+            include_task_results: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut times = Vec::new();
+    while let Some(item) = stream.next().await {
+        if let Some(event) = item.unwrap().event {
+            let time = event.event_time.unwrap();
+            times.push((
+                event.event_type,
+                time.seconds as f64 + time.nanos as f64 / 1e9,
+            ));
+        }
+    }
+    let at = |name: &str| {
+        times
+            .iter()
+            .find(|(event, _)| event == name)
+            .map(|(_, at)| *at)
+    };
+    let (Some(created), Some(last)) = (times.first().map(|t| t.1), times.last().map(|t| t.1))
+    else {
+        return "no events".into();
+    };
+    let span = |from: Option<f64>, to: Option<f64>| match (from, to) {
+        (Some(from), Some(to)) => format!("{:.2} s", to - from),
+        _ => "-".into(),
+    };
+    format!(
+        "prepare {} · run {} · finish {}",
+        span(Some(created), at("ManifestPrepared")),
+        span(at("JobActivated"), at("AllTasksFinished")),
+        span(at("AllTasksFinished"), Some(last)),
+    )
 }

@@ -42,8 +42,11 @@ use rustix::{
 const STORE: &str = "Directory";
 /// Files being written start with this; listings never show them.
 const STAGING_PREFIX: &str = ".batchops-tmp-";
-/// Objects a listing reads ahead of its consumer.
-const LISTING_BUFFER: usize = 1024;
+/// Objects a listing hands its consumer at a time: one wake-up of the
+/// consumer per batch, not per object.
+const LISTING_BATCH: usize = 256;
+/// Batches a listing reads ahead of its consumer.
+const LISTING_BUFFER: usize = 4;
 /// Directories one thread keeps open in [`keeping_directories`]: a run
 /// mostly touches one or two, and the process runs up to
 /// `--task-concurrency` runs at once, each holding this many descriptors.
@@ -225,11 +228,7 @@ impl DirectoryStore {
 
     /// The objects below `prefix`, depth first in name order, sent to
     /// `sender` until it closes.
-    fn walk_listing(
-        &self,
-        prefix: Option<&Path>,
-        sender: &tokio::sync::mpsc::Sender<Result<ObjectMeta>>,
-    ) {
+    fn walk_listing(&self, prefix: Option<&Path>, sender: &Listing) {
         let root = Path::default();
         let prefix = prefix.unwrap_or(&root);
         let start = match self.directory(prefix, &parts_of(prefix), false) {
@@ -250,6 +249,7 @@ impl DirectoryStore {
                 return;
             }
         }
+        let mut batch = Vec::with_capacity(LISTING_BATCH);
         while let Some(frame) = stack.last_mut() {
             let Some(name) = frame.names.next() else {
                 stack.pop();
@@ -264,13 +264,15 @@ impl DirectoryStore {
                 continue;
             };
             match FileType::from_raw_mode(stat.st_mode as _) {
-                // The consumer stopped listening.
-                FileType::RegularFile
-                    if sender
-                        .blocking_send(Ok(meta(location.clone(), &stat)))
-                        .is_err() =>
-                {
-                    return;
+                FileType::RegularFile => {
+                    batch.push(meta(location, &stat));
+                    if batch.len() == LISTING_BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(LISTING_BATCH));
+                        if sender.blocking_send(Ok(full)).is_err() {
+                            // The consumer stopped listening.
+                            return;
+                        }
+                    }
                 }
                 FileType::Directory => {
                     let child = open_directory(frame.directory.as_fd(), &name)
@@ -282,8 +284,14 @@ impl DirectoryStore {
                 _ => {}
             }
         }
+        if !batch.is_empty() {
+            let _ = sender.blocking_send(Ok(batch));
+        }
     }
 }
+
+/// Where a listing sends its objects, a batch at a time.
+type Listing = tokio::sync::mpsc::Sender<Result<Vec<ObjectMeta>>>;
 
 /// A directory being listed: its descriptor, its path and the names left.
 struct Frame {
@@ -516,7 +524,14 @@ impl ObjectStore for DirectoryStore {
         let store = self.clone();
         let prefix = prefix.cloned();
         tokio::task::spawn_blocking(move || store.walk_listing(prefix.as_ref(), &sender));
-        tokio_stream::wrappers::ReceiverStream::new(receiver).boxed()
+        tokio_stream::wrappers::ReceiverStream::new(receiver)
+            .flat_map(|batch| match batch {
+                Ok(objects) => {
+                    futures::stream::iter(objects.into_iter().map(Ok).collect::<Vec<_>>())
+                }
+                Err(error) => futures::stream::iter(vec![Err(error)]),
+            })
+            .boxed()
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
@@ -877,6 +892,30 @@ mod tests {
             names.iter().all(|n| !n.starts_with(STAGING_PREFIX)),
             "{names:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_listing_longer_than_its_batches_keeps_every_object_once_in_order() {
+        let (root, store) = store();
+        // Directories and files interleaved, across several batches.
+        let mut keys: Vec<String> = (0..LISTING_BATCH * 2 + 7)
+            .map(|i| format!("{:02}/{i:05}", i % 3))
+            .collect();
+        for key in &keys {
+            put_object_file(root.path(), key);
+        }
+        keys.sort();
+        let listed: Vec<String> = store
+            .list(Some(&Path::parse("bucket").unwrap()))
+            .map_ok(|meta| meta.location.to_string())
+            .try_collect()
+            .await
+            .unwrap();
+        let expected: Vec<String> = keys.iter().map(|key| format!("bucket/{key}")).collect();
+        assert_eq!(listed, expected);
+        // A consumer that stops early stops the walk without harm.
+        let first: Vec<_> = store.list(None).take(3).collect().await;
+        assert_eq!(first.len(), 3);
     }
 
     #[tokio::test]
