@@ -783,7 +783,9 @@ async fn notify(bench: &mut Bench) {
     let delivered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let round_done = Arc::new(tokio::sync::Notify::new());
     let (ready, mut all_ready) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let finished = tokio_util::sync::CancellationToken::new();
+    // Each watcher's own record, read once the rounds are over.
+    let records: Vec<Arc<std::sync::Mutex<Vec<(String, Instant)>>>> =
+        (0..watchers).map(|_| Arc::default()).collect();
     let mut channels = Vec::new();
     for _ in 0..16 {
         channels.push(
@@ -796,7 +798,7 @@ async fn notify(bench: &mut Bench) {
     for index in 0..watchers {
         let mut client = channels[index % channels.len()].clone();
         let (delivered, round_done) = (delivered.clone(), round_done.clone());
-        let (ready, finished) = (ready.clone(), finished.clone());
+        let (ready, record) = (ready.clone(), records[index].clone());
         streams.spawn(async move {
             let mut stream = client
                 .watch_jobs(pb::WatchJobsRequest {
@@ -807,13 +809,7 @@ async fn notify(bench: &mut Bench) {
                 .await
                 .unwrap()
                 .into_inner();
-            let mut seen = Vec::new();
-            loop {
-                let message = tokio::select! {
-                    message = stream.next() => message,
-                    () = finished.cancelled() => break,
-                };
-                let Some(Ok(message)) = message else { break };
+            while let Some(Ok(message)) = stream.next().await {
                 match message.message {
                     Some(pb::watch_jobs_response::Message::CaughtUp(_)) => {
                         let _ = ready.send(());
@@ -822,7 +818,8 @@ async fn notify(bench: &mut Bench) {
                         if let Some(pb::job_event::Event::StatusChanged(change)) = &event.event
                             && change.previous_status == pb::JobStatus::Suspended as i32
                         {
-                            seen.push((event.job_id.clone(), Instant::now()));
+                            let at = Instant::now();
+                            record.lock().unwrap().push((event.job_id.clone(), at));
                             let count = delivered.fetch_add(1, Ordering::AcqRel) + 1;
                             if count % watchers == 0 {
                                 round_done.notify_one();
@@ -832,7 +829,6 @@ async fn notify(bench: &mut Bench) {
                     _ => {}
                 }
             }
-            seen
         });
     }
     for _ in 0..watchers {
@@ -858,11 +854,11 @@ async fn notify(bench: &mut Bench) {
             round_done.notified().await;
         }
     }
-    finished.cancel();
+    streams.abort_all();
     let mut samples = Vec::with_capacity(watchers * rounds);
-    while let Some(seen) = streams.join_next().await {
-        for (job_id, at) in seen.unwrap() {
-            samples.push(at.duration_since(sent_at[&job_id]));
+    for record in &records {
+        for (job_id, at) in record.lock().unwrap().iter() {
+            samples.push(at.duration_since(sent_at[job_id]));
         }
     }
     assert_eq!(
