@@ -765,6 +765,9 @@ where
     samples
 }
 
+/// The jobs a watcher saw leave Suspended, and when.
+type Record = Arc<std::sync::Mutex<Vec<(String, Instant)>>>;
+
 async fn notify(bench: &mut Bench) {
     let (watchers, rounds) = (bench.args.watchers, bench.args.rounds);
     // Jobs waiting in Suspended, one per round, before anyone watches.
@@ -784,8 +787,7 @@ async fn notify(bench: &mut Bench) {
     let round_done = Arc::new(tokio::sync::Notify::new());
     let (ready, mut all_ready) = tokio::sync::mpsc::unbounded_channel::<()>();
     // Each watcher's own record, read once the rounds are over.
-    let records: Vec<Arc<std::sync::Mutex<Vec<(String, Instant)>>>> =
-        (0..watchers).map(|_| Arc::default()).collect();
+    let records: Vec<Record> = (0..watchers).map(|_| Arc::default()).collect();
     let mut channels = Vec::new();
     for _ in 0..16 {
         channels.push(
