@@ -438,3 +438,55 @@ async fn progress_updates_arrive_throttled_with_growing_counts() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn another_accounts_busy_log_does_not_hold_back_an_idle_watchers_heartbeats() {
+    let mut server = TestServer::idle().await;
+    // The watcher's account has nothing; another account's job changes
+    // every 20 ms, each change a notice this stream must look at and skip.
+    let mut stream = server
+        .client
+        .watch_jobs(pb::WatchJobsRequest {
+            account_id: "999999999999".into(),
+            job_ids: vec![],
+            after_position: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(
+        next(&mut stream).await.message,
+        Some(Message::CaughtUp(_))
+    ));
+    let job =
+        JobId(uuid::Uuid::parse_str(&server.create(checksum_job("busy", None)).await).unwrap());
+    let store = Store::connect(&server.db.url, 2).await.unwrap();
+    let writer = tokio::spawn(async move {
+        let mut client = store.client().await.unwrap();
+        for priority in 1..=60 {
+            jobs::execute(
+                &mut client,
+                job,
+                None,
+                &Command::ChangePriority { priority },
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    // Heartbeats every 200 ms: at least three in the 1.2 s of writes, and
+    // nothing of the other account's.
+    let started = std::time::Instant::now();
+    let mut heartbeats = 0;
+    while started.elapsed() < Duration::from_millis(1200) {
+        match next(&mut stream).await.message {
+            Some(Message::Heartbeat(_)) => heartbeats += 1,
+            other => panic!("another account's {other:?}"),
+        }
+    }
+    writer.await.unwrap();
+    assert!(heartbeats >= 3, "{heartbeats} heartbeats in 1.2 s");
+    server.stop().await;
+}
