@@ -309,7 +309,9 @@ impl Core {
     fn on_timer(&mut self, notices_closed: bool) {
         let now = Instant::now();
         let mut heartbeat_at = self.last_sent + self.request.heartbeat;
-        if heartbeat_at <= now && self.pending_progress.is_empty() {
+        // No progress is due when the timer fires (that would have been a
+        // read), so pending progress never holds a heartbeat back.
+        if heartbeat_at <= now {
             self.push(pb::watch_jobs_response::Message::Heartbeat(
                 pb::Heartbeat {},
             ));

@@ -80,8 +80,9 @@ impl JobCache {
             .query_opt(&statement, &[&id.0, &account, &known_version])
             .await
             .during("SELECT_JOB_UNLESS_SEEN")?;
+        // Another account's read finds nothing but leaves the entry: every
+        // read checks the row again anyway.
         let Some(row) = row else {
-            self.lock().remove(&id);
             return Err(StoreError::NotFound(id));
         };
         let row_version: i64 = row.try_get(0)?;
