@@ -42,7 +42,7 @@ use batchops::domain::Task;
 use batchops::objects::{TaskOperation, TaskOutcome};
 use batchops::proto as pb;
 use batchops::proto::job_service_client::JobServiceClient;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use clap::Parser;
 use common::ACCOUNT;
 use futures::StreamExt;
@@ -279,36 +279,14 @@ impl Bench {
     }
 
     /// The commit time of each event of the job, by event type.
-    async fn event_times(&mut self, job_id: &str) -> Vec<(String, DateTime<Utc>)> {
-        let mut stream = self
-            .client
-            .get_job_history(history_of(job_id))
-            .await
-            .unwrap()
-            .into_inner();
-        let mut times = Vec::new();
-        while let Some(item) = stream.next().await {
-            if let Some(event) = item.unwrap().event {
-                let time = event.event_time.unwrap();
-                times.push((
-                    event.event_type,
-                    DateTime::from_timestamp(time.seconds, time.nanos as u32).unwrap(),
-                ));
-            }
-        }
-        times
+    async fn event_times(&mut self, job_id: &str) -> Vec<(String, f64)> {
+        common::event_times(&mut self.client, job_id).await
     }
 }
 
-fn between(times: &[(String, DateTime<Utc>)], from: &str, to: &str) -> Duration {
-    let at = |name: &str| {
-        times
-            .iter()
-            .find(|(event, _)| event == name)
-            .unwrap_or_else(|| panic!("no {name} event"))
-            .1
-    };
-    (at(to) - at(from)).to_std().unwrap_or_default()
+fn between(times: &[(String, f64)], from: &str, to: &str) -> Duration {
+    let at = |name: &str| common::first(times, name).unwrap_or_else(|| panic!("no {name} event"));
+    Duration::from_secs_f64((at(to) - at(from)).max(0.0))
 }
 
 fn per_second(count: u64, took: Duration) -> f64 {

@@ -30,7 +30,6 @@ use bytes::Bytes;
 use clap::Parser;
 use common::{ACCOUNT, BenchDatabase};
 use http_body_util::{BodyExt, Full};
-use tokio_stream::StreamExt;
 
 #[derive(Parser)]
 struct Args {
@@ -202,29 +201,13 @@ async fn active_seconds(
     client: &mut JobServiceClient<tonic::transport::Channel>,
     job_id: &str,
 ) -> f64 {
-    let mut stream = client
-        .get_job_history(pb::GetJobHistoryRequest {
-            account_id: ACCOUNT.into(),
-            job_id: job_id.into(),
-            after_sequence: 0,
-            include_task_results: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let (mut activated, mut finished) = (None, None);
-    while let Some(item) = stream.next().await {
-        if let Some(event) = item.unwrap().event {
-            let time = event.event_time.unwrap();
-            let at = time.seconds as f64 + f64::from(time.nanos) / 1e9;
-            match event.event_type.as_str() {
-                "JobActivated" => activated = activated.or(Some(at)),
-                "AllTasksFinished" => finished = Some(at),
-                _ => {}
-            }
-        }
-    }
-    finished.unwrap() - activated.unwrap()
+    let times = common::event_times(client, job_id).await;
+    let finished = times
+        .iter()
+        .rev()
+        .find(|(event, _)| event == "AllTasksFinished")
+        .map(|(_, at)| *at);
+    finished.unwrap() - common::first(&times, "JobActivated").unwrap()
 }
 
 /// CPU seconds (user and system) a process has used.

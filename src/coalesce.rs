@@ -20,6 +20,8 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// Bytes kept before a write goes out regardless of flushes.
 const LIMIT: usize = 256 * 1024;
+/// Buffer capacity a quiet connection keeps after a burst.
+const KEPT: usize = 16 * 1024;
 
 /// A connection whose writes go out at flush, one scheduler turn late.
 pub(crate) struct Coalesced<S> {
@@ -55,6 +57,7 @@ impl<S: AsyncWrite + Unpin> Coalesced<S> {
             self.written += taken;
         }
         self.pending.clear();
+        self.pending.shrink_to(KEPT);
         self.written = 0;
         Poll::Ready(Ok(()))
     }
@@ -177,6 +180,10 @@ mod tests {
             near.write_all(&data).await.unwrap();
             assert!(near.pending.len() <= LIMIT);
             near.flush().await.unwrap();
+            assert!(
+                near.pending.capacity() <= KEPT,
+                "a burst's buffer is not kept"
+            );
             data
         });
         let mut got = Vec::new();

@@ -10,7 +10,7 @@ use batchops::domain::{
 };
 use batchops::store::{JobCache, Store, StoreError, jobs, notifications};
 use chrono::Utc;
-use common::{TestDb, TestServer, checksum_job, wait_for, write_manifest};
+use common::{TestDb, TestServer, change_priority, checksum_job, wait_for, write_manifest};
 use proptest::prelude::*;
 use std::time::Duration;
 
@@ -139,15 +139,7 @@ async fn concurrent_commands_on_one_job_all_land_with_dense_sequences() {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let mut client = store.client().await.unwrap();
-            jobs::execute(
-                &mut client,
-                id,
-                None,
-                &Command::ChangePriority { priority },
-                Utc::now(),
-            )
-            .await
-            .unwrap();
+            change_priority(&mut client, id, priority).await;
         }));
     }
     for task in tasks {
@@ -435,15 +427,7 @@ async fn a_cached_read_is_the_committed_job_after_every_write_and_keeps_accounts
     let again = cache.load(&client, id, Some(&account)).await.unwrap();
     assert!(std::sync::Arc::ptr_eq(&first, &again));
     for priority in 100..110 {
-        jobs::execute(
-            &mut client,
-            id,
-            None,
-            &Command::ChangePriority { priority },
-            Utc::now(),
-        )
-        .await
-        .unwrap();
+        change_priority(&mut client, id, priority).await;
         let cached = cache.load(&client, id, Some(&account)).await.unwrap();
         assert_eq!(cached.priority, priority);
         assert_eq!(*cached, jobs::load(&client, id, None).await.unwrap());

@@ -368,15 +368,7 @@ async fn a_slow_watcher_falls_behind_without_losing_or_repeating_events() {
     let store = Store::connect(&server.db.url, 2).await.unwrap();
     let mut client = store.client().await.unwrap();
     for priority in 1..=1500 {
-        jobs::execute(
-            &mut client,
-            job,
-            None,
-            &Command::ChangePriority { priority },
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
+        change_priority(&mut client, job, priority).await;
     }
     let mut priorities = Vec::new();
     while priorities.len() < 1500 {
@@ -464,15 +456,7 @@ async fn another_accounts_busy_log_does_not_hold_back_an_idle_watchers_heartbeat
     let writer = tokio::spawn(async move {
         let mut client = store.client().await.unwrap();
         for priority in 1..=60 {
-            jobs::execute(
-                &mut client,
-                job,
-                None,
-                &Command::ChangePriority { priority },
-                chrono::Utc::now(),
-            )
-            .await
-            .unwrap();
+            change_priority(&mut client, job, priority).await;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });

@@ -192,14 +192,13 @@ pub async fn wait_until_ended(
     }
 }
 
-/// Where an ended job's time went, from the times its events were logged:
-/// preparation (creation to `ManifestPrepared`), the run (`JobActivated` to
-/// `AllTasksFinished`) and the rest up to its last event.
+/// Each of the job's events with the time it was logged, in seconds since
+/// the epoch, in log order.
 #[allow(dead_code)]
-pub async fn phases(
+pub async fn event_times(
     client: &mut batchops::proto::job_service_client::JobServiceClient<tonic::transport::Channel>,
     job_id: &str,
-) -> String {
+) -> Vec<(String, f64)> {
     use futures::StreamExt;
     let mut stream = client
         .get_job_history(pb::GetJobHistoryRequest {
@@ -217,16 +216,31 @@ pub async fn phases(
             let time = event.event_time.unwrap();
             times.push((
                 event.event_type,
-                time.seconds as f64 + time.nanos as f64 / 1e9,
+                time.seconds as f64 + f64::from(time.nanos) / 1e9,
             ));
         }
     }
-    let at = |name: &str| {
-        times
-            .iter()
-            .find(|(event, _)| event == name)
-            .map(|(_, at)| *at)
-    };
+    times
+}
+
+/// When the job's first event of type `name` was logged.
+#[allow(dead_code)]
+pub fn first(times: &[(String, f64)], name: &str) -> Option<f64> {
+    times
+        .iter()
+        .find(|(event, _)| event == name)
+        .map(|(_, at)| *at)
+}
+
+/// Where an ended job's time went, from the times its events were logged:
+/// preparation (creation to `ManifestPrepared`), the run (`JobActivated` to
+/// `AllTasksFinished`) and the rest up to its last event.
+#[allow(dead_code)]
+pub async fn phases(
+    client: &mut batchops::proto::job_service_client::JobServiceClient<tonic::transport::Channel>,
+    job_id: &str,
+) -> String {
+    let times = event_times(client, job_id).await;
     let (Some(created), Some(last)) = (times.first().map(|t| t.1), times.last().map(|t| t.1))
     else {
         return "no events".into();
@@ -237,8 +251,11 @@ pub async fn phases(
     };
     format!(
         "prepare {} · run {} · finish {}",
-        span(Some(created), at("ManifestPrepared")),
-        span(at("JobActivated"), at("AllTasksFinished")),
-        span(at("AllTasksFinished"), Some(last)),
+        span(Some(created), first(&times, "ManifestPrepared")),
+        span(
+            first(&times, "JobActivated"),
+            first(&times, "AllTasksFinished")
+        ),
+        span(first(&times, "AllTasksFinished"), Some(last)),
     )
 }

@@ -228,3 +228,22 @@ pub fn invoke_job(
     });
     request
 }
+
+/// Changes a job's priority through the store's command path, as the
+/// server's commands do: one event, one new row version.
+#[allow(dead_code)]
+pub async fn change_priority(
+    client: &mut deadpool_postgres::Client,
+    job: batchops::domain::JobId,
+    priority: i32,
+) {
+    batchops::store::jobs::execute(
+        client,
+        job,
+        None,
+        &batchops::domain::Command::ChangePriority { priority },
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+}
