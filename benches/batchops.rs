@@ -145,7 +145,10 @@ impl Bench {
             format!("--task-concurrency={}", args.task_concurrency),
             format!("--chunk-size={}", args.chunk_size),
             format!("--file-chunk-size={}", args.chunk_size),
-            "--poll-interval-ms=20".to_owned(),
+            format!(
+                "--poll-interval-ms={}",
+                std::env::var("BENCH_POLL_MS").unwrap_or("20".into())
+            ),
             format!("--database-pool-size={POOL_SIZE}"),
             "--s3control-listen=off".to_owned(),
             "--console-listen=off".to_owned(),

@@ -300,7 +300,10 @@ async fn a_failing_endpoint_is_retried_with_backoff_and_nothing_is_lost_or_reord
     // after the failed calls were tried again,
     assert!(calls.load(Ordering::SeqCst) > 6 + 6 * 2 - 1);
     // and the checkpoints say so.
-    let client = server.db.client().await;
+    let store = batchops::store::Store::connect(&server.db.url, 1)
+        .await
+        .unwrap();
+    let client = store.client().await.unwrap();
     for job in &jobs {
         let id = batchops::domain::JobId(uuid::Uuid::parse_str(job).unwrap());
         let state = batchops::store::notifications::state(&client, id)

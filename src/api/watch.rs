@@ -69,6 +69,8 @@ pub struct WatchStream<G> {
     notices: BroadcastStream<Notice>,
     /// The process's tail is gone: the timer reads the log instead.
     notices_closed: bool,
+    /// A child of the server's token: polling it takes a lock of this
+    /// stream's own, not one that every stream shares.
     stopping: Pin<Box<WaitForCancellationFutureOwned>>,
     ended: bool,
     /// The stream's permit and metric, released with it.
@@ -114,7 +116,7 @@ impl<G> WatchStream<G> {
         WatchStream {
             notices: BroadcastStream::new(notifier.subscribe()),
             notices_closed: false,
-            stopping: Box::pin(request.stopping.clone().cancelled_owned()),
+            stopping: Box::pin(request.stopping.child_token().cancelled_owned()),
             ended: false,
             work: None,
             core: Some(Box::new(Core {
@@ -216,7 +218,7 @@ impl Core {
                 // sending, so thousands of watchers share a few.
                 let start = match self.request.after {
                     Some(position) => position,
-                    None => jobs::last_position(&**self.store.client().await?).await?,
+                    None => jobs::last_position(&self.store.client().await?).await?,
                 };
                 self.cursor = Some(start);
                 start
@@ -291,7 +293,9 @@ impl Core {
                 continue;
             }
             // This stream's own fold of the job is now behind.
-            self.folders.remove(&tailed.job_id);
+            if !self.folders.is_empty() {
+                self.folders.remove(&tailed.job_id);
+            }
             cursor = tailed.position;
             self.outbox.push_back(pb::WatchJobsResponse {
                 position: cursor,

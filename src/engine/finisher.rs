@@ -3,6 +3,9 @@
 //! done, and Suspended once the job has waited longer than the suspension
 //! limit.
 
+use std::sync::Mutex;
+use std::time::Instant;
+
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -12,20 +15,25 @@ use crate::domain::{Command, JobStatus};
 use crate::store::{StoreError, jobs, tasks};
 
 pub(super) async fn run(engine: Engine, shutdown: CancellationToken) {
+    // When suspended jobs were last checked against the suspension limit.
+    let last_sweep = Mutex::new(None);
     run_rounds(
         &engine,
         "finisher",
         &engine.wakers.finisher,
         &shutdown,
         || async {
-            finish_once(&engine).await?;
+            finish_once(&engine, &last_sweep).await?;
             Ok(Round::Idle)
         },
     )
     .await;
 }
 
-async fn finish_once(engine: &Engine) -> Result<(), StoreError> {
+async fn finish_once(
+    engine: &Engine,
+    last_sweep: &Mutex<Option<Instant>>,
+) -> Result<(), StoreError> {
     let mut client = engine.store.client().await?;
     let draining = JobStatus::all_where(JobStatus::is_draining);
     for id in tasks::jobs_in(&client, &draining, 64).await? {
@@ -50,10 +58,23 @@ async fn finish_once(engine: &Engine) -> Result<(), StoreError> {
             }
         }
     }
+    // A limit is days long: a sweep per poll interval is on time, and a
+    // wake-up by every command (a thousand a second, say) does not scan
+    // the suspended jobs each time.
+    let sweep_due = {
+        let mut last = last_sweep
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let due = last.is_none_or(|at: Instant| at.elapsed() >= engine.config.poll_interval);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
+    };
     let limit = chrono::TimeDelta::from_std(engine.config.suspension_limit)
         .unwrap_or(chrono::TimeDelta::MAX);
     let now = Utc::now();
-    if let Some(cutoff) = now.checked_sub_signed(limit) {
+    if let Some(cutoff) = now.checked_sub_signed(limit).filter(|_| sweep_due) {
         for id in tasks::suspended_before(&client, cutoff, 64).await? {
             if let Some(job) =
                 tasks::try_execute(&mut client, id, &Command::ExpireSuspension { limit }, now)

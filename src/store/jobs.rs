@@ -1,11 +1,14 @@
 //! Job commands, the event log and the `jobs` projection.
 
 use chrono::{DateTime, SubsecRound, Utc};
+use deadpool_postgres::GenericClient;
 use postgres_types::{Json, ToSql};
 use tokio_postgres::{Client, Row};
 use uuid::Uuid;
 
-use super::{EVENTS_CHANNEL, StoreError, cached, error::During};
+use super::{
+    EVENTS_CHANNEL, StoreError, cached, error::During, run, select, select_one, select_opt,
+};
 use crate::domain::{
     self, AccountId, Command, Decision, EVENT_SCHEMA_VERSION, Effect, Event, Job, JobCreated,
     JobId, JobSpec, JobStatus,
@@ -141,7 +144,7 @@ fn log_time(now: DateTime<Utc>) -> DateTime<Utc> {
 /// notification endpoint, the job's status changes are POSTed there from
 /// its creation on (see [`super::notifications`]).
 pub async fn create(
-    client: &mut Client,
+    client: &mut deadpool_postgres::Client,
     id: JobId,
     spec: &JobSpec,
     fingerprint: &str,
@@ -152,31 +155,31 @@ pub async fn create(
     let tx = client.transaction().await.during("BEGIN")?;
     let created = domain::create(spec.clone());
     let job = domain::created(id, &created, now);
-    let inserted = tx
-        .query_opt(
-            INSERT_JOB,
-            &[
-                &id.0,
-                &spec.account_id.0,
-                &spec.client_request_token,
-                &fingerprint,
-                &job.status.as_str(),
-                &job.priority,
-                &now,
-                &(job.version as i64),
-                &Json(&job),
-            ],
-        )
-        .await
-        .during("INSERT_JOB")?;
+    let inserted = select_opt(
+        &tx,
+        "INSERT_JOB",
+        INSERT_JOB,
+        &[
+            &id.0,
+            &spec.account_id.0,
+            &spec.client_request_token,
+            &fingerprint,
+            &job.status.as_str(),
+            &job.priority,
+            &now,
+            &(job.version as i64),
+            &Json(&job),
+        ],
+    )
+    .await?;
     if inserted.is_none() {
-        let row = tx
-            .query_one(
-                SELECT_BY_TOKEN,
-                &[&spec.account_id.0, &spec.client_request_token],
-            )
-            .await
-            .during("SELECT_BY_TOKEN")?;
+        let row = select_one(
+            &tx,
+            "SELECT_BY_TOKEN",
+            SELECT_BY_TOKEN,
+            &[&spec.account_id.0, &spec.client_request_token],
+        )
+        .await?;
         let existing = JobId(row.get(0));
         let stored_fingerprint: String = row.get(1);
         return if stored_fingerprint == fingerprint {
@@ -185,10 +188,10 @@ pub async fn create(
             Err(StoreError::TokenReused(existing))
         };
     }
-    tx.execute(TAKE_APPEND_LOCK, &[&APPEND_LOCK])
-        .await
-        .during("TAKE_APPEND_LOCK")?;
-    tx.query_one(
+    run(&tx, "TAKE_APPEND_LOCK", TAKE_APPEND_LOCK, &[&APPEND_LOCK]).await?;
+    select_one(
+        &tx,
+        "INSERT_EVENT",
         INSERT_EVENT,
         &[
             &id.0,
@@ -199,14 +202,11 @@ pub async fn create(
             &now,
         ],
     )
-    .await
-    .during("INSERT_EVENT")?;
+    .await?;
     if let Some(endpoint) = notification_endpoint {
         super::notifications::register(&tx, id, &spec.account_id, &endpoint, now).await?;
     }
-    tx.execute(NOTIFY, &[&EVENTS_CHANNEL, &id.to_string()])
-        .await
-        .during("NOTIFY")?;
+    run(&tx, "NOTIFY", NOTIFY, &[&EVENTS_CHANNEL, &id.to_string()]).await?;
     tx.commit().await.during("COMMIT")?;
     Ok((id, true))
 }
@@ -219,11 +219,7 @@ pub async fn lock(
     account: Option<&AccountId>,
 ) -> Result<Job, StoreError> {
     let account = account.map(|account| account.0.as_str());
-    let statement = cached(tx, LOCK_JOB, "LOCK_JOB").await?;
-    let row = tx
-        .query_opt(&statement, &[&id.0, &account])
-        .await
-        .during("LOCK_JOB")?;
+    let row = select_opt(tx, "LOCK_JOB", LOCK_JOB, &[&id.0, &account]).await?;
     found(row, id)
 }
 
@@ -233,11 +229,7 @@ pub async fn lock_for_results(
     tx: &deadpool_postgres::Transaction<'_>,
     id: JobId,
 ) -> Result<Job, StoreError> {
-    let statement = cached(tx, LOCK_JOB_FOR_RESULTS, "LOCK_JOB_FOR_RESULTS").await?;
-    let row = tx
-        .query_opt(&statement, &[&id.0])
-        .await
-        .during("LOCK_JOB_FOR_RESULTS")?;
+    let row = select_opt(tx, "LOCK_JOB_FOR_RESULTS", LOCK_JOB_FOR_RESULTS, &[&id.0]).await?;
     found(row, id)
 }
 
@@ -250,11 +242,7 @@ pub async fn load(
     account: Option<&AccountId>,
 ) -> Result<Job, StoreError> {
     let account = account.map(|account| account.0.as_str());
-    let statement = cached(client, SELECT_JOB, "SELECT_JOB").await?;
-    let row = client
-        .query_opt(&statement, &[&id.0, &account])
-        .await
-        .during("SELECT_JOB")?;
+    let row = select_opt(client, "SELECT_JOB", SELECT_JOB, &[&id.0, &account]).await?;
     found(row, id)
 }
 
@@ -382,7 +370,7 @@ pub async fn record(
 
 /// A page of an account's jobs, newest first.
 pub async fn list(
-    client: &Client,
+    client: &impl GenericClient,
     account: &AccountId,
     statuses: &[JobStatus],
     page_size: usize,
@@ -390,19 +378,19 @@ pub async fn list(
 ) -> Result<JobPage, StoreError> {
     let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
     let (after_time, after_id) = after.unzip();
-    let rows = client
-        .query(
-            LIST_JOBS,
-            &[
-                &account.0,
-                &statuses,
-                &after_time,
-                &after_id,
-                &(page_size as i64 + 1),
-            ],
-        )
-        .await
-        .during("LIST_JOBS")?;
+    let rows = select(
+        client,
+        "LIST_JOBS",
+        LIST_JOBS,
+        &[
+            &account.0,
+            &statuses,
+            &after_time,
+            &after_id,
+            &(page_size as i64 + 1),
+        ],
+    )
+    .await?;
     let mut jobs = rows
         .iter()
         .map(|row| row.try_get::<_, Json<Job>>(0).map(|Json(job)| job))
@@ -418,15 +406,18 @@ pub async fn list(
 
 /// Up to `limit` events of a job with a sequence above `after`, in order.
 pub async fn events_after(
-    client: &Client,
+    client: &impl GenericClient,
     id: JobId,
     after: u64,
     limit: usize,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    let rows = client
-        .query(EVENTS_AFTER, &[&id.0, &(after as i64), &(limit as i64)])
-        .await
-        .during("EVENTS_AFTER")?;
+    let rows = select(
+        client,
+        "EVENTS_AFTER",
+        EVENTS_AFTER,
+        &[&id.0, &(after as i64), &(limit as i64)],
+    )
+    .await?;
     rows.iter().map(decode_event).collect()
 }
 
@@ -459,54 +450,54 @@ fn decode_event(row: &Row) -> Result<RecordedEvent, StoreError> {
 /// log position `after`, in position order. Appends commit in position order
 /// (see the module doc), so a reader never skips an event committed later.
 pub async fn account_events_after(
-    client: &Client,
+    client: &impl GenericClient,
     account: &AccountId,
     job_ids: &[JobId],
     after: i64,
     limit: usize,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let ids: Vec<Uuid> = job_ids.iter().map(|id| id.0).collect();
-    let rows = client
-        .query(
-            ACCOUNT_EVENTS_AFTER,
-            &[&after, &account.0, &ids, &(limit as i64)],
-        )
-        .await
-        .during("ACCOUNT_EVENTS_AFTER")?;
+    let rows = select(
+        client,
+        "ACCOUNT_EVENTS_AFTER",
+        ACCOUNT_EVENTS_AFTER,
+        &[&after, &account.0, &ids, &(limit as i64)],
+    )
+    .await?;
     rows.iter().map(decode_event).collect()
 }
 
 /// Up to `limit` events of every job after log position `after`, in log
 /// order, each with the account that owns its job.
 pub async fn all_events_after(
-    client: &Client,
+    client: &impl GenericClient,
     after: i64,
     limit: usize,
 ) -> Result<Vec<(AccountId, RecordedEvent)>, StoreError> {
-    let rows = client
-        .query(ALL_EVENTS_AFTER, &[&after, &(limit as i64)])
-        .await
-        .during("ALL_EVENTS_AFTER")?;
+    let rows = select(
+        client,
+        "ALL_EVENTS_AFTER",
+        ALL_EVENTS_AFTER,
+        &[&after, &(limit as i64)],
+    )
+    .await?;
     rows.iter()
         .map(|row| Ok((AccountId(row.try_get("account_id")?), decode_event(row)?)))
         .collect()
 }
 
 /// The position of the newest committed event (0 for an empty log).
-pub async fn last_position(client: &Client) -> Result<i64, StoreError> {
-    Ok(client
-        .query_one(LAST_POSITION, &[])
-        .await
-        .during("LAST_POSITION")?
+pub async fn last_position(client: &impl GenericClient) -> Result<i64, StoreError> {
+    Ok(select_one(client, "LAST_POSITION", LAST_POSITION, &[])
+        .await?
         .try_get(0)?)
 }
 
 /// How many jobs are in each status (statuses without jobs are absent).
-pub async fn count_by_status(client: &Client) -> Result<Vec<(JobStatus, i64)>, StoreError> {
-    let rows = client
-        .query(COUNT_BY_STATUS, &[])
-        .await
-        .during("COUNT_BY_STATUS")?;
+pub async fn count_by_status(
+    client: &impl GenericClient,
+) -> Result<Vec<(JobStatus, i64)>, StoreError> {
+    let rows = select(client, "COUNT_BY_STATUS", COUNT_BY_STATUS, &[]).await?;
     rows.iter()
         .map(|row| {
             let name: String = row.try_get(0)?;

@@ -176,6 +176,53 @@ pub(crate) async fn cached(
     client.prepare_cached(sql).await.during(name)
 }
 
+/// Parameters of a statement.
+pub(crate) type Params<'a> = [&'a (dyn tokio_postgres::types::ToSql + Sync)];
+
+/// The rows of the [`cached`] statement `sql`, named `name` in errors.
+pub(crate) async fn select(
+    client: &impl deadpool_postgres::GenericClient,
+    name: &'static str,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+    let statement = cached(client, sql, name).await?;
+    client.query(&statement, params).await.during(name)
+}
+
+/// The one row of the [`cached`] statement `sql`, if there is one.
+pub(crate) async fn select_opt(
+    client: &impl deadpool_postgres::GenericClient,
+    name: &'static str,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<Option<tokio_postgres::Row>, StoreError> {
+    let statement = cached(client, sql, name).await?;
+    client.query_opt(&statement, params).await.during(name)
+}
+
+/// The one row of the [`cached`] statement `sql`, which always has one.
+pub(crate) async fn select_one(
+    client: &impl deadpool_postgres::GenericClient,
+    name: &'static str,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<tokio_postgres::Row, StoreError> {
+    let statement = cached(client, sql, name).await?;
+    client.query_one(&statement, params).await.during(name)
+}
+
+/// Runs the [`cached`] statement `sql`; the number of rows it changed.
+pub(crate) async fn run(
+    client: &impl deadpool_postgres::GenericClient,
+    name: &'static str,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<u64, StoreError> {
+    let statement = cached(client, sql, name).await?;
+    client.execute(&statement, params).await.during(name)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::domain::JobStatus;

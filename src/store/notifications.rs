@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::{Client, Transaction};
+use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::{StoreError, error::During};
+use super::{StoreError, run, select, select_one, select_opt};
 use crate::domain::{AccountId, JobId};
 
 const REGISTER: &str = "
@@ -125,13 +125,15 @@ pub struct DeliveryState {
 /// default when `operator`), from its creation on: called in the
 /// transaction that creates the job.
 pub(crate) async fn register(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     job_id: JobId,
     account: &AccountId,
     endpoint: &NotificationEndpoint<'_>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    run(
+        tx,
+        "REGISTER",
         REGISTER,
         &[
             &job_id.0,
@@ -141,28 +143,27 @@ pub(crate) async fn register(
             &now,
         ],
     )
-    .await
-    .during("REGISTER")?;
+    .await?;
     Ok(())
 }
 
 /// Leases up to `limit` due deliveries to `owner` for `lease`, one per
 /// account and none of `busy` accounts.
 pub async fn claim(
-    client: &Client,
+    client: &impl GenericClient,
     owner: Uuid,
     lease: Duration,
     busy: &[AccountId],
     limit: usize,
 ) -> Result<Vec<Delivery>, StoreError> {
     let busy: Vec<&str> = busy.iter().map(|account| account.0.as_str()).collect();
-    let rows = client
-        .query(
-            CLAIM,
-            &[&owner, &(lease.as_millis() as f64), &busy, &(limit as i64)],
-        )
-        .await
-        .during("CLAIM")?;
+    let rows = select(
+        client,
+        "CLAIM",
+        CLAIM,
+        &[&owner, &(lease.as_millis() as f64), &busy, &(limit as i64)],
+    )
+    .await?;
     Ok(rows
         .iter()
         .map(|row| Delivery {
@@ -178,24 +179,24 @@ pub async fn claim(
 
 /// Extends `owner`'s lease by `lease` from now, if it still holds it.
 pub async fn renew(
-    client: &Client,
+    client: &impl GenericClient,
     job_id: JobId,
     owner: Uuid,
     lease: Duration,
 ) -> Result<bool, StoreError> {
-    let changed = client
-        .execute(RENEW, &[&job_id.0, &owner, &(lease.as_millis() as f64)])
-        .await
-        .during("RENEW")?;
+    let changed = run(
+        client,
+        "RENEW",
+        RENEW,
+        &[&job_id.0, &owner, &(lease.as_millis() as f64)],
+    )
+    .await?;
     Ok(changed == 1)
 }
 
 /// Gives back every lease `owner` holds (at shutdown).
-pub async fn release_all(client: &Client, owner: Uuid) -> Result<(), StoreError> {
-    client
-        .execute(RELEASE_ALL, &[&owner])
-        .await
-        .during("RELEASE_ALL")?;
+pub async fn release_all(client: &impl GenericClient, owner: Uuid) -> Result<(), StoreError> {
+    run(client, "RELEASE_ALL", RELEASE_ALL, &[&owner]).await?;
     Ok(())
 }
 
@@ -203,60 +204,64 @@ pub async fn release_all(client: &Client, owner: Uuid) -> Result<(), StoreError>
 /// the terminal status) if `owner` still holds an unexpired lease; false if
 /// it lost it.
 pub async fn advance(
-    client: &Client,
+    client: &impl GenericClient,
     job_id: JobId,
     owner: Uuid,
     sequence: u64,
     done: bool,
 ) -> Result<bool, StoreError> {
-    let changed = client
-        .execute(ADVANCE, &[&job_id.0, &owner, &(sequence as i64), &done])
-        .await
-        .during("ADVANCE")?;
+    let changed = run(
+        client,
+        "ADVANCE",
+        ADVANCE,
+        &[&job_id.0, &owner, &(sequence as i64), &done],
+    )
+    .await?;
     Ok(changed == 1)
 }
 
 /// Gives the lease back after a delivery went through.
-pub async fn release(client: &Client, job_id: JobId, owner: Uuid) -> Result<(), StoreError> {
-    client
-        .execute(RELEASE, &[&job_id.0, &owner])
-        .await
-        .during("RELEASE")?;
+pub async fn release(
+    client: &impl GenericClient,
+    job_id: JobId,
+    owner: Uuid,
+) -> Result<(), StoreError> {
+    run(client, "RELEASE", RELEASE, &[&job_id.0, &owner]).await?;
     Ok(())
 }
 
 /// Records a failed attempt, why (at most 256 characters), and when to
 /// try again; gives the lease back.
 pub async fn failed(
-    client: &Client,
+    client: &impl GenericClient,
     job_id: JobId,
     owner: Uuid,
     error: &str,
     retry_in: Duration,
 ) -> Result<(), StoreError> {
     let error = crate::domain::text::truncated(error, 256);
-    client
-        .execute(
-            FAILED,
-            &[&job_id.0, &owner, &error, &(retry_in.as_millis() as f64)],
-        )
-        .await
-        .during("FAILED")?;
+    run(
+        client,
+        "FAILED",
+        FAILED,
+        &[&job_id.0, &owner, &error, &(retry_in.as_millis() as f64)],
+    )
+    .await?;
     Ok(())
 }
 
 /// Undelivered events over every job, and the age in seconds of the oldest.
-pub async fn lag(client: &Client) -> Result<(i64, f64), StoreError> {
-    let row = client.query_one(LAG, &[]).await.during("LAG")?;
+pub async fn lag(client: &impl GenericClient) -> Result<(i64, f64), StoreError> {
+    let row = select_one(client, "LAG", LAG, &[]).await?;
     Ok((row.get(0), row.get(1)))
 }
 
 /// Where one job's delivery stands, if the job has an endpoint.
-pub async fn state(client: &Client, job_id: JobId) -> Result<Option<DeliveryState>, StoreError> {
-    let row = client
-        .query_opt(STATE, &[&job_id.0])
-        .await
-        .during("STATE")?;
+pub async fn state(
+    client: &impl GenericClient,
+    job_id: JobId,
+) -> Result<Option<DeliveryState>, StoreError> {
+    let row = select_opt(client, "STATE", STATE, &[&job_id.0]).await?;
     Ok(row.map(|row| DeliveryState {
         delivered_sequence: row.get::<_, i64>(0) as u64,
         attempts: row.get::<_, i32>(1) as u32,

@@ -5,8 +5,8 @@
 
 use std::future::Future;
 
+use deadpool_postgres::GenericClient;
 use futures::Stream;
-use tokio_postgres::Client;
 
 use super::tasks::ResultFilter;
 use super::{RecordedEvent, Store, StoreError, jobs, tasks};
@@ -58,7 +58,7 @@ pub fn job_events(
 
 /// [`job_events`] on one connection (inside its transaction, if any).
 pub fn job_events_on(
-    client: &Client,
+    client: &impl GenericClient,
     id: JobId,
     after: u64,
     page_size: usize,

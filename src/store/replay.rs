@@ -1,8 +1,8 @@
 //! Rebuilding a job from its log alone, for audits (`batchops replay`) and
 //! for tests that hold the projection against the log.
 
+use deadpool_postgres::GenericClient;
 use futures::TryStreamExt;
-use tokio_postgres::Client;
 
 use super::error::During;
 use super::{LoggedEvent, StoreError, pages};
@@ -31,7 +31,7 @@ const FAILURE_SAMPLES: &str = "
 
 /// Rebuilds a job from its log alone: folds its events and counts its task
 /// results. `None` when the log holds no event of the job.
-pub async fn replay(client: &Client, id: JobId) -> Result<Option<Job>, StoreError> {
+pub async fn replay(client: &impl GenericClient, id: JobId) -> Result<Option<Job>, StoreError> {
     const PAGE: usize = 1000;
     let mut job: Option<Job> = None;
     let pages = pages::job_events_on(client, id, 0, PAGE);
@@ -68,7 +68,7 @@ pub async fn replay(client: &Client, id: JobId) -> Result<Option<Job>, StoreErro
 }
 
 /// A job's failures by error code, from its task result log.
-async fn failures(client: &Client, id: JobId) -> Result<ErrorSummary, StoreError> {
+async fn failures(client: &impl GenericClient, id: JobId) -> Result<ErrorSummary, StoreError> {
     let mut codes: BTreeMap<String, CodeFailures> = BTreeMap::new();
     for row in client
         .query(FAILURE_COUNTS, &[&id.0])

@@ -11,12 +11,15 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
 use futures::pin_mut;
 use postgres_types::{Json, Type};
-use tokio_postgres::{Client, Transaction, binary_copy::BinaryCopyInWriter};
+use tokio_postgres::{Transaction, binary_copy::BinaryCopyInWriter};
 use uuid::Uuid;
 
-use super::{PROGRESS_CHANNEL, StoreError, cached, error::During, jobs};
+use super::{
+    PROGRESS_CHANNEL, StoreError, cached, error::During, jobs, run, select, select_one, select_opt,
+};
 use crate::domain::{
     AccountId, BucketGrant, Command, Decision, ErrorSample, ErrorSummary, Job, JobId, JobStatus,
     Operation, SlotCandidate, Task, TaskResult, TaskRow,
@@ -239,11 +242,14 @@ struct ChunkEnds {
 
 /// Takes the job's preparation lock for the rest of `tx`; false when another
 /// transaction holds it.
-pub async fn try_lock_job(tx: &Transaction<'_>, id: JobId) -> Result<bool, StoreError> {
-    let row = tx
-        .query_one(TRY_JOB_LOCK, &[&PREPARATION_LOCK_SPACE, &id.0.to_string()])
-        .await
-        .during("TRY_JOB_LOCK")?;
+pub async fn try_lock_job(tx: &impl GenericClient, id: JobId) -> Result<bool, StoreError> {
+    let row = select_one(
+        tx,
+        "TRY_JOB_LOCK",
+        TRY_JOB_LOCK,
+        &[&PREPARATION_LOCK_SPACE, &id.0.to_string()],
+    )
+    .await?;
     Ok(row.try_get(0)?)
 }
 
@@ -252,11 +258,8 @@ pub async fn status(
     client: &impl deadpool_postgres::GenericClient,
     id: JobId,
 ) -> Result<JobStatus, StoreError> {
-    let statement = cached(client, JOB_STATUS, "JOB_STATUS").await?;
-    let row = client
-        .query_opt(&statement, &[&id.0])
-        .await
-        .during("JOB_STATUS")?
+    let row = select_opt(client, "JOB_STATUS", JOB_STATUS, &[&id.0])
+        .await?
         .ok_or(StoreError::NotFound(id))?;
     let name: String = row.try_get(0)?;
     JobStatus::parse(&name).ok_or_else(|| StoreError::Corrupt(format!("unknown status {name}")))
@@ -264,31 +267,34 @@ pub async fn status(
 
 /// Jobs in any of `statuses`, highest priority first.
 pub async fn jobs_in(
-    client: &Client,
+    client: &impl GenericClient,
     statuses: &[JobStatus],
     limit: usize,
 ) -> Result<Vec<JobId>, StoreError> {
     let names: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
-    let rows = client
-        .query(JOBS_IN_STATUSES, &[&names, &(limit as i64)])
-        .await
-        .during("JOBS_IN_STATUSES")?;
+    let rows = select(
+        client,
+        "JOBS_IN_STATUSES",
+        JOBS_IN_STATUSES,
+        &[&names, &(limit as i64)],
+    )
+    .await?;
     rows.iter().map(|row| Ok(JobId(row.try_get(0)?))).collect()
 }
 
 /// Jobs waiting to be prepared (New, or Preparing in a process that may
 /// have died), with their accounts, in turns between accounts.
 pub async fn jobs_to_prepare(
-    client: &Client,
+    client: &impl GenericClient,
     limit: usize,
 ) -> Result<Vec<(JobId, AccountId)>, StoreError> {
-    let rows = client
-        .query(
-            JOBS_TO_PREPARE,
-            &[&names(JobStatus::awaits_preparation), &(limit as i64)],
-        )
-        .await
-        .during("JOBS_TO_PREPARE")?;
+    let rows = select(
+        client,
+        "JOBS_TO_PREPARE",
+        JOBS_TO_PREPARE,
+        &[&names(JobStatus::awaits_preparation), &(limit as i64)],
+    )
+    .await?;
     rows.iter()
         .map(|row| Ok((JobId(row.try_get(0)?), AccountId(row.try_get(1)?))))
         .collect()
@@ -591,10 +597,8 @@ pub async fn finish_draining(
     if !job.status.is_draining() || !try_lock_job(&tx, id).await? {
         return Ok(None);
     }
-    let live: i64 = tx
-        .query_one(LIVE_CHUNKS, &[&id.0])
-        .await
-        .during("LIVE_CHUNKS")?
+    let live: i64 = select_one(&tx, "LIVE_CHUNKS", LIVE_CHUNKS, &[&id.0])
+        .await?
         .try_get(0)?;
     if live > 0 {
         return Ok(None);
@@ -647,19 +651,26 @@ pub async fn discard_prepared(tx: &Transaction<'_>, id: JobId) -> Result<(), Sto
 }
 
 /// Takes the scheduler lock for the rest of `tx`, waiting for other schedulers.
-pub async fn take_scheduler_lock(tx: &Transaction<'_>) -> Result<(), StoreError> {
-    tx.execute(TAKE_SCHEDULER_LOCK, &[&SCHEDULER_LOCK])
-        .await
-        .during("TAKE_SCHEDULER_LOCK")?;
+pub async fn take_scheduler_lock(tx: &impl GenericClient) -> Result<(), StoreError> {
+    run(
+        tx,
+        "TAKE_SCHEDULER_LOCK",
+        TAKE_SCHEDULER_LOCK,
+        &[&SCHEDULER_LOCK],
+    )
+    .await?;
     Ok(())
 }
 
 /// Every job that holds or waits for an active slot.
-pub async fn slot_candidates(tx: &Transaction<'_>) -> Result<Vec<SlotCandidate>, StoreError> {
-    let rows = tx
-        .query(SLOT_CANDIDATES, &[&names(JobStatus::competes_for_slot)])
-        .await
-        .during("SLOT_CANDIDATES")?;
+pub async fn slot_candidates(tx: &impl GenericClient) -> Result<Vec<SlotCandidate>, StoreError> {
+    let rows = select(
+        tx,
+        "SLOT_CANDIDATES",
+        SLOT_CANDIDATES,
+        &[&names(JobStatus::competes_for_slot)],
+    )
+    .await?;
     rows.iter()
         .map(|row| {
             let status: String = row.try_get(2)?;
@@ -677,21 +688,21 @@ pub async fn slot_candidates(tx: &Transaction<'_>) -> Result<Vec<SlotCandidate>,
 
 /// Suspended jobs suspended at or before `cutoff`.
 pub async fn suspended_before(
-    client: &Client,
+    client: &impl GenericClient,
     cutoff: DateTime<Utc>,
     limit: usize,
 ) -> Result<Vec<JobId>, StoreError> {
-    let rows = client
-        .query(
-            SUSPENDED_SINCE_BEFORE,
-            &[
-                &cutoff,
-                &(limit as i64),
-                &names(JobStatus::awaits_confirmation),
-            ],
-        )
-        .await
-        .during("SUSPENDED_SINCE_BEFORE")?;
+    let rows = select(
+        client,
+        "SUSPENDED_SINCE_BEFORE",
+        SUSPENDED_SINCE_BEFORE,
+        &[
+            &cutoff,
+            &(limit as i64),
+            &names(JobStatus::awaits_confirmation),
+        ],
+    )
+    .await?;
     rows.iter().map(|row| Ok(JobId(row.try_get(0)?))).collect()
 }
 
@@ -707,24 +718,24 @@ pub struct ResultFilter {
 /// The task results of a job with task numbers in `window`, in task
 /// order, with their objects; only those `filter` keeps.
 pub async fn results_in(
-    client: &Client,
+    client: &impl GenericClient,
     id: JobId,
     window: std::ops::Range<i64>,
     filter: &ResultFilter,
 ) -> Result<Vec<(TaskRow, TaskResult)>, StoreError> {
-    let rows = client
-        .query(
-            RESULTS_WINDOW,
-            &[
-                &id.0,
-                &window.start,
-                &window.end,
-                &filter.succeeded,
-                &filter.error_code,
-            ],
-        )
-        .await
-        .during("RESULTS_WINDOW")?;
+    let rows = select(
+        client,
+        "RESULTS_WINDOW",
+        RESULTS_WINDOW,
+        &[
+            &id.0,
+            &window.start,
+            &window.end,
+            &filter.succeeded,
+            &filter.error_code,
+        ],
+    )
+    .await?;
     rows.iter()
         .map(|row| {
             Ok((
@@ -755,10 +766,8 @@ pub async fn is_drained(
     if !try_lock_job(&tx, id).await? {
         return Ok(false);
     }
-    let live: i64 = tx
-        .query_one(LIVE_CHUNKS, &[&id.0])
-        .await
-        .during("LIVE_CHUNKS")?
+    let live: i64 = select_one(&tx, "LIVE_CHUNKS", LIVE_CHUNKS, &[&id.0])
+        .await?
         .try_get(0)?;
     Ok(live == 0)
 }
