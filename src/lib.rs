@@ -41,6 +41,10 @@ pub mod store;
 #[allow(clippy::large_enum_variant)]
 pub mod proto {
     tonic::include_proto!("batchops.v1");
+    // The server, generated method by method (see `build.rs`); WatchJobs
+    // sends pre-encoded frames.
+    include!(concat!(env!("OUT_DIR"), "/batchops.v1.JobService.rs"));
+    pub use crate::contract::{Frame, FrameCodec, FrameEncoder, RequestDecoder};
 
     /// The encoded file descriptor set, for reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -474,3 +474,36 @@ async fn another_accounts_busy_log_does_not_hold_back_an_idle_watchers_heartbeat
     assert!(heartbeats >= 3, "{heartbeats} heartbeats in 1.2 s");
     server.stop().await;
 }
+
+/// A server that stops ends its watch streams, whether a stream is idle or
+/// has just been sent a live event, and then finishes shutting down.
+#[tokio::test]
+async fn stopping_the_server_ends_every_watch_stream() {
+    let mut server = TestServer::idle().await;
+    let mut idle = watch(&mut server.client, None).await;
+    let mut busy = watch(&mut server.client, None).await;
+    for stream in [&mut idle, &mut busy] {
+        let (_, _) = events_until_caught_up(stream).await;
+    }
+    // The busy stream's last poll gave a message when the server stops.
+    server.create(checksum_job("stop-1", None)).await;
+    assert!(matches!(
+        next(&mut busy).await.message,
+        Some(Message::Event(_))
+    ));
+    tokio::time::timeout(Duration::from_secs(10), server.stop())
+        .await
+        .expect("the server stops within 10 s with watch streams open");
+    for stream in [&mut idle, &mut busy] {
+        let end = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match stream.message().await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) | Err(_) => return,
+                }
+            }
+        })
+        .await;
+        assert!(end.is_ok(), "the stream ended with the server");
+    }
+}

@@ -99,7 +99,7 @@ impl JobApi {
 }
 
 type HistoryStream = Pin<Box<dyn Stream<Item = Result<pb::GetJobHistoryResponse, Status>> + Send>>;
-type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchJobsResponse, Status>> + Send>>;
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::Frame, Status>> + Send>>;
 type ResultsStream =
     Pin<Box<dyn Stream<Item = Result<pb::ListJobTaskResultsResponse, Status>> + Send>>;
 

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -69,9 +69,12 @@ pub struct WatchStream<G> {
     notices: BroadcastStream<Notice>,
     /// The process's tail is gone: the timer reads the log instead.
     notices_closed: bool,
-    /// A child of the server's token: polling it takes a lock of this
-    /// stream's own, not one that every stream shares.
     stopping: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The waker `stopping` was last polled with; it wakes the stream when
+    /// the server stops.
+    stopping_waker: Option<Waker>,
+    /// Whether the last poll gave a message (see [`WatchStream::poll_next`]).
+    gave_message: bool,
     ended: bool,
     /// The stream's permit and metric, released with it.
     _guard: G,
@@ -94,8 +97,9 @@ struct Core {
     /// Jobs whose progress waits for its throttle.
     pending_progress: HashSet<JobId>,
     progress_sent: HashMap<JobId, Instant>,
-    /// Messages ready for the client, at most a page of the log.
-    outbox: VecDeque<pb::WatchJobsResponse>,
+    /// Messages ready for the client, at most a page of the log; a live
+    /// event's shares the tail's encoding with every other stream.
+    outbox: VecDeque<pb::Frame>,
     /// Wakes the stream for a heartbeat or for throttled progress. It moves
     /// only when it fires or must fire sooner, not per message.
     timer: Pin<Box<Sleep>>,
@@ -116,7 +120,9 @@ impl<G> WatchStream<G> {
         WatchStream {
             notices: BroadcastStream::new(notifier.subscribe()),
             notices_closed: false,
-            stopping: Box::pin(request.stopping.child_token().cancelled_owned()),
+            stopping: Box::pin(request.stopping.clone().cancelled_owned()),
+            stopping_waker: None,
+            gave_message: false,
             ended: false,
             work: None,
             core: Some(Box::new(Core {
@@ -139,7 +145,7 @@ impl<G> WatchStream<G> {
 }
 
 impl<G: Unpin> Stream for WatchStream<G> {
-    type Item = Result<pb::WatchJobsResponse, Status>;
+    type Item = Result<pb::Frame, Status>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
@@ -162,6 +168,7 @@ impl<G: Unpin> Stream for WatchStream<G> {
             };
             if let Some(message) = core.outbox.pop_front() {
                 core.last_sent = Instant::now();
+                this.gave_message = true;
                 return Poll::Ready(Some(Ok(message)));
             }
             if core.needs_database() {
@@ -175,10 +182,23 @@ impl<G: Unpin> Stream for WatchStream<G> {
                 core.push(pb::watch_jobs_response::Message::CaughtUp(pb::CaughtUp {}));
                 continue;
             }
-            if this.stopping.as_mut().poll(cx).is_ready() {
-                this.ended = true;
-                return Poll::Ready(None);
+            // The shutdown future holds this task's waker from an earlier
+            // poll, and polling it takes a lock every stream shares. The
+            // poll right after a message (the connection asks for more at
+            // once) was not woken by it, so it need not look; a poll that
+            // was woken for nothing else does.
+            let registered = this
+                .stopping_waker
+                .as_ref()
+                .is_some_and(|waker| waker.will_wake(cx.waker()));
+            if !(registered && this.gave_message) {
+                if this.stopping.as_mut().poll(cx).is_ready() {
+                    this.ended = true;
+                    return Poll::Ready(None);
+                }
+                this.stopping_waker = Some(cx.waker().clone());
             }
+            this.gave_message = false;
             if !this.notices_closed {
                 match this.notices.poll_next_unpin(cx) {
                     Poll::Ready(Some(notice)) => {
@@ -250,10 +270,11 @@ impl Core {
             let folder = folder_for(&self.store, &mut self.folders, recorded).await?;
             let event = folder.convert(recorded);
             cursor = recorded.position;
-            self.outbox.push_back(pb::WatchJobsResponse {
-                position: cursor,
-                message: Some(pb::watch_jobs_response::Message::Event(event)),
-            });
+            self.outbox
+                .push_back(pb::Frame::encode(&pb::WatchJobsResponse {
+                    position: cursor,
+                    message: Some(pb::watch_jobs_response::Message::Event(event)),
+                }));
         }
         self.cursor = Some(cursor);
         self.need_read = page.len() == PAGE;
@@ -297,12 +318,7 @@ impl Core {
                 self.folders.remove(&tailed.job_id);
             }
             cursor = tailed.position;
-            self.outbox.push_back(pb::WatchJobsResponse {
-                position: cursor,
-                message: Some(pb::watch_jobs_response::Message::Event(
-                    tailed.event.clone(),
-                )),
-            });
+            self.outbox.push_back(tailed.frame.clone());
         }
         self.cursor = Some(cursor.max(batch.until));
     }
@@ -370,10 +386,11 @@ impl Core {
 
     /// Queues one message at the stream's position.
     fn push(&mut self, message: pb::watch_jobs_response::Message) {
-        self.outbox.push_back(pb::WatchJobsResponse {
-            position: self.cursor.unwrap_or_default(),
-            message: Some(message),
-        });
+        self.outbox
+            .push_back(pb::Frame::encode(&pb::WatchJobsResponse {
+                position: self.cursor.unwrap_or_default(),
+                message: Some(message),
+            }));
     }
 }
 

@@ -4,11 +4,13 @@
 //! going the other way are validated by [`crate::api::validate`].
 
 mod code;
+mod frame;
 mod history;
 mod job;
 mod object_state;
 
 pub(crate) use code::code_name;
+pub use frame::{Frame, FrameCodec, FrameEncoder, RequestDecoder};
 pub(crate) use history::HistoryFolder;
 #[cfg(test)]
 pub(crate) use job::operation_to_proto;

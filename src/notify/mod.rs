@@ -54,6 +54,8 @@ pub struct TailEvent {
     pub position: i64,
     /// Converted once for every stream.
     pub event: pb::JobEvent,
+    /// Its WatchJobs message, encoded once for every stream.
+    pub frame: pb::Frame,
 }
 
 /// Jobs whose folded state the tail keeps to convert their next events;
@@ -183,11 +185,16 @@ async fn read_tail(
             if folder.is_finished() {
                 folders.remove(&recorded.job_id);
             }
+            let frame = pb::Frame::encode(&pb::WatchJobsResponse {
+                position: recorded.position,
+                message: Some(pb::watch_jobs_response::Message::Event(event.clone())),
+            });
             events.push(TailEvent {
                 account,
                 job_id: recorded.job_id,
                 position: recorded.position,
                 event,
+                frame,
             });
         }
         let _ = sender.send(Notice::Events(Arc::new(EventBatch {
