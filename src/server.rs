@@ -181,6 +181,7 @@ async fn serve_on(
     let gate = Arc::new(TaskGate::default());
     let metrics = Arc::new(Metrics::new());
     let notifier = Notifier::start(store.clone(), stop_engine.clone());
+    let watchers = notifier.clone();
     let engine = Engine::new(
         store.clone(),
         operations.clone(),
@@ -249,7 +250,6 @@ async fn serve_on(
         gate,
         notifier,
         watch_heartbeat: Duration::from_millis(config.watch_heartbeat_ms),
-        stopping: stopping.clone(),
         metrics: metrics.clone(),
         access: access.clone(),
         page_tokens,
@@ -312,6 +312,7 @@ async fn serve_on(
             // Watch streams never end on their own: end them so that the
             // graceful shutdown can finish.
             stopping.cancel();
+            watchers.stop_watchers();
         })
         .await;
     info!("shutting down");

@@ -6,7 +6,6 @@ use chrono::Utc;
 use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::{info, instrument};
 
@@ -47,8 +46,6 @@ pub struct JobApi {
     pub notifier: Notifier,
     /// How often an idle WatchJobs stream gets a heartbeat.
     pub watch_heartbeat: Duration,
-    /// Cancelled at shutdown, ending the streams.
-    pub stopping: CancellationToken,
     /// Prometheus metrics of this process.
     pub metrics: Arc<Metrics>,
     /// Tokens, their grants and the per-caller stream limits.
@@ -361,7 +358,6 @@ impl JobService for JobApi {
             job_ids,
             after: request.after_position,
             heartbeat: self.watch_heartbeat,
-            stopping: self.stopping.clone(),
         };
         let open = self.metrics.watch_opened();
         Ok(Response::new(Box::pin(watch::WatchStream::new(

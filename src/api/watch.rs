@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -20,7 +20,6 @@ use futures::{Stream, StreamExt};
 use tokio::time::{Instant, Sleep};
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::Status;
 
 use super::ApiError;
@@ -45,8 +44,6 @@ pub struct WatchRequest {
     pub after: Option<i64>,
     /// How often an idle stream gets a heartbeat.
     pub heartbeat: Duration,
-    /// Ends the stream when the server shuts down.
-    pub stopping: CancellationToken,
 }
 
 impl WatchRequest {
@@ -69,12 +66,8 @@ pub struct WatchStream<G> {
     notices: BroadcastStream<Notice>,
     /// The process's tail is gone: the timer reads the log instead.
     notices_closed: bool,
-    stopping: Pin<Box<WaitForCancellationFutureOwned>>,
-    /// The waker `stopping` was last polled with; it wakes the stream when
-    /// the server stops.
-    stopping_waker: Option<Waker>,
-    /// Whether the last poll gave a message (see [`WatchStream::poll_next`]).
-    gave_message: bool,
+    /// Ended by an error or by the server's shutdown, which the notifier
+    /// tells every stream ([`Notice::Stopping`]).
     ended: bool,
     /// The stream's permit and metric, released with it.
     _guard: G,
@@ -109,7 +102,7 @@ struct Core {
 
 impl<G> WatchStream<G> {
     /// A stream subscribed to `notifier` now, so that nothing committed
-    /// after this call is missed.
+    /// after this call is missed; one made while the server stops is over.
     pub fn new(
         store: Store,
         notifier: &Notifier,
@@ -117,13 +110,11 @@ impl<G> WatchStream<G> {
         request: WatchRequest,
         guard: G,
     ) -> WatchStream<G> {
+        let notices = BroadcastStream::new(notifier.subscribe());
         WatchStream {
-            notices: BroadcastStream::new(notifier.subscribe()),
+            notices,
             notices_closed: false,
-            stopping: Box::pin(request.stopping.clone().cancelled_owned()),
-            stopping_waker: None,
-            gave_message: false,
-            ended: false,
+            ended: notifier.is_stopping(),
             work: None,
             core: Some(Box::new(Core {
                 timer: Box::pin(tokio::time::sleep(request.heartbeat)),
@@ -168,7 +159,6 @@ impl<G: Unpin> Stream for WatchStream<G> {
             };
             if let Some(message) = core.outbox.pop_front() {
                 core.last_sent = Instant::now();
-                this.gave_message = true;
                 return Poll::Ready(Some(Ok(message)));
             }
             if core.needs_database() {
@@ -182,25 +172,12 @@ impl<G: Unpin> Stream for WatchStream<G> {
                 core.push(pb::watch_jobs_response::Message::CaughtUp(pb::CaughtUp {}));
                 continue;
             }
-            // The shutdown future holds this task's waker from an earlier
-            // poll, and polling it takes a lock every stream shares. The
-            // poll right after a message (the connection asks for more at
-            // once) was not woken by it, so it need not look; a poll that
-            // was woken for nothing else does.
-            let registered = this
-                .stopping_waker
-                .as_ref()
-                .is_some_and(|waker| waker.will_wake(cx.waker()));
-            if !(registered && this.gave_message) {
-                if this.stopping.as_mut().poll(cx).is_ready() {
-                    this.ended = true;
-                    return Poll::Ready(None);
-                }
-                this.stopping_waker = Some(cx.waker().clone());
-            }
-            this.gave_message = false;
             if !this.notices_closed {
                 match this.notices.poll_next_unpin(cx) {
+                    Poll::Ready(Some(Ok(Notice::Stopping))) => {
+                        this.ended = true;
+                        return Poll::Ready(None);
+                    }
                     Poll::Ready(Some(notice)) => {
                         core.take(notice);
                         continue;
@@ -298,10 +275,13 @@ impl Core {
                 self.take_batch(&batch);
             }
             // A batch beyond this stream's position, or missed batches: the
-            // log has what came between.
+            // log has what came between. (A lagging receiver still gets
+            // the last notice, so it learns of a shutdown.)
             Ok(Notice::Events(_)) | Err(BroadcastStreamRecvError::Lagged(_)) => {
                 self.need_read = true;
             }
+            // Handled by the stream itself.
+            Ok(Notice::Stopping) => {}
         }
     }
 

@@ -10,6 +10,7 @@ pub(crate) mod webhooks;
 
 use std::collections::{HashMap, hash_map::Entry};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::broadcast;
@@ -29,6 +30,9 @@ pub enum Notice {
     Events(Arc<EventBatch>),
     /// A job's task counts changed.
     Progress(JobId),
+    /// The server is stopping: watch streams end (see
+    /// [`Notifier::stop_watchers`]).
+    Stopping,
 }
 
 /// The log's events after position `after` up to and including `until`
@@ -69,13 +73,18 @@ const TAIL_PAGE: usize = 1000;
 #[derive(Clone)]
 pub struct Notifier {
     sender: broadcast::Sender<Notice>,
+    /// Set once [`Notifier::stop_watchers`] was called.
+    stopping: Arc<AtomicBool>,
 }
 
 impl Notifier {
     /// Starts listening until `shutdown`, reconnecting after failures.
     pub fn start(store: Store, shutdown: CancellationToken) -> Notifier {
         let (sender, _) = broadcast::channel(1024);
-        let notifier = Notifier { sender };
+        let notifier = Notifier {
+            sender,
+            stopping: Arc::default(),
+        };
         let forward = notifier.sender.clone();
         let events_committed = Arc::new(tokio::sync::Notify::new());
         tokio::spawn(tail(
@@ -115,6 +124,21 @@ impl Notifier {
     /// A receiver of every notice from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
         self.sender.subscribe()
+    }
+
+    /// Tells every watch stream that the server is stopping, so that a
+    /// graceful shutdown need not wait for them. A stream learns it from its
+    /// receiver, which it polls anyway: it needs no shutdown future of its
+    /// own, whose every poll would take a lock all streams share.
+    pub fn stop_watchers(&self) {
+        self.stopping.store(true, Ordering::Release);
+        let _ = self.sender.send(Notice::Stopping);
+    }
+
+    /// Whether [`Notifier::stop_watchers`] was called: a stream that
+    /// subscribed after it ends at once.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
     }
 }
 
