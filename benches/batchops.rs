@@ -839,11 +839,27 @@ async fn notify(bench: &mut Bench) {
     }
     streams.abort_all();
     let mut samples = Vec::with_capacity(watchers * rounds);
+    // When each round's change reached its last watcher.
+    // When each round's change reached its first and its last watcher.
+    let mut round_reach: std::collections::HashMap<&String, (Duration, Duration)> =
+        std::collections::HashMap::new();
     for record in &records {
         for (job_id, at) in record.lock().unwrap().iter() {
-            samples.push(at.duration_since(sent_at[job_id]));
+            let latency = at.duration_since(sent_at[job_id]);
+            samples.push(latency);
+            let (first, last) = round_reach
+                .entry(sent_at.get_key_value(job_id).unwrap().0)
+                .or_insert((latency, latency));
+            *first = (*first).min(latency);
+            *last = (*last).max(latency);
         }
     }
+    let mut round_firsts: Vec<Duration> = round_reach.values().map(|(first, _)| *first).collect();
+    let mut round_ends: Vec<Duration> = round_reach.values().map(|(_, last)| *last).collect();
+    let mut spreads: Vec<Duration> = round_reach
+        .values()
+        .map(|(first, last)| *last - *first)
+        .collect();
     assert_eq!(
         samples.len(),
         watchers * rounds,
@@ -854,11 +870,22 @@ async fn notify(bench: &mut Bench) {
     // the process costs (the command, its commit, NOTIFY and the tail's
     // read); the rest is the fan-out to every stream.
     let first = samples[0].as_secs_f64() * 1000.0;
-    let (command_p50, _, _) = percentiles(&mut commands);
+    let (command_p50, command_p99, _) = percentiles(&mut commands);
+    let (first_p50, first_p99, _) = percentiles(&mut round_firsts);
+    let (round_p50, round_p99, round_max) = percentiles(&mut round_ends);
+    let (spread_p50, spread_p99, _) = percentiles(&mut spreads);
     println!("## notify: {watchers} watchers × {rounds} status changes");
-    println!("command    p50 {command_p50:.2} ms  (UpdateJobStatus sent → its response received)");
+    println!(
+        "command    p50 {command_p50:.2} ms  p99 {command_p99:.2} ms  (UpdateJobStatus sent → its response received)"
+    );
+    println!(
+        "reach      first p50 {first_p50:.2} ms  p99 {first_p99:.2} ms  first → last p50 {spread_p50:.2} ms  p99 {spread_p99:.2} ms  (per change)"
+    );
     println!(
         "notify     first {first:.2} ms  p50 {p50:.2} ms  p99 {p99:.2} ms  max {max:.2} ms  (UpdateJobStatus sent → event received by each watcher)"
+    );
+    println!(
+        "all        p50 {round_p50:.2} ms  p99 {round_p99:.2} ms  max {round_max:.2} ms  (UpdateJobStatus sent → received by its last watcher, per change)"
     );
 }
 

@@ -80,6 +80,14 @@ impl JobApi {
         if decision.effects.contains(&Effect::StopTaskStarts) {
             self.gate.stop(job.id);
         }
+        // Only the loops the change gives work to: a thousand commands a
+        // second need not make the engine look a thousand times.
+        if decision.reschedules() {
+            Wakers::wake(&self.wakers.scheduler);
+        }
+        if decision.awaits_finisher() {
+            Wakers::wake(&self.wakers.finisher);
+        }
         Ok(job)
     }
 
@@ -242,8 +250,6 @@ impl JobService for JobApi {
             .run(&request.account_id, &request.job_id, command)
             .await?;
         info!(job_id = %job.id, status = %job.status, "job status updated");
-        Wakers::wake(&self.wakers.scheduler);
-        Wakers::wake(&self.wakers.finisher);
         Ok(Response::new(pb::UpdateJobStatusResponse {
             job_id: job.id.to_string(),
             status: contract::status_to_proto(job.status) as i32,
@@ -267,7 +273,6 @@ impl JobService for JobApi {
                 Command::ChangePriority { priority },
             )
             .await?;
-        Wakers::wake(&self.wakers.scheduler);
         Ok(Response::new(pb::UpdateJobPriorityResponse {
             job_id: job.id.to_string(),
             priority: job.priority,

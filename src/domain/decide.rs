@@ -51,12 +51,15 @@ pub fn created(id: JobId, created: &JobCreated, at: DateTime<Utc>) -> Job {
 
 /// What a command decided: the events to record, and what must happen
 /// besides them, which the store and the engine carry out.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     /// What happened, in order, to append to the log.
     pub events: Vec<Event>,
     /// What must happen besides.
     pub effects: Vec<Effect>,
+    /// The job's status before the events, and after them.
+    from: JobStatus,
+    to: JobStatus,
 }
 
 /// What must happen besides recording a decision's events.
@@ -85,7 +88,30 @@ impl Decision {
         if !from.is_terminal() && to.is_terminal() {
             effects.push(Effect::ReleaseChunks);
         }
-        Decision { events, effects }
+        Decision {
+            events,
+            effects,
+            from,
+            to,
+        }
+    }
+
+    /// Whether the scheduler has to hand out the slots again: the job
+    /// joined or left the jobs that compete for them, or changed its
+    /// priority among them. (Cancelling a Suspended job, say, does not.)
+    pub fn reschedules(&self) -> bool {
+        self.from.competes_for_slot() != self.to.competes_for_slot()
+            || (self.to.competes_for_slot()
+                && self
+                    .events
+                    .iter()
+                    .any(|event| matches!(event, Event::PriorityChanged { .. })))
+    }
+
+    /// Whether the job entered a status that the finisher ends: a drain,
+    /// or Completing.
+    pub fn awaits_finisher(&self) -> bool {
+        self.from != self.to && self.to.is_ended_by_finisher()
     }
 }
 

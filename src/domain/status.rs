@@ -87,6 +87,12 @@ impl JobStatus {
         )
     }
 
+    /// Whether the engine's finisher ends the status once what it waits
+    /// for is done: the draining statuses, and Completing.
+    pub fn is_ended_by_finisher(self) -> bool {
+        self.is_draining() || self == JobStatus::Completing
+    }
+
     /// Whether task results may still be recorded: while tasks run or drain.
     pub fn accepts_results(self) -> bool {
         self.runs_tasks() || self.is_draining()

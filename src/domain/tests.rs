@@ -1036,3 +1036,35 @@ fn allowed_actions_are_what_decide_accepts_in_each_status() {
         assert_eq!(allowed, expected, "{status}");
     }
 }
+
+#[test]
+fn a_decision_wakes_only_the_engine_loops_it_gives_work() {
+    let wakes = |then: &Then| {
+        let decision = then.decision();
+        (decision.reschedules(), decision.awaits_finisher())
+    };
+    // Cancelling a job that waits for confirmation frees no slot and
+    // leaves nothing to finish.
+    let then = given_in(Suspended).when(Command::Cancel { reason: None });
+    assert_eq!(wakes(&then), (false, false));
+    // Confirming makes it compete for a slot.
+    let then = given_in(Suspended).when(Command::Confirm { reason: None });
+    assert_eq!(wakes(&then), (true, false));
+    // Cancelling a running job frees its slot and leaves a drain to finish.
+    let then = given_in(Active).when(Command::Cancel { reason: None });
+    assert_eq!(wakes(&then), (true, true));
+    // Pausing keeps the slot until the drain, which the finisher ends.
+    let then = given_in(Active).when(Command::Pause);
+    assert_eq!(wakes(&then), (false, true));
+    // The last result frees the slot and leaves Completing to finish.
+    let then = given_in(Active).when(results(TASKS, 0));
+    assert_eq!(wakes(&then), (true, true));
+    // A result that ends nothing wakes neither.
+    let then = given_in(Active).when(results(1, 0));
+    assert_eq!(wakes(&then), (false, false));
+    // A new priority matters among the jobs that compete, not before.
+    let then = given_in(Ready).when(Command::ChangePriority { priority: 7 });
+    assert_eq!(wakes(&then), (true, false));
+    let then = given_in(Suspended).when(Command::ChangePriority { priority: 7 });
+    assert_eq!(wakes(&then), (false, false));
+}
