@@ -67,6 +67,10 @@ struct Args {
     /// Status changes watched (notify).
     #[arg(long, default_value_t = 10)]
     rounds: usize,
+    /// Status changes watched first and left out of the figures (notify):
+    /// the first changes after a thousand streams open grow their buffers.
+    #[arg(long, default_value_t = 10)]
+    warmup_rounds: usize,
     /// Units of work for the side-by-side run with graphile-worker and
     /// pg-boss (peers).
     #[arg(long, default_value_t = 100_000)]
@@ -145,10 +149,7 @@ impl Bench {
             format!("--task-concurrency={}", args.task_concurrency),
             format!("--chunk-size={}", args.chunk_size),
             format!("--file-chunk-size={}", args.chunk_size),
-            format!(
-                "--poll-interval-ms={}",
-                std::env::var("BENCH_POLL_MS").unwrap_or("20".into())
-            ),
+            "--poll-interval-ms=20".to_owned(),
             format!("--database-pool-size={POOL_SIZE}"),
             "--s3control-listen=off".to_owned(),
             "--console-listen=off".to_owned(),
@@ -751,10 +752,11 @@ type Record = Arc<std::sync::Mutex<Vec<(String, Instant)>>>;
 
 async fn notify(bench: &mut Bench) {
     let (watchers, rounds) = (bench.args.watchers, bench.args.rounds);
+    let warmup = bench.args.warmup_rounds;
     // Jobs waiting in Suspended, one per round, before anyone watches.
     let key = bench.manifest(1);
     let mut jobs = Vec::new();
-    for _ in 0..rounds {
+    for _ in 0..warmup + rounds {
         jobs.push(bench.create(&key, true, false).await);
     }
     for job in jobs.clone() {
@@ -832,19 +834,24 @@ async fn notify(bench: &mut Bench) {
             })
             .await
             .unwrap();
-        commands.push(sent.elapsed());
+        if round >= warmup {
+            commands.push(sent.elapsed());
+        }
         while delivered.load(Ordering::Acquire) < watchers * (round + 1) {
             round_done.notified().await;
         }
     }
     streams.abort_all();
+    let measured: std::collections::HashSet<&String> = jobs[warmup..].iter().collect();
     let mut samples = Vec::with_capacity(watchers * rounds);
-    // When each round's change reached its last watcher.
     // When each round's change reached its first and its last watcher.
     let mut round_reach: std::collections::HashMap<&String, (Duration, Duration)> =
         std::collections::HashMap::new();
     for record in &records {
         for (job_id, at) in record.lock().unwrap().iter() {
+            if !measured.contains(job_id) {
+                continue;
+            }
             let latency = at.duration_since(sent_at[job_id]);
             samples.push(latency);
             let (first, last) = round_reach
@@ -874,7 +881,9 @@ async fn notify(bench: &mut Bench) {
     let (first_p50, first_p99, _) = percentiles(&mut round_firsts);
     let (round_p50, round_p99, round_max) = percentiles(&mut round_ends);
     let (spread_p50, spread_p99, _) = percentiles(&mut spreads);
-    println!("## notify: {watchers} watchers × {rounds} status changes");
+    println!(
+        "## notify: {watchers} watchers × {rounds} status changes (after {warmup} not counted)"
+    );
     println!(
         "command    p50 {command_p50:.2} ms  p99 {command_p99:.2} ms  (UpdateJobStatus sent → its response received)"
     );

@@ -6,7 +6,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -33,6 +36,8 @@ pub(super) async fn run(
     let owner = Uuid::new_v4();
     // The account served last: the next claim goes to the account after it.
     let last_account = Mutex::new(None);
+    // Whether the last claim found nothing.
+    let idle = AtomicBool::new(false);
     run_rounds(
         &engine,
         "worker",
@@ -40,7 +45,7 @@ pub(super) async fn run(
         &shutdown,
         || async {
             Ok(
-                if work_once(&engine, owner, &permits, &last_account, &sizes).await? {
+                if work_once(&engine, owner, &permits, &last_account, &sizes, &idle).await? {
                     Round::MoreWork
                 } else {
                     Round::Idle
@@ -112,8 +117,15 @@ async fn work_once(
     permits: &Semaphore,
     last_account: &Mutex<Option<AccountId>>,
     sizes: &Mutex<ClaimSizes>,
+    idle: &AtomicBool,
 ) -> Result<bool, StoreError> {
     let client = engine.store.client().await?;
+    // An idle worker polls every poll interval, and is woken by commands
+    // that start no task: it first asks whether any job runs tasks at all,
+    // which costs the database far less than a claim.
+    if idle.load(Ordering::Relaxed) && !tasks::any_job_runs_tasks(&client).await? {
+        return Ok(false);
+    }
     let after = last_account
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -121,6 +133,7 @@ async fn work_once(
     let known = sizes.lock().unwrap_or_else(|e| e.into_inner()).sizes();
     let claimed =
         tasks::claim_chunks(&client, owner, engine.config.lease, after.as_ref(), &known).await?;
+    idle.store(claimed.is_none(), Ordering::Relaxed);
     let Some(chunk) = claimed else {
         return Ok(false);
     };

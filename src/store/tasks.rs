@@ -73,6 +73,9 @@ const JOBS_TO_PREPARE: &str = "
 /// waits for the claim, or the claim for it and then sees the new status,
 /// so a finisher never ends a job while a claim of it is in flight; result
 /// commits (`FOR NO KEY UPDATE`) and claims do not wait for each other.
+// Cheap next to CLAIM_CHUNKS, whose plan is made afresh on every call.
+const ANY_JOB_IN_STATUSES: &str = "
+    SELECT EXISTS (SELECT 1 FROM jobs WHERE status = ANY($1))";
 const CLAIM_CHUNKS: &str = "
     WITH job AS (
         SELECT j.job_id
@@ -263,6 +266,19 @@ pub async fn status(
         .ok_or(StoreError::NotFound(id))?;
     let name: String = row.try_get(0)?;
     JobStatus::parse(&name).ok_or_else(|| StoreError::Corrupt(format!("unknown status {name}")))
+}
+
+/// Whether any job runs tasks: an idle worker asks this before it tries
+/// to claim chunks.
+pub async fn any_job_runs_tasks(client: &impl GenericClient) -> Result<bool, StoreError> {
+    Ok(select_one(
+        client,
+        "ANY_JOB_IN_STATUSES",
+        ANY_JOB_IN_STATUSES,
+        &[&names(JobStatus::runs_tasks)],
+    )
+    .await?
+    .try_get(0)?)
 }
 
 /// Jobs in any of `statuses`, highest priority first.
