@@ -50,6 +50,14 @@ impl WatchRequest {
     fn wants(&self, account: &AccountId, job_id: JobId) -> bool {
         *account == self.account && (self.job_ids.is_empty() || self.job_ids.contains(&job_id))
     }
+
+    /// Whether a job's progress may concern this stream: another account's
+    /// is not even read. (A notice without an account, from a process of an
+    /// earlier version, is checked by the read.)
+    fn may_want_progress(&self, account: Option<&AccountId>, job_id: JobId) -> bool {
+        account.is_none_or(|account| *account == self.account)
+            && (self.job_ids.is_empty() || self.job_ids.contains(&job_id))
+    }
 }
 
 /// One stream's messages, ended by an error or by the server's shutdown.
@@ -260,8 +268,8 @@ impl Core {
 
     fn take(&mut self, notice: Result<Notice, BroadcastStreamRecvError>) {
         match notice {
-            Ok(Notice::Progress(id)) => {
-                if self.request.job_ids.is_empty() || self.request.job_ids.contains(&id) {
+            Ok(Notice::Progress(id, account)) => {
+                if self.request.may_want_progress(account.as_ref(), id) {
                     self.pending_progress.insert(id);
                     let due = self.progress_due(id).unwrap_or_else(Instant::now);
                     if due < self.timer.deadline() {
@@ -393,5 +401,39 @@ async fn progress_of(
         }
         Err(crate::store::StoreError::NotFound(_)) => Ok(None),
         Err(other) => Err(other.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(account: &str, job_ids: Vec<JobId>) -> WatchRequest {
+        WatchRequest {
+            account: AccountId(account.into()),
+            job_ids,
+            after: None,
+            heartbeat: Duration::from_secs(1),
+        }
+    }
+
+    /// Another account's progress is not even read; a notice without an
+    /// account (from an earlier version's process) is left to the read's
+    /// account check; a stream of some jobs wants only theirs.
+    #[test]
+    fn a_stream_reads_progress_only_of_its_own_accounts_jobs() {
+        let (mine, theirs) = (
+            AccountId("111122223333".into()),
+            AccountId("444455556666".into()),
+        );
+        let (job, other_job) = (JobId(uuid::Uuid::now_v7()), JobId(uuid::Uuid::now_v7()));
+        let all = request("111122223333", vec![]);
+        assert!(all.may_want_progress(Some(&mine), job));
+        assert!(!all.may_want_progress(Some(&theirs), job));
+        assert!(all.may_want_progress(None, job));
+        let some = request("111122223333", vec![job]);
+        assert!(some.may_want_progress(Some(&mine), job));
+        assert!(!some.may_want_progress(Some(&mine), other_job));
+        assert!(!some.may_want_progress(Some(&theirs), job));
     }
 }

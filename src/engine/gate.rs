@@ -97,7 +97,7 @@ pub(super) async fn follow_status_changes(
                     }
                 }
             }
-            Ok(Notice::Progress(_) | Notice::Stopping) => {}
+            Ok(Notice::Progress(..) | Notice::Stopping) => {}
             // Missed notices are left to the chunks' own status checks.
             Err(broadcast::error::RecvError::Lagged(_)) => {}
             Err(broadcast::error::RecvError::Closed) => return,

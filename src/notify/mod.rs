@@ -20,7 +20,9 @@ use tracing::warn;
 use crate::contract::HistoryFolder;
 use crate::domain::{AccountId, JobId};
 use crate::proto as pb;
-use crate::store::{EVENTS_CHANNEL, PROGRESS_CHANNEL, RecordedEvent, Store, jobs};
+use crate::store::{
+    EVENTS_CHANNEL, PROGRESS_CHANNEL, RecordedEvent, Store, jobs, parse_progress_payload,
+};
 
 /// What a notification says happened.
 #[derive(Debug, Clone)]
@@ -28,8 +30,9 @@ pub enum Notice {
     /// Job events were committed; the process's tail read them once for
     /// every stream.
     Events(Arc<EventBatch>),
-    /// A job's task counts changed.
-    Progress(JobId),
+    /// A job's task counts changed; the job's account, unless an earlier
+    /// version's process sent the notice.
+    Progress(JobId, Option<AccountId>),
     /// The server is stopping: watch streams end (see
     /// [`Notifier::stop_watchers`]).
     Stopping,
@@ -98,9 +101,9 @@ impl Notifier {
                 let listening =
                     store.listen(&[EVENTS_CHANNEL, PROGRESS_CHANNEL], |channel, payload| {
                         if channel == PROGRESS_CHANNEL {
-                            if let Ok(id) = uuid::Uuid::parse_str(payload) {
+                            if let Some((id, account)) = parse_progress_payload(payload) {
                                 // No subscriber is fine; a lagging one re-reads the log.
-                                let _ = forward.send(Notice::Progress(JobId(id)));
+                                let _ = forward.send(Notice::Progress(id, account));
                             }
                         } else {
                             events_committed.notify_one();

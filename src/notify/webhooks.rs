@@ -151,7 +151,7 @@ async fn events_committed(notices: &mut broadcast::Receiver<Notice>) {
     loop {
         match notices.recv().await {
             Ok(Notice::Events(_)) | Err(broadcast::error::RecvError::Lagged(_)) => return,
-            Ok(Notice::Progress(_) | Notice::Stopping) => {}
+            Ok(Notice::Progress(..) | Notice::Stopping) => {}
             Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
         }
     }

@@ -26,6 +26,8 @@ use tracing::info;
 
 use error::During;
 
+use crate::domain::{AccountId, JobId};
+
 pub use error::StoreError;
 pub use job_cache::JobCache;
 pub use jobs::{JobPage, LoggedEvent, RecordedEvent};
@@ -38,6 +40,23 @@ pub const EVENTS_CHANNEL: &str = "batchops_job_events";
 
 /// The channel NOTIFY wakes listeners on after a chunk's results commit.
 pub const PROGRESS_CHANNEL: &str = "batchops_job_progress";
+
+/// What a progress NOTIFY says: the job and its account, so that a
+/// listener need not read another account's job to learn it is not its own.
+pub fn progress_payload(job: JobId, account: &AccountId) -> String {
+    format!("{job} {}", account.0)
+}
+
+/// The job and (when the payload names it) the account of a progress
+/// NOTIFY; `None` for a payload that is neither. A process of an earlier
+/// version sends the job alone.
+pub fn parse_progress_payload(payload: &str) -> Option<(JobId, Option<AccountId>)> {
+    let (job, account) = match payload.split_once(' ') {
+        Some((job, account)) => (job, Some(AccountId(account.to_owned()))),
+        None => (payload, None),
+    };
+    Some((JobId(uuid::Uuid::parse_str(job).ok()?), account))
+}
 
 /// A pool of connections to the batchops database.
 #[derive(Clone)]
@@ -225,7 +244,23 @@ pub(crate) async fn run(
 
 #[cfg(test)]
 mod tests {
-    use crate::domain::JobStatus;
+    use super::{parse_progress_payload, progress_payload};
+    use crate::domain::{AccountId, JobId, JobStatus};
+
+    /// A progress NOTIFY names the job and its account; one from an
+    /// earlier version names the job alone; anything else is no notice.
+    #[test]
+    fn a_progress_payload_names_the_job_and_its_account() {
+        let job = JobId(uuid::Uuid::now_v7());
+        let account = AccountId("111122223333".into());
+        assert_eq!(
+            parse_progress_payload(&progress_payload(job, &account)),
+            Some((job, Some(account)))
+        );
+        assert_eq!(parse_progress_payload(&job.to_string()), Some((job, None)));
+        assert_eq!(parse_progress_payload("not a job 111122223333"), None);
+        assert_eq!(parse_progress_payload(""), None);
+    }
 
     /// Every status rule has one home, the domain: a statement that selects
     /// by status takes the statuses as a parameter made by a `JobStatus`

@@ -578,7 +578,8 @@ pub async fn complete_chunk(
     // Queued until the commit; sent before the job row is locked, so that
     // the lock is held for as few round trips as possible.
     let notify = cached(&tx, NOTIFY_PROGRESS, "NOTIFY_PROGRESS").await?;
-    tx.execute(&notify, &[&PROGRESS_CHANNEL, &claim.job_id.to_string()])
+    let payload = super::progress_payload(claim.job_id, &claim.account_id);
+    tx.execute(&notify, &[&PROGRESS_CHANNEL, &payload])
         .await
         .during("NOTIFY_PROGRESS")?;
     // The job row is locked last: the commits of one job's results wait
