@@ -133,8 +133,9 @@ pub struct ServeConfig {
     /// huge manifest never holds up another account's job.
     #[arg(long, env = "BATCHOPS_MAX_PREPARING_JOBS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub max_preparing_jobs: u32,
-    /// Milliseconds between heartbeats on an idle WatchJobs stream.
-    #[arg(long, env = "BATCHOPS_WATCH_HEARTBEAT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..))]
+    /// Milliseconds between heartbeats on an idle WatchJobs stream (at most
+    /// an hour: proxies close quieter streams long before).
+    #[arg(long, env = "BATCHOPS_WATCH_HEARTBEAT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub watch_heartbeat_ms: u64,
     /// Address of the S3 Control job API (REST-XML, for `aws s3control`,
     /// boto3 and the AWS SDKs), or `off`.
@@ -306,4 +307,36 @@ pub enum ConfigError {
     /// `--invoke-functions` is not a list of FUNCTION=URL.
     #[error("--invoke-functions: {0}")]
     InvokeFunctions(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::ServeConfig;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        config: ServeConfig,
+    }
+
+    /// A heartbeat period is bounded, so that the time of the next one
+    /// cannot overflow.
+    #[test]
+    fn the_watch_heartbeat_is_at_most_an_hour() {
+        let parse = |value: &str| Serve::try_parse_from(["serve", "--watch-heartbeat-ms", value]);
+        assert_eq!(
+            parse("3600000").unwrap().config.watch_heartbeat_ms,
+            3_600_000
+        );
+        for refused in ["3600001", "18446744073709551615", "9"] {
+            let error = parse(refused).err().expect("refused");
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{refused}"
+            );
+        }
+    }
 }
