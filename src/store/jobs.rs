@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::{
     EVENTS_CHANNEL, StoreError, cached, error::During, run, select, select_one, select_opt,
+    select_planned,
 };
 use crate::domain::{
     self, AccountId, Command, Decision, EVENT_SCHEMA_VERSION, Effect, Event, Job, JobCreated,
@@ -378,7 +379,7 @@ pub async fn list(
 ) -> Result<JobPage, StoreError> {
     let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
     let (after_time, after_id) = after.unzip();
-    let rows = select(
+    let rows = select_planned(
         client,
         "LIST_JOBS",
         LIST_JOBS,
@@ -457,7 +458,7 @@ pub async fn account_events_after(
     limit: usize,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let ids: Vec<Uuid> = job_ids.iter().map(|id| id.0).collect();
-    let rows = select(
+    let rows = select_planned(
         client,
         "ACCOUNT_EVENTS_AFTER",
         ACCOUNT_EVENTS_AFTER,
@@ -474,7 +475,7 @@ pub async fn all_events_after(
     after: i64,
     limit: usize,
 ) -> Result<Vec<(AccountId, RecordedEvent)>, StoreError> {
-    let rows = select(
+    let rows = select_planned(
         client,
         "ALL_EVENTS_AFTER",
         ALL_EVENTS_AFTER,

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::{StoreError, run, select, select_one, select_opt};
+use super::{StoreError, run, select_one, select_opt, select_planned};
 use crate::domain::{AccountId, JobId};
 
 const REGISTER: &str = "
@@ -157,7 +157,7 @@ pub async fn claim(
     limit: usize,
 ) -> Result<Vec<Delivery>, StoreError> {
     let busy: Vec<&str> = busy.iter().map(|account| account.0.as_str()).collect();
-    let rows = select(
+    let rows = select_planned(
         client,
         "CLAIM",
         CLAIM,

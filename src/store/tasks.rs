@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::{
     PROGRESS_CHANNEL, StoreError, cached, error::During, jobs, run, select, select_one, select_opt,
+    select_planned,
 };
 use crate::domain::{
     AccountId, BucketGrant, Command, Decision, ErrorSample, ErrorSummary, Job, JobId, JobStatus,
@@ -271,14 +272,17 @@ pub async fn status(
 /// Whether any job runs tasks: an idle worker asks this before it tries
 /// to claim chunks.
 pub async fn any_job_runs_tasks(client: &impl GenericClient) -> Result<bool, StoreError> {
-    Ok(select_one(
+    let rows = select_planned(
         client,
         "ANY_JOB_IN_STATUSES",
         ANY_JOB_IN_STATUSES,
         &[&names(JobStatus::runs_tasks)],
     )
-    .await?
-    .try_get(0)?)
+    .await?;
+    match rows.first() {
+        Some(row) => Ok(row.try_get(0)?),
+        None => Err(StoreError::Corrupt("EXISTS returned no row".into())),
+    }
 }
 
 /// Jobs in any of `statuses`, highest priority first.
@@ -288,7 +292,7 @@ pub async fn jobs_in(
     limit: usize,
 ) -> Result<Vec<JobId>, StoreError> {
     let names: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
-    let rows = select(
+    let rows = select_planned(
         client,
         "JOBS_IN_STATUSES",
         JOBS_IN_STATUSES,
@@ -304,7 +308,7 @@ pub async fn jobs_to_prepare(
     client: &impl GenericClient,
     limit: usize,
 ) -> Result<Vec<(JobId, AccountId)>, StoreError> {
-    let rows = select(
+    let rows = select_planned(
         client,
         "JOBS_TO_PREPARE",
         JOBS_TO_PREPARE,
@@ -681,7 +685,7 @@ pub async fn take_scheduler_lock(tx: &impl GenericClient) -> Result<(), StoreErr
 
 /// Every job that holds or waits for an active slot.
 pub async fn slot_candidates(tx: &impl GenericClient) -> Result<Vec<SlotCandidate>, StoreError> {
-    let rows = select(
+    let rows = select_planned(
         tx,
         "SLOT_CANDIDATES",
         SLOT_CANDIDATES,
@@ -709,7 +713,7 @@ pub async fn suspended_before(
     cutoff: DateTime<Utc>,
     limit: usize,
 ) -> Result<Vec<JobId>, StoreError> {
-    let rows = select(
+    let rows = select_planned(
         client,
         "SUSPENDED_SINCE_BEFORE",
         SUSPENDED_SINCE_BEFORE,
