@@ -225,26 +225,35 @@ pub(crate) async fn select_planned(
     client.query(sql, params).await.during(name)
 }
 
-/// The one row of the [`cached`] statement `sql`, if there is one.
+/// The row of the [`cached`] statement `sql` (a key lookup), if there is one.
 pub(crate) async fn select_opt(
     client: &impl deadpool_postgres::GenericClient,
     name: &'static str,
     sql: &str,
     params: &Params<'_>,
 ) -> Result<Option<tokio_postgres::Row>, StoreError> {
-    let statement = cached(client, sql, name).await?;
-    client.query_opt(&statement, params).await.during(name)
+    Ok(select(client, name, sql, params).await?.into_iter().next())
 }
 
-/// The one row of the [`cached`] statement `sql`, which always has one.
+/// The row of the [`cached`] statement `sql`, which always returns one.
 pub(crate) async fn select_one(
     client: &impl deadpool_postgres::GenericClient,
     name: &'static str,
     sql: &str,
     params: &Params<'_>,
 ) -> Result<tokio_postgres::Row, StoreError> {
-    let statement = cached(client, sql, name).await?;
-    client.query_one(&statement, params).await.during(name)
+    only_row(select(client, name, sql, params).await?, name)
+}
+
+/// The row of a statement that always returns one (an aggregate, an
+/// `EXISTS`, an `INSERT … RETURNING`).
+pub(crate) fn only_row(
+    rows: Vec<tokio_postgres::Row>,
+    name: &'static str,
+) -> Result<tokio_postgres::Row, StoreError> {
+    rows.into_iter()
+        .next()
+        .ok_or_else(|| StoreError::Corrupt(format!("{name} returned no row")))
 }
 
 /// Runs the [`cached`] statement `sql`; the number of rows it changed.

@@ -279,10 +279,7 @@ pub async fn any_job_runs_tasks(client: &impl GenericClient) -> Result<bool, Sto
         &[&names(JobStatus::runs_tasks)],
     )
     .await?;
-    match rows.first() {
-        Some(row) => Ok(row.try_get(0)?),
-        None => Err(StoreError::Corrupt("EXISTS returned no row".into())),
-    }
+    Ok(super::only_row(rows, "ANY_JOB_IN_STATUSES")?.try_get(0)?)
 }
 
 /// Jobs in any of `statuses`, highest priority first.
