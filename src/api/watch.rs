@@ -47,16 +47,19 @@ pub struct WatchRequest {
 }
 
 impl WatchRequest {
+    fn watches_job(&self, job_id: JobId) -> bool {
+        self.job_ids.is_empty() || self.job_ids.contains(&job_id)
+    }
+
     fn wants(&self, account: &AccountId, job_id: JobId) -> bool {
-        *account == self.account && (self.job_ids.is_empty() || self.job_ids.contains(&job_id))
+        *account == self.account && self.watches_job(job_id)
     }
 
     /// Whether a job's progress may concern this stream: another account's
     /// is not even read. (A notice without an account, from a process of an
     /// earlier version, is checked by the read.)
     fn may_want_progress(&self, account: Option<&AccountId>, job_id: JobId) -> bool {
-        account.is_none_or(|account| *account == self.account)
-            && (self.job_ids.is_empty() || self.job_ids.contains(&job_id))
+        account.is_none_or(|account| *account == self.account) && self.watches_job(job_id)
     }
 }
 
@@ -255,11 +258,7 @@ impl Core {
             let folder = folder_for(&self.store, &mut self.folders, recorded).await?;
             let event = folder.convert(recorded);
             cursor = recorded.position;
-            self.outbox
-                .push_back(pb::Frame::encode(&pb::WatchJobsResponse {
-                    position: cursor,
-                    message: Some(pb::watch_jobs_response::Message::Event(event)),
-                }));
+            self.push_at(cursor, pb::watch_jobs_response::Message::Event(event));
         }
         self.cursor = Some(cursor);
         self.need_read = page.len() == PAGE;
@@ -374,9 +373,14 @@ impl Core {
 
     /// Queues one message at the stream's position.
     fn push(&mut self, message: pb::watch_jobs_response::Message) {
+        self.push_at(self.cursor.unwrap_or_default(), message);
+    }
+
+    /// Queues one message at `position`, encoded.
+    fn push_at(&mut self, position: i64, message: pb::watch_jobs_response::Message) {
         self.outbox
             .push_back(pb::Frame::encode(&pb::WatchJobsResponse {
-                position: self.cursor.unwrap_or_default(),
+                position,
                 message: Some(message),
             }));
     }
